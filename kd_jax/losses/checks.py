@@ -1,0 +1,52 @@
+"""Input validation shared by the loss and metric functions.
+
+Losses run under `jit`, where a shape mismatch would otherwise broadcast silently into a wrong
+number. Shapes are static under tracing, so these checks cost nothing at run time.
+"""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+
+
+def require_same_shape(name_a: str, a, name_b: str, b) -> None:
+  """Raises ValueError naming both arrays and their shapes unless the shapes are equal."""
+  if jnp.shape(a) != jnp.shape(b):
+    raise ValueError(
+        f"{name_a} has shape {tuple(jnp.shape(a))} but {name_b} has shape "
+        f"{tuple(jnp.shape(b))}; they must be equal.")
+
+
+def require_rank(name: str, x, rank: int | tuple[int, ...]) -> None:
+  """Raises ValueError unless `x` has the given rank (or one of the given ranks)."""
+  ranks = (rank,) if isinstance(rank, int) else rank
+  if jnp.ndim(x) not in ranks:
+    wanted = " or ".join(str(r) for r in ranks)
+    raise ValueError(
+        f"{name} must have rank {wanted}, got shape {tuple(jnp.shape(x))}.")
+
+
+def require_dim(name_a: str, a, axis_a: int, name_b: str, b, axis_b: int, what: str) -> None:
+  """Raises ValueError unless a.shape[axis_a] == b.shape[axis_b] (e.g. equal batch sizes)."""
+  da, db = jnp.shape(a)[axis_a], jnp.shape(b)[axis_b]
+  if da != db:
+    raise ValueError(
+        f"{what} differ: {name_a} has shape {tuple(jnp.shape(a))} and {name_b} has shape "
+        f"{tuple(jnp.shape(b))}.")
+
+
+def require_labels(logits, labels) -> None:
+  """Integer labels must have the logits' shape without the class axis."""
+  if jnp.shape(labels) != jnp.shape(logits)[:-1]:
+    raise ValueError(
+        f"labels have shape {tuple(jnp.shape(labels))} but logits have shape "
+        f"{tuple(jnp.shape(logits))}; labels must be integer class ids of shape "
+        f"{tuple(jnp.shape(logits)[:-1])}.")
+  if not jnp.issubdtype(jnp.result_type(labels), jnp.integer):
+    raise ValueError(f"labels must be integer class ids, got dtype {jnp.result_type(labels)}.")
+
+
+def as_float32(*arrays):
+  """Losses compute in float32 even when models run in bfloat16 (PAPERS.md notation)."""
+  out = tuple(jnp.asarray(x, jnp.float32) for x in arrays)
+  return out[0] if len(out) == 1 else out
