@@ -2,7 +2,7 @@
 
 One file per family (DESIGN.md): `logits` (Hinton KD, ensembles, CE), `relational` (similarity KL
 for CompRess/ReAugKD, RKD, CC), `attention` (AMAD, one-to-one, head pooling), `embedding` (SEA MSE,
-FitNets, cosine), `scaffold` (DiSK). Each docstring gives the equation and its PAPERS.md section.
+FitNets, cosine), `scaffold` (DiSK). Each docstring gives the equation and its docs/PAPERS.md section.
 """
 
 from kd_jax.losses.attention import amad, head_pooled_attention, one_to_one_attention
