@@ -1,0 +1,45 @@
+"""Distillation methods: one module per method, all behind the `base.Method` interface.
+
+`get_method(name, **hyper_parameters)` builds one by the name used in configs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+
+from kd_jax.methods.base import Aux, Method, Variables, teacher_ensemble_logits
+from kd_jax.methods.supervised import Supervised
+from kd_jax.methods.vanilla_kd import VanillaKD
+
+METHODS: dict[str, type[Method]] = {
+    "supervised": Supervised,
+    "vanilla_kd": VanillaKD,
+}
+
+
+def get_method(name: str, **hyper_parameters) -> Method:
+  """Builds the method called `name`; unknown names or hyper-parameters fail with the valid ones.
+
+  `name` may also be "package.module:ClassName" for a `Method` defined outside this package.
+  """
+  if ":" in name:
+    module_name, _, class_name = name.partition(":")
+    cls = getattr(importlib.import_module(module_name), class_name, None)
+    if not (isinstance(cls, type) and issubclass(cls, Method)):
+      raise ValueError(f"{name!r} does not name a kd_jax.methods.Method subclass.")
+  elif name in METHODS:
+    cls = METHODS[name]
+  else:
+    raise ValueError(f"Unknown method {name!r}; known methods: {sorted(METHODS)} (or give "
+                     "'package.module:ClassName').")
+  known = {f.name for f in dataclasses.fields(cls)}
+  unknown = sorted(set(hyper_parameters) - known)
+  if unknown:
+    raise ValueError(f"Unknown hyper-parameter(s) {unknown} for method {name!r}; "
+                     f"it accepts {sorted(known)}.")
+  return cls(**hyper_parameters)
+
+
+__all__ = ["Aux", "METHODS", "Method", "Supervised", "VanillaKD", "Variables", "get_method",
+           "teacher_ensemble_logits"]

@@ -1,0 +1,204 @@
+"""From a validated config to the objects the loop runs: models, teachers, data, optimiser.
+
+Names resolve through the library's registries (`kd_jax.models.get_model`,
+`kd_jax.data.get_source`); a value "package.module:attribute" imports a callable instead, so
+experiments and tests can plug in their own model or data source without touching the trainer.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import importlib
+import json
+import os
+from typing import Any, Callable, Iterable, Iterator, Sequence
+
+import flax.linen as nn
+import jax
+import numpy as np
+import optax
+from absl import logging
+
+from kd_jax import methods
+from kd_jax.train import checkpoint as checkpoint_lib
+from kd_jax.train import config as config_lib
+
+PyTree = Any
+
+
+def resolve_callable(spec: str) -> Callable[..., Any]:
+  """'package.module:attribute' -> the attribute."""
+  module_name, _, attribute = spec.partition(":")
+  try:
+    return getattr(importlib.import_module(module_name), attribute)
+  except (ImportError, AttributeError) as error:
+    raise ValueError(f"Cannot import {spec!r}: {error}") from error
+
+
+def build_model(name: str, num_classes: int, model_kwargs: dict, *, dtype=None) -> nn.Module:
+  """`num_classes` and the compute `dtype` (bfloat16 runs) are passed unless model_kwargs set them.
+
+  The models keep float32 params and compute in their `dtype` field (flax convention).
+  """
+  kwargs = {"num_classes": num_classes, **dict(model_kwargs)}
+  if dtype is not None:
+    kwargs.setdefault("dtype", dtype)
+  if ":" in name:
+    factory = resolve_callable(name)
+  else:
+    from kd_jax import models  # pylint: disable=g-import-not-at-top
+    factory = functools.partial(models.get_model, name)
+  try:
+    return factory(**kwargs)
+  except (TypeError, ValueError, KeyError) as error:
+    raise ValueError(f"Cannot build model {name!r} with {kwargs}: {error}") from error
+
+
+def data_api():
+  """The data package (sources, loaders, transforms), imported lazily: TFDS is slow to import."""
+  from kd_jax import data  # pylint: disable=g-import-not-at-top
+  return data
+
+
+def _resolve_transform(spec: Any, api, *, batch_level: bool) -> Callable:
+  """A transform from its config entry.
+
+  Entries: a callable; "package.module:attribute" (used as is); a name of `kd_jax.data`
+  (classes such as "PadCropFlip" are instantiated without arguments, functions such as "mixup"
+  used as is); or a dict {"name": ..., **kwargs} — classes get the kwargs as constructor
+  arguments, functions as keyword arguments bound with `functools.partial`.
+  Per-example transforms are `(example, rng) -> example`, batch transforms `(batch, rng) -> batch`.
+  """
+  if callable(spec):
+    return spec
+  kwargs = {}
+  if isinstance(spec, str) and ":" in spec:
+    return resolve_callable(spec)
+  if not isinstance(spec, str):
+    kwargs = dict(spec)
+    if "name" not in kwargs:
+      raise ValueError(f"Transform {kwargs} needs a 'name'.")
+    spec = kwargs.pop("name")
+  target = getattr(api, spec, None)
+  if target is None:
+    kind = "batch transform" if batch_level else "transform"
+    raise ValueError(f"Unknown {kind} {spec!r}: not in {api.__name__}; give a name from there "
+                     "or 'package.module:callable'.")
+  if isinstance(target, type):
+    return target(**kwargs)
+  return functools.partial(target, **kwargs) if kwargs else target
+
+
+def _transforms(specs: Sequence[Any], api, *, batch_level: bool = False) -> list[Callable]:
+  return [_resolve_transform(spec, api, batch_level=batch_level) for spec in specs]
+
+
+def batch_transform(config) -> Callable[[dict, int], dict]:
+  """Host-side batch transforms (e.g. MixUp), seeded by (seed, step) so a resumed run redraws
+  exactly the same mixing; identity when none are configured."""
+  transforms = _transforms(config.batch_transforms, data_api(), batch_level=True)
+
+  def apply(batch: dict, step: int) -> dict:
+    rng = np.random.default_rng([config.seed, step])
+    for transform in transforms:
+      batch = transform(batch, rng)
+    return batch
+
+  return apply
+
+
+def get_source(config, split: str):
+  if ":" in config.dataset:
+    return resolve_callable(config.dataset)(split, data_dir=config.data_dir,
+                                            manual_dir=config.manual_dir)
+  return data_api().get_source(config.dataset, split, data_dir=config.data_dir,
+                               manual_dir=config.manual_dir)
+
+
+@dataclasses.dataclass
+class Data:
+  train_iter: Iterator[dict]
+  eval_batches: Callable[[], Iterable[dict]]
+  num_train_examples: int
+
+
+def build_data(config) -> Data:
+  """Per-host train iterator (global batch / process count) and a fresh-eval-pass factory."""
+  api = data_api()
+  train_source = get_source(config, config.train_split)
+  eval_source = get_source(config, config.eval_split)
+  per_host_batch = config.batch_size // jax.process_count()
+  train_iter = api.train_loader(
+      train_source, batch_size=per_host_batch, seed=config.seed,
+      transforms=_transforms(config.train_transforms, api),
+      shard_index=jax.process_index(), shard_count=jax.process_count())
+  eval_transforms = _transforms(config.eval_transforms, api)
+
+  per_host_eval_batch = config.eval_batch_size // jax.process_count()
+
+  def eval_batches():  # each host reads its own contiguous slice of the eval split
+    return api.eval_batches(eval_source, batch_size=per_host_eval_batch,
+                            transforms=eval_transforms, shard_index=jax.process_index(),
+                            shard_count=jax.process_count())
+
+  return Data(train_iter, eval_batches, len(train_source))
+
+
+def build_optimizer(opt, total_steps: int) -> tuple[optax.GradientTransformation,
+                                                     optax.Schedule]:
+  """The student optimiser and its learning-rate schedule (cosine or constant, with warmup)."""
+  decay_steps = max(total_steps - opt.warmup_steps, 1)
+  if opt.schedule == "cosine":
+    main = optax.cosine_decay_schedule(opt.learning_rate, decay_steps,
+                                       alpha=opt.end_learning_rate / opt.learning_rate)
+  else:
+    main = optax.constant_schedule(opt.learning_rate)
+  schedule = main
+  if opt.warmup_steps:
+    schedule = optax.join_schedules(
+        [optax.linear_schedule(0.0, opt.learning_rate, opt.warmup_steps), main],
+        [opt.warmup_steps])
+  # Weight decay on kernels only (ndim > 1): decaying BatchNorm scales and biases hurts.
+  kernels = lambda params: jax.tree.map(lambda p: p.ndim > 1, params)
+  if opt.name == "adamw":
+    return optax.adamw(schedule, weight_decay=opt.weight_decay, mask=kernels), schedule
+  parts = []
+  if opt.weight_decay:
+    parts.append(optax.add_decayed_weights(opt.weight_decay, mask=kernels))
+  if opt.name == "sgd":
+    parts.append(optax.sgd(schedule, momentum=opt.momentum or None, nesterov=opt.nesterov))
+  else:
+    parts.append(optax.adam(schedule))
+  return optax.chain(*parts), schedule
+
+
+def build_teachers(config, *, dtype=None) -> tuple[tuple[nn.Module, ...], tuple[PyTree, ...]]:
+  """Frozen teacher modules and their variables from the newest checkpoint of each workdir."""
+  modules, variables = [], []
+  for index, spec in enumerate(config_lib.teacher_specs(config)):
+    _check_teacher_run(index, spec, config)
+    modules.append(build_model(spec.model, config.num_classes, spec.model_kwargs, dtype=dtype))
+    step, teacher_variables = checkpoint_lib.restore_exported_variables(spec.workdir)
+    logging.info("Teacher %d: %s from %s (step %d).", index, spec.model, spec.workdir, step)
+    variables.append(teacher_variables)
+  return tuple(modules), tuple(variables)
+
+
+def _check_teacher_run(index: int, spec, config) -> None:
+  """The teacher's own run config (WORKDIR/config.json) must describe the same network."""
+  path = os.path.join(spec.workdir, "config.json")
+  if not os.path.exists(path):
+    return
+  with open(path) as f:
+    saved = json.load(f)
+  expected = {"model": spec.model, "model_kwargs": dict(spec.model_kwargs),
+              "num_classes": config.num_classes}
+  found = {key: saved.get(key) for key in expected}
+  if config_lib.listify(found) != config_lib.listify(expected):
+    raise ValueError(f"teachers[{index}] is declared as {expected} but the run in "
+                     f"{spec.workdir} trained {found}.")
+
+
+def build_method(config) -> methods.Method:
+  return methods.get_method(**config.method.to_dict())

@@ -1,0 +1,189 @@
+"""Orbax checkpoints of the train state plus the data-iterator position.
+
+Layout: WORKDIR/checkpoints/<step>/{state, data_iterator}. `state` is the whole `TrainState`
+(params, optimiser, model state, method state, RNG, step) through `StandardSave`; the iterator
+state (grain's `get_state()`) is written by a small handler, one JSON file per process, because
+on a multi-host run every host reads a different shard and has its own position (grain's own
+orbax handler does the same, but only accepts grain iterator classes).
+
+Resuming tries the newest step first. A step that fails to restore (truncated file, corrupt
+array) is reported, moved aside to WORKDIR/checkpoints_broken/ — never deleted and never
+silently overwritten by the re-run that reaches that step again — and the previous step is used.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+import time
+from typing import Any, NamedTuple, Optional
+
+import jax
+import orbax.checkpoint as ocp
+from etils import epath
+
+from kd_jax.train import mesh as mesh_lib
+
+PyTree = Any
+
+
+class IteratorStateHandler(ocp.CheckpointHandler):
+  """Saves an iterator position (JSON-able dict or bytes) as process_<i>-of-<n>.json."""
+
+  def _filename(self, directory: epath.Path) -> epath.Path:
+    return directory / f"process_{jax.process_index()}-of-{jax.process_count()}.json"
+
+  def save(self, directory: epath.Path, args: "IteratorStateSave"):
+    state = args.state
+    # grain's DataLoader iterators return JSON as bytes, dataset iterators a dict.
+    payload = ({"bytes": state.decode("utf-8")} if isinstance(state, bytes)
+               else {"json": state})
+    directory.mkdir(parents=True, exist_ok=True)
+    self._filename(directory).write_text(json.dumps(payload))
+
+  def restore(self, directory: epath.Path, args: Optional["IteratorStateRestore"] = None):
+    del args
+    filename = self._filename(directory)
+    if not filename.exists():
+      raise FileNotFoundError(
+          f"{filename} is missing: the checkpoint was written by a different number of "
+          "processes or is incomplete.")
+    payload = json.loads(filename.read_text())
+    return payload["bytes"].encode("utf-8") if "bytes" in payload else payload["json"]
+
+  def metadata(self, directory: epath.Path):
+    del directory
+    return None
+
+  def finalize(self, directory: epath.Path):
+    del directory
+
+  def close(self):
+    pass
+
+
+@ocp.args.register_with_handler(IteratorStateHandler, for_save=True)
+@dataclasses.dataclass
+class IteratorStateSave(ocp.args.CheckpointArgs):
+  state: Any
+
+
+@ocp.args.register_with_handler(IteratorStateHandler, for_restore=True)
+@dataclasses.dataclass
+class IteratorStateRestore(ocp.args.CheckpointArgs):
+  pass
+
+
+class Restored(NamedTuple):
+  step: int
+  state: PyTree
+  iterator_state: Any
+
+
+class Checkpointer:
+  """Periodic and final checkpoints, keeping the newest `max_to_keep`."""
+
+  def __init__(self, workdir: str, *, max_to_keep: int = 3, async_save: bool = True):
+    if max_to_keep < 1:
+      raise ValueError(f"max_to_keep must be >= 1, got {max_to_keep}.")
+    self.directory = epath.Path(workdir) / "checkpoints"
+    self.broken_directory = epath.Path(workdir) / "checkpoints_broken"
+    options = ocp.CheckpointManagerOptions(
+        create=True,
+        enable_async_checkpointing=async_save,
+        preservation_policy=ocp.checkpoint_managers.LatestN(max_to_keep),
+    )
+    self.manager = ocp.CheckpointManager(self.directory, options=options)
+
+  def all_steps(self) -> list[int]:
+    return sorted(self.manager.all_steps())
+
+  def save(self, step: int, state: PyTree, iterator_state: Any) -> None:
+    """Saves `state` and the iterator position at `step` (async: returns before it is on disk).
+
+    The iterator state must be taken *now* (the caller passes `get_state()`'s result, not the
+    iterator), since the iterator keeps moving while an async save is still writing.
+    """
+    self.manager.save(step, args=ocp.args.Composite(
+        state=ocp.args.StandardSave(state),
+        data_iterator=IteratorStateSave(iterator_state)), force=True)
+
+  def restore_latest(self, abstract_state: PyTree) -> Optional[Restored]:
+    """Newest readable checkpoint, or None when there is none (a fresh run).
+
+    Raises RuntimeError when checkpoints exist but none of them restores.
+
+    Args:
+      abstract_state: a pytree like the state (arrays, or `jax.ShapeDtypeStruct`s with
+        shardings); it fixes structure, dtypes and placement, so a run saved on 8 devices
+        resumes on 1 and vice versa.
+    """
+    steps = self.all_steps()
+    for step in reversed(steps):
+      try:
+        restored = self.manager.restore(step, args=ocp.args.Composite(
+            state=ocp.args.StandardRestore(abstract_state),
+            data_iterator=IteratorStateRestore()))
+        return Restored(step, restored["state"], restored["data_iterator"])
+      except Exception as error:  # pylint: disable=broad-except  (any failure => try older)
+        self._set_aside(step, error)
+    if steps:
+      # Starting from scratch here would quietly throw away the run (e.g. after a code change
+      # that altered the state's structure); make the user decide.
+      raise RuntimeError(
+          f"None of the checkpoints {steps} in {self.directory} could be restored; they were "
+          f"moved to {self.broken_directory} (see the errors above). Re-run to start from "
+          "scratch in this workdir, or restore them by hand.")
+    return None
+
+  def _set_aside(self, step: int, error: Exception) -> None:
+    destination = self.broken_directory / f"{step}-{time.strftime('%Y%m%d-%H%M%S')}"
+    print(f"WARNING: checkpoint step {step} in {self.directory} failed to restore "
+          f"({type(error).__name__}: {error}); moved to {destination}, trying the previous one.",
+          flush=True)
+    if jax.process_index() == 0:
+      self.broken_directory.mkdir(parents=True, exist_ok=True)
+      shutil.move(str(self.directory / str(step)), str(destination))
+    ocp.multihost.sync_global_processes(f"kd_jax_set_aside_{step}")  # all hosts see the move
+    self.manager.reload()
+
+  def reached_preemption(self, step: int) -> bool:
+    """True at the step all hosts agreed to stop at after a preemption notice (multi-host)."""
+    return self.manager.reached_preemption(step)
+
+  def wait(self) -> None:
+    self.manager.wait_until_finished()
+
+  def close(self) -> None:
+    self.manager.wait_until_finished()
+    self.manager.close()
+
+
+def restore_exported_variables(workdir: str) -> tuple[int, PyTree]:
+  """The student variables {"params", **model_state} of the newest checkpoint in `workdir`.
+
+  Used to load a finished run as a frozen teacher. The target is built from the checkpoint's
+  own metadata and placed replicated on this process's mesh, so a teacher trained on 8 devices
+  loads on 1 (and vice versa).
+  """
+  directory = epath.Path(workdir) / "checkpoints"
+  if not directory.exists():
+    raise FileNotFoundError(f"No checkpoints in {directory}: train the teacher first.")
+  options = ocp.CheckpointManagerOptions(read_only=True, create=False, save_interval_steps=0)
+  manager = ocp.CheckpointManager(
+      directory, options=options,
+      item_handlers={"state": ocp.StandardCheckpointHandler(),
+                     "data_iterator": IteratorStateHandler()})
+  try:
+    step = manager.latest_step()
+    if step is None:
+      raise FileNotFoundError(f"No checkpoints in {directory}: train the teacher first.")
+    sharding = mesh_lib.replicated(mesh_lib.make_mesh())
+    target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=sharding),
+                          manager.item_metadata(step)["state"])
+    state = manager.restore(step, args=ocp.args.Composite(
+        state=ocp.args.StandardRestore(target)))["state"]
+  finally:
+    manager.close()
+  return step, {"params": state["params"]["student"], **state["model_state"]}

@@ -1,0 +1,37 @@
+"""Runs a single or staged config: how one command trains teachers and then distils them.
+
+A staged config (see `kd_jax.train.config.is_staged`) holds named run configs executed in the
+order of `stage_order`, each in WORKDIR/<stage>; a teacher whose `workdir` is relative names an
+earlier stage. Every stage is validated before the first one runs, so a typo in the last
+student does not surface after an hour of teacher training.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import jax
+import ml_collections
+
+from kd_jax.train import config as config_lib
+from kd_jax.train import loop
+
+
+def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
+  """Returns the final eval metrics (a dict per stage when staged, also in WORKDIR/results.json)."""
+  if not config_lib.is_staged(config):
+    return loop.train_and_evaluate(config, workdir)
+  results = {}
+  for name, stage_config in config_lib.validate_stages(config):
+    teachers = config_lib.teacher_specs(stage_config)  # fresh copies: safe to edit
+    for teacher in teachers:
+      if not os.path.isabs(teacher.workdir):
+        teacher.workdir = os.path.join(workdir, teacher.workdir)
+    stage_config.teachers = tuple(teachers)
+    print(f"=== stage {name} -> {os.path.join(workdir, name)}", flush=True)
+    results[name] = loop.train_and_evaluate(stage_config, os.path.join(workdir, name))
+  if jax.process_index() == 0:
+    with open(os.path.join(workdir, "results.json"), "w") as f:
+      json.dump(results, f, indent=2)
+  return results

@@ -1,0 +1,192 @@
+"""Step builders: the jit-compiled, data-parallel train and eval steps.
+
+Only the trainable tree {"student", "method"} is differentiated; the teachers are applied in
+inference mode outside `value_and_grad` and wrapped in `stop_gradient`, so no gradient (and no
+backward computation) ever reaches them. Mixed precision follows the usual recipe: float32
+master params and optimiser state; the models are built with flax's `dtype=compute_dtype` and
+their params cast to it for the forward pass; outputs are cast back to float32 before any loss
+(the losses are float32 inside as well) and BatchNorm statistics are kept in float32.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import optax
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from kd_jax.methods.base import Aux, Method
+from kd_jax.train import mesh as mesh_lib
+from kd_jax.train.state import TrainState
+
+PyTree = Any
+
+
+def model_input(batch: dict[str, jax.Array], input_key: str, dtype) -> jax.Array:
+  """The model input: uint8 pixels become [0, 1] floats; integer token ids stay integers."""
+  x = batch[input_key]
+  if x.dtype == jnp.uint8:
+    return x.astype(dtype) / 255.0
+  if jnp.issubdtype(x.dtype, jnp.floating):
+    return x.astype(dtype)
+  return x
+
+
+def _cast_floats(tree: PyTree, dtype) -> PyTree:
+  return jax.tree.map(
+      lambda a: a.astype(dtype) if jnp.issubdtype(jnp.asarray(a).dtype, jnp.floating) else a, tree)
+
+
+def _as_float32(tree: PyTree) -> PyTree:
+  return _cast_floats(tree, jnp.float32)
+
+
+def _restore_dtypes(new: PyTree, like: PyTree) -> PyTree:
+  return jax.tree.map(lambda n, o: n.astype(o.dtype), new, like)
+
+
+class Forward:
+  """Student and teacher forward passes shared by the train and eval steps."""
+
+  def __init__(self, student: nn.Module, teachers: Sequence[nn.Module], compute_dtype):
+    self.student = student
+    self.teachers = tuple(teachers)
+    self.compute_dtype = compute_dtype
+
+  def student_train(self, params, model_state, x, rng):
+    """Train-mode forward; returns (float32 outputs, updated non-param collections)."""
+    variables = {"params": _cast_floats(params, self.compute_dtype), **model_state}
+    out, new_model_state = self.student.apply(
+        variables, x, train=True, rngs={"dropout": rng}, mutable=list(model_state))
+    return _as_float32(out), _restore_dtypes(dict(new_model_state), model_state)
+
+  def student_eval(self, params, model_state, x):
+    variables = {"params": _cast_floats(params, self.compute_dtype), **model_state}
+    return _as_float32(self.student.apply(variables, x, train=False))
+
+  def teachers_eval(self, teacher_variables: Sequence[PyTree], x) -> tuple:
+    """Frozen teachers in inference mode; a tuple with one output dict per ensemble member."""
+    outs = tuple(
+        teacher.apply(_cast_floats(variables, self.compute_dtype), x, train=False)
+        for teacher, variables in zip(self.teachers, teacher_variables))
+    return jax.tree.map(jax.lax.stop_gradient, _as_float32(outs))
+
+
+def _split_micro_batches(batch: dict, num_micro: int, mesh: Mesh) -> dict:
+  """[B, ...] -> [num_micro, B/num_micro, ...], micro-batch j = rows j, j+k, j+2k, ...
+
+  Strided rather than contiguous so that, with the batch split over devices in contiguous
+  blocks, every micro-batch takes the same number of rows from every device (no resharding).
+  """
+  def split(x):
+    x = x.reshape((x.shape[0] // num_micro, num_micro) + x.shape[1:])
+    x = jnp.swapaxes(x, 0, 1)
+    return jax.lax.with_sharding_constraint(
+        x, NamedSharding(mesh, PartitionSpec(None, mesh_lib.DATA_AXIS)))
+  return jax.tree.map(split, batch)
+
+
+def _merge_micro_batches(tree: PyTree) -> PyTree:
+  """Inverse of `_split_micro_batches` for stacked per-example outputs: back to [B, ...]."""
+  def merge(x):
+    x = jnp.swapaxes(x, 0, 1)
+    return x.reshape((x.shape[0] * x.shape[1],) + x.shape[2:])
+  return jax.tree.map(merge, tree)
+
+
+def build_train_step(*, forward: Forward, method: Method, tx: optax.GradientTransformation,
+                     mesh: Mesh, input_key: str, grad_accum_steps: int = 1
+                     ) -> Callable[[TrainState, Sequence[PyTree], dict], tuple[TrainState, dict]]:
+  """Returns jit(train_step)(state, teacher_variables, batch) -> (state, metrics).
+
+  The state argument is donated (its buffers are reused for the new state). With
+  `grad_accum_steps = k`, the global batch is processed as k micro-batches in a `lax.scan` and
+  the gradients are averaged, which equals one step on the full batch for batch-independent
+  models (BatchNorm statistics are then per micro-batch, as on a smaller accelerator).
+  """
+  if grad_accum_steps < 1:
+    raise ValueError(f"grad_accum_steps must be >= 1, got {grad_accum_steps}.")
+
+  def micro_step(trainable, model_state, method_state, teacher_variables, batch, rng, step):
+    x = model_input(batch, input_key, forward.compute_dtype)
+    teacher_out = forward.teachers_eval(teacher_variables, x) if method.uses_teacher else ()
+    rng_model, rng_method = jax.random.split(rng)
+
+    def apply_student(params, inputs):
+      return forward.student_eval(params, model_state, inputs)
+
+    def loss_fn(trainable):
+      student_out, new_model_state = forward.student_train(
+          trainable["student"], model_state, x, rng_model)
+      loss, aux = method.loss(trainable["method"], method_state, student_out=student_out,
+                              teacher_out=teacher_out, batch=batch, rng=rng_method, step=step,
+                              apply_student=apply_student)
+      return loss, (new_model_state, Aux(*aux))
+
+    (loss, (new_model_state, aux)), grads = jax.value_and_grad(loss_fn, has_aux=True)(trainable)
+    return loss, grads, new_model_state, aux
+
+  def train_step(state: TrainState, teacher_variables, batch):
+    rng = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
+    if grad_accum_steps == 1:
+      loss, grads, model_state, aux = micro_step(
+          state.params, state.model_state, state.method_state, teacher_variables, batch, rng,
+          state.step)
+    else:
+      micro_batches = _split_micro_batches(batch, grad_accum_steps, mesh)
+
+      def body(carry, inputs):
+        grads_sum, model_state = carry
+        index, micro_batch = inputs
+        loss, grads, model_state, aux = micro_step(
+            state.params, model_state, state.method_state, teacher_variables, micro_batch,
+            jax.random.fold_in(rng, index), state.step)
+        grads_sum = jax.tree.map(jnp.add, grads_sum, grads)
+        return (grads_sum, model_state), (loss, aux)
+
+      zeros = jax.tree.map(jnp.zeros_like, state.params)
+      (grads, model_state), (losses, aux) = jax.lax.scan(
+          body, (zeros, state.model_state),
+          (jnp.arange(grad_accum_steps), micro_batches))
+      grads = jax.tree.map(lambda g: g / grad_accum_steps, grads)
+      loss = jnp.mean(losses)
+      aux = Aux(metrics=jax.tree.map(jnp.mean, aux.metrics),
+                state_inputs=_merge_micro_batches(aux.state_inputs))
+
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    method_state = method.update_state(state.method_state, params=params,
+                                       state_inputs=aux.state_inputs, step=state.step)
+    new_state = state.replace(step=state.step + 1, params=params, model_state=model_state,
+                              opt_state=opt_state, method_state=method_state)
+    metrics = {**aux.metrics, "loss": loss, "grad_norm": optax.tree.norm(grads)}
+    return new_state, metrics
+
+  replicated = mesh_lib.replicated(mesh)
+  return jax.jit(train_step, donate_argnums=(0,), out_shardings=(replicated, replicated))
+
+
+def build_eval_step(*, forward: Forward, method: Method, mesh: Mesh, input_key: str
+                    ) -> Callable[[TrainState, Sequence[PyTree], dict], dict]:
+  """Returns jit(eval_step)(state, teacher_variables, batch) -> {metric: masked sum, "count"}.
+
+  The batch must carry a boolean "mask" (False on padding); sums are taken so that the caller
+  can add them over batches and divide once by the total count.
+  """
+
+  def eval_step(state: TrainState, teacher_variables, batch):
+    x = model_input(batch, input_key, forward.compute_dtype)
+    student_out = forward.student_eval(state.params["student"], state.model_state, x)
+    teacher_out = forward.teachers_eval(teacher_variables, x)
+    per_example = method.eval_metrics(state.params["method"], state.method_state,
+                                      student_out=student_out, teacher_out=teacher_out,
+                                      batch=batch)
+    mask = batch["mask"].astype(jnp.float32)
+    sums = {name: jnp.sum(value * mask) for name, value in per_example.items()}
+    sums["count"] = jnp.sum(mask)
+    return sums
+
+  return jax.jit(eval_step, out_shardings=mesh_lib.replicated(mesh))

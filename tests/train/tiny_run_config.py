@@ -1,0 +1,27 @@
+"""Configs for the engine's subprocess tests (TinyCNN on an MNIST-5k subset).
+
+  python -m experiments.main --config=tests/train/tiny_run_config.py:VARIANT --workdir=DIR
+
+Variants: "resume" (a method that sleeps in a host callback, so the run can be killed mid-way),
+"devices" (stages `plain` and `accum`, the latter with grad_accum_steps=2).
+"""
+
+import ml_collections
+
+from tests.train import helpers
+
+
+def get_config(arg: str = "resume"):
+  if arg == "resume":
+    c = helpers.tiny_config(total_steps=24, checkpoint_every=4, max_to_keep=2)
+    c.method = ml_collections.ConfigDict({"name": "tests.train.helpers:SlowSupervised"})
+    return c
+  if arg == "devices":
+    config = ml_collections.ConfigDict()
+    config.stages = ml_collections.ConfigDict()
+    config.stages.plain = helpers.tiny_config(total_steps=8, checkpoint_every=8)
+    config.stages.accum = helpers.tiny_config(total_steps=8, checkpoint_every=8,
+                                              grad_accum_steps=2)
+    config.stage_order = ("plain", "accum")
+    return config
+  raise ValueError(f"Unknown variant {arg!r}.")
