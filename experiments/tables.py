@@ -10,7 +10,7 @@ import importlib
 
 from kd_jax.train import stages
 
-TABLES = ("fidelity",)
+TABLES = ("fidelity", "reaugkd")
 VARIANT_NOTES = {
     ("fidelity", "cpu"): (
         "Variant `cpu`: Fashion-MNIST (real data: 60 000 train / 10 000 test), PreAct ResNet-8 "
@@ -33,10 +33,14 @@ def reproduce(table: str, variant: str, workdir: str, out_dir: str) -> dict[str,
   """Runs (or resumes) TABLE's VARIANT in workdir and writes TABLE_VARIANT.{md,csv,png}."""
   if table not in TABLES:
     raise UnknownTableError(f"Unknown table {table!r}; known: {', '.join(TABLES)}.")
-  config = importlib.import_module(f"experiments.configs.{table}").get_config(variant)
   report = importlib.import_module(f"experiments.reports.{table}")
+  command = f"python -m experiments.reproduce {table} --variant={variant}"
+  if hasattr(report, "reproduce"):
+    # Tables with work between stages (ReAugKD builds its knowledge base after the teacher)
+    # drive their own stages.
+    return report.reproduce(variant, workdir, out_dir, command=command)
+  config = importlib.import_module(f"experiments.configs.{table}").get_config(variant)
   stages.run(config, workdir)
   results = report.load_stage_results(workdir, config.stage_order)
-  command = f"python -m experiments.reproduce {table} --variant={variant}"
   return report.write_report(config, results, out_dir=out_dir, name=f"{table}_{variant}",
                              command=command, variant_note=VARIANT_NOTES.get((table, variant), ""))

@@ -9,12 +9,16 @@ import dataclasses
 import importlib
 
 from kd_jax.methods.base import Aux, Method, Variables, teacher_ensemble_logits
+from kd_jax.methods.reaugkd import ReAugKD
+from kd_jax.methods.rkd import RelationalKD
 from kd_jax.methods.supervised import Supervised
 from kd_jax.methods.vanilla_kd import VanillaKD
 
 METHODS: dict[str, type[Method]] = {
     "supervised": Supervised,
     "vanilla_kd": VanillaKD,
+    "reaugkd": ReAugKD,
+    "rkd": RelationalKD,
 }
 
 
@@ -41,5 +45,5 @@ def get_method(name: str, **hyper_parameters) -> Method:
   return cls(**hyper_parameters)
 
 
-__all__ = ["Aux", "METHODS", "Method", "Supervised", "VanillaKD", "Variables", "get_method",
+__all__ = ["Aux", "METHODS", "Method", "ReAugKD", "RelationalKD", "Supervised", "VanillaKD", "Variables", "get_method",
            "teacher_ensemble_logits"]
