@@ -71,6 +71,10 @@ CASES = {
                                  lambda rng, b: (_attn(rng, (b, 3, 5, 6)), _attn(rng, (b, 3, 5, 6)))),
     "head_pooled_attention": Case(lambda t, s: L.head_pooled_attention(t, s, kind="mse"),
                                   lambda rng, b: (_attn(rng, (b, 4, 5, 6)), _attn(rng, (b, 2, 5, 6)))),
+    "supervised_contrastive": Case(
+        lambda e: L.supervised_contrastive(e, np.array([0, 1, 0, 1, 2, 0, 1, 2])[:e.shape[0]],
+                                           temperature=0.1)[0],
+        lambda rng, b: (rng.normal(size=(b, 6)).astype(np.float32),)),
     "embedding_mse": Case(L.embedding_mse, lambda rng, b: (rng.normal(size=(b, 8)).astype(np.float32),
                                                             rng.normal(size=(b, 8)).astype(np.float32))),
     "fitnets_hint": Case(lambda s, t: L.fitnets_hint(s, t, _ADAPTER),
