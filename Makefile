@@ -5,6 +5,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.kd_jax-installed
 PYTEST_ARGS ?=
+# XLA compilations persist here: the stages of a staged run (and reruns) reuse them.
+export JAX_COMPILATION_CACHE_DIR ?= $(CURDIR)/.cache/jax
 
 .PHONY: demo test system-data clean-venv
 
