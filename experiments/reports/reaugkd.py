@@ -25,11 +25,9 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-import orbax.checkpoint as ocp
 from absl import app
 from absl import flags
 from absl import logging
-from etils import epath
 
 from experiments.configs import reaugkd as table
 from kd_jax import retrieval
@@ -38,7 +36,6 @@ from kd_jax.train import build
 from kd_jax.train import checkpoint as checkpoint_lib
 from kd_jax.train import config as config_lib
 from kd_jax.train import loop
-from kd_jax.train import mesh as mesh_lib
 from kd_jax.train import steps as steps_lib
 
 ROW_TITLES = {"teacher": "Teacher", "ce": "Student CE", "kd": "Vanilla KD", "rkd": "RKD",
@@ -123,21 +120,7 @@ def run_stages(config, workdir: str, *, teachers_only: bool = False) -> dict[str
 
 def restore_state(workdir: str) -> dict[str, Any]:
   """The whole train state of a run's newest checkpoint (student and method params, KB state)."""
-  directory = epath.Path(workdir) / "checkpoints"
-  options = ocp.CheckpointManagerOptions(read_only=True, create=False, save_interval_steps=0)
-  manager = ocp.CheckpointManager(directory, options=options,
-                                  item_handlers={"state": ocp.StandardCheckpointHandler()})
-  try:
-    step = manager.latest_step()
-    if step is None:
-      raise FileNotFoundError(f"No checkpoints in {directory}: the ReAugKD stage has not run.")
-    sharding = mesh_lib.replicated(mesh_lib.make_mesh())
-    target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=sharding),
-                          manager.item_metadata(step)["state"])
-    return manager.restore(step, args=ocp.args.Composite(
-        state=ocp.args.StandardRestore(target)))["state"]
-  finally:
-    manager.close()
+  return checkpoint_lib.restore_latest_state(workdir, missing="the ReAugKD stage has not run")[1]
 
 
 def _median_seconds(fn, *args, repeats: int = 30) -> float:

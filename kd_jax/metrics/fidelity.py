@@ -68,7 +68,6 @@ def expected_calibration_error(logits, labels, *, num_bins: int = 15, mask=None)
   checks.require_same_shape("mask", weight, "labels", labels)
   # ceil(conf·B) − 1 maps (0, 1/B] to bin 0 and (1 − 1/B, 1] to bin B − 1.
   bins = jnp.clip(jnp.ceil(confidence * num_bins).astype(jnp.int32) - 1, 0, num_bins - 1)
-  count = jax.ops.segment_sum(weight, bins, num_segments=num_bins)
   conf_sum = jax.ops.segment_sum(weight * confidence, bins, num_segments=num_bins)
   acc_sum = jax.ops.segment_sum(weight * correct, bins, num_segments=num_bins)
   return jnp.sum(jnp.abs(acc_sum - conf_sum)) / jnp.maximum(jnp.sum(weight), 1.0)

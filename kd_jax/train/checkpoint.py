@@ -160,16 +160,16 @@ class Checkpointer:
     self.manager.close()
 
 
-def restore_exported_variables(workdir: str) -> tuple[int, PyTree]:
-  """The student variables {"params", **model_state} of the newest checkpoint in `workdir`.
+def restore_latest_state(workdir: str, *, missing: str = "train it first") -> tuple[int, PyTree]:
+  """(step, whole train state) of the newest checkpoint in `workdir`, read-only.
 
-  Used to load a finished run as a frozen teacher. The target is built from the checkpoint's
-  own metadata and placed replicated on this process's mesh, so a teacher trained on 8 devices
-  loads on 1 (and vice versa).
+  The target is built from the checkpoint's own metadata and placed replicated on this
+  process's mesh, so a run saved on 8 devices loads on 1 (and vice versa). `missing` completes
+  the error message when there is no checkpoint.
   """
   directory = epath.Path(workdir) / "checkpoints"
   if not directory.exists():
-    raise FileNotFoundError(f"No checkpoints in {directory}: train the teacher first.")
+    raise FileNotFoundError(f"No checkpoints in {directory}: {missing}.")
   options = ocp.CheckpointManagerOptions(read_only=True, create=False, save_interval_steps=0)
   manager = ocp.CheckpointManager(
       directory, options=options,
@@ -178,7 +178,7 @@ def restore_exported_variables(workdir: str) -> tuple[int, PyTree]:
   try:
     step = manager.latest_step()
     if step is None:
-      raise FileNotFoundError(f"No checkpoints in {directory}: train the teacher first.")
+      raise FileNotFoundError(f"No checkpoints in {directory}: {missing}.")
     sharding = mesh_lib.replicated(mesh_lib.make_mesh())
     target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=sharding),
                           manager.item_metadata(step)["state"])
@@ -186,4 +186,13 @@ def restore_exported_variables(workdir: str) -> tuple[int, PyTree]:
         state=ocp.args.StandardRestore(target)))["state"]
   finally:
     manager.close()
+  return step, state
+
+
+def restore_exported_variables(workdir: str) -> tuple[int, PyTree]:
+  """The student variables {"params", **model_state} of the newest checkpoint in `workdir`.
+
+  Used to load a finished run as a frozen teacher.
+  """
+  step, state = restore_latest_state(workdir, missing="train the teacher first")
   return step, {"params": state["params"]["student"], **state["model_state"]}
