@@ -39,51 +39,51 @@ SENTENCES = (
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model_dir", required=True, type=pathlib.Path)
-    parser.add_argument("--out", required=True, type=pathlib.Path)
-    args = parser.parse_args()
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--model_dir", required=True, type=pathlib.Path)
+  parser.add_argument("--out", required=True, type=pathlib.Path)
+  args = parser.parse_args()
 
-    tokenizer = tokenizers.Tokenizer.from_file(str(args.model_dir / "tokenizer.json"))
-    tokenizer.no_padding()
-    tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")  # pad to the longest sentence
-    encodings = tokenizer.encode_batch(list(SENTENCES))
-    input_ids = np.array([e.ids for e in encodings], dtype=np.int64)
-    attention_mask = np.array([e.attention_mask for e in encodings], dtype=np.int64)
-    token_type_ids = np.array([e.type_ids for e in encodings], dtype=np.int64)
+  tokenizer = tokenizers.Tokenizer.from_file(str(args.model_dir / "tokenizer.json"))
+  tokenizer.no_padding()
+  tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")  # pad to the longest sentence
+  encodings = tokenizer.encode_batch(list(SENTENCES))
+  input_ids = np.array([e.ids for e in encodings], dtype=np.int64)
+  attention_mask = np.array([e.attention_mask for e in encodings], dtype=np.int64)
+  token_type_ids = np.array([e.type_ids for e in encodings], dtype=np.int64)
 
-    model = transformers.BertModel.from_pretrained(
-        str(args.model_dir), attn_implementation="eager", add_pooling_layer=False
-    ).eval()
-    with torch.no_grad():
-        out = model(
-            input_ids=torch.from_numpy(input_ids),
-            attention_mask=torch.from_numpy(attention_mask),
-            token_type_ids=torch.from_numpy(token_type_ids),
-            output_attentions=True,
-        )
-    hidden = out.last_hidden_state.double().numpy()
-    mask = attention_mask[..., None].astype(np.float64)
-    mean_pooled = (hidden * mask).sum(1) / np.clip(mask.sum(1), 1e-9, None)
-    normalized = mean_pooled / np.linalg.norm(mean_pooled, axis=-1, keepdims=True)
-
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(
-        args.out,
-        sentences=np.array(SENTENCES),
-        input_ids=input_ids.astype(np.int32),
-        attention_mask=attention_mask.astype(np.int32),
-        token_type_ids=token_type_ids.astype(np.int32),
-        last_hidden_state=hidden.astype(np.float32),
-        mean_pooled=mean_pooled.astype(np.float32),
-        normalized=normalized.astype(np.float32),
-        attentions_layer0=out.attentions[0].numpy().astype(np.float32),
-        attentions_layer5=out.attentions[-1].numpy().astype(np.float32),
-        torch_version=np.array(torch.__version__),
-        transformers_version=np.array(transformers.__version__),
+  model = transformers.BertModel.from_pretrained(
+      str(args.model_dir), attn_implementation="eager", add_pooling_layer=False
+  ).eval()
+  with torch.no_grad():
+    out = model(
+        input_ids=torch.from_numpy(input_ids),
+        attention_mask=torch.from_numpy(attention_mask),
+        token_type_ids=torch.from_numpy(token_type_ids),
+        output_attentions=True,
     )
-    print(f"wrote {args.out}: input_ids {input_ids.shape}, torch {torch.__version__}")
+  hidden = out.last_hidden_state.double().numpy()
+  mask = attention_mask[..., None].astype(np.float64)
+  mean_pooled = (hidden * mask).sum(1) / np.clip(mask.sum(1), 1e-9, None)
+  normalized = mean_pooled / np.linalg.norm(mean_pooled, axis=-1, keepdims=True)
+
+  args.out.parent.mkdir(parents=True, exist_ok=True)
+  np.savez_compressed(
+      args.out,
+      sentences=np.array(SENTENCES),
+      input_ids=input_ids.astype(np.int32),
+      attention_mask=attention_mask.astype(np.int32),
+      token_type_ids=token_type_ids.astype(np.int32),
+      last_hidden_state=hidden.astype(np.float32),
+      mean_pooled=mean_pooled.astype(np.float32),
+      normalized=normalized.astype(np.float32),
+      attentions_layer0=out.attentions[0].numpy().astype(np.float32),
+      attentions_layer5=out.attentions[-1].numpy().astype(np.float32),
+      torch_version=np.array(torch.__version__),
+      transformers_version=np.array(transformers.__version__),
+  )
+  print(f"wrote {args.out}: input_ids {input_ids.shape}, torch {torch.__version__}")
 
 
 if __name__ == "__main__":
-    main()
+  main()

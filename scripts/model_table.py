@@ -100,43 +100,43 @@ Srivastava et al., ICASSP 2021, Table 1 (PAPERS.md §1).
 
 
 def example_for(shape):
-    dtype = jnp.int32 if len(shape) == 2 else jnp.float32
-    return jax.ShapeDtypeStruct(shape, dtype)
+  dtype = jnp.int32 if len(shape) == 2 else jnp.float32
+  return jax.ShapeDtypeStruct(shape, dtype)
 
 
 def fmt_millions(value: float) -> str:
-    return f"{value / 1e6:.3f} M" if value < 1e9 else f"{value / 1e9:.3f} G"
+  return f"{value / 1e6:.3f} M" if value < 1e9 else f"{value / 1e9:.3f} G"
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=pathlib.Path, default=pathlib.Path("docs/models.md"))
-    parser.add_argument("--no_compile", action="store_true")
-    args = parser.parse_args()
-    command = "python scripts/model_table.py" + (" --no_compile" if args.no_compile else "")
-    lines = [HEADER.format(command=command, date=time.strftime("%Y-%m-%d"), jax=jax.__version__,
-                           machine=f"{platform.machine()} CPU")]
-    columns = ("model", "input", "params", "+ state", "MB (f32)", "MACs", "XLA MACs",
-               "activation MB", "published")
-    for section, name, kwargs, shape, published in ROWS:
-        if section:
-            lines += ["", f"### {section}", "", "| " + " | ".join(columns) + " |",
-                      "|" + "---|" * len(columns)]
-        start = time.time()
-        report = summary(get_model(name, **kwargs), example_for(shape), compile=not args.no_compile)
-        label = name + (f" ({', '.join(f'{k}={v}' for k, v in kwargs.items())})" if kwargs else "")
-        activation = (f"{report['activation_bytes'] / 1e6:.2f}" if "activation_bytes" in report
-                      else "–")
-        lines.append("| " + " | ".join([
-            label, "×".join(map(str, shape[1:])), f"{report['params']:,}",
-            f"{report['total']:,}", f"{report['bytes'] / 1e6:.2f}", fmt_millions(report["macs"]),
-            fmt_millions(report["xla_macs"]), activation, published]) + " |")
-        print(f"{label}: {report['params']:,} params, {fmt_millions(report['macs'])} MACs "
-              f"({time.time() - start:.1f} s)", flush=True)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text("\n".join(lines) + "\n")
-    print(f"wrote {args.out}")
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--out", type=pathlib.Path, default=pathlib.Path("docs/models.md"))
+  parser.add_argument("--no_compile", action="store_true")
+  args = parser.parse_args()
+  command = "python scripts/model_table.py" + (" --no_compile" if args.no_compile else "")
+  lines = [HEADER.format(command=command, date=time.strftime("%Y-%m-%d"), jax=jax.__version__,
+                         machine=f"{platform.machine()} CPU")]
+  columns = ("model", "input", "params", "+ state", "MB (f32)", "MACs", "XLA MACs",
+             "activation MB", "published")
+  for section, name, kwargs, shape, published in ROWS:
+    if section:
+      lines += ["", f"### {section}", "", "| " + " | ".join(columns) + " |",
+                "|" + "---|" * len(columns)]
+    start = time.time()
+    report = summary(get_model(name, **kwargs), example_for(shape), compile=not args.no_compile)
+    label = name + (f" ({', '.join(f'{k}={v}' for k, v in kwargs.items())})" if kwargs else "")
+    activation = (f"{report['activation_bytes'] / 1e6:.2f}" if "activation_bytes" in report
+                  else "–")
+    lines.append("| " + " | ".join([
+        label, "×".join(map(str, shape[1:])), f"{report['params']:,}",
+        f"{report['total']:,}", f"{report['bytes'] / 1e6:.2f}", fmt_millions(report["macs"]),
+        fmt_millions(report["xla_macs"]), activation, published]) + " |")
+    print(f"{label}: {report['params']:,} params, {fmt_millions(report['macs'])} MACs "
+          f"({time.time() - start:.1f} s)", flush=True)
+  args.out.parent.mkdir(parents=True, exist_ok=True)
+  args.out.write_text("\n".join(lines) + "\n")
+  print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":
-    main()
+  main()

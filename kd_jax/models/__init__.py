@@ -41,32 +41,32 @@ _CONV_NETS = {**resnet.CIFAR_RESNETS, **resnet.DISK_RESNETS, **preact.WIDE_RESNE
 
 
 def model_names() -> list[str]:
-    """Every name `get_model` accepts without extra arguments (wrn_d_k also takes any d, k)."""
-    return sorted([*_CONV_NETS, *vit.VITS, "bert", "minilm_l6", *audio.AUDIO_NETS])
+  """Every name `get_model` accepts without extra arguments (wrn_d_k also takes any d, k)."""
+  return sorted([*_CONV_NETS, *vit.VITS, "bert", "minilm_l6", *audio.AUDIO_NETS])
 
 
 def get_model(name: str, **kwargs: Any) -> nn.Module:
-    """Builds a model by name; `kwargs` override its fields (num_classes, dtype, ...).
+  """Builds a model by name; `kwargs` override its fields (num_classes, dtype, ...).
 
-    Image classifiers default to 100 classes (the CIFAR-100 tables); BERT and audio encoders
-    default to no head (num_classes=None).
-    """
-    key = name.lower().replace("-", "_")
-    if key in _CONV_NETS:
-        constructor, arguments = _CONV_NETS[key]
-        return constructor(**{**arguments, **kwargs})
-    wide = re.fullmatch(r"wrn_(\d+)_(\d+)", key)
-    if wide:
-        return preact.wide_resnet(int(wide.group(1)), int(wide.group(2)), **kwargs)
-    if key in vit.VITS:
-        return VisionTransformer(**{**vit.VITS[key], **kwargs})
-    if key == "bert":
-        return BertEncoder(**kwargs)
-    if key == "minilm_l6":
-        return BertEncoder(**{"config": BertConfig(), **kwargs})
-    if key in audio.AUDIO_NETS:
-        return L3AudioNet(**{**audio.AUDIO_NETS[key], **kwargs})
-    raise KeyError(f"unknown model {name!r}; known: {', '.join(model_names())}, wrn_<d>_<k>")
+  Image classifiers default to 100 classes (the CIFAR-100 tables); BERT and audio encoders
+  default to no head (num_classes=None).
+  """
+  key = name.lower().replace("-", "_")
+  if key in _CONV_NETS:
+    constructor, arguments = _CONV_NETS[key]
+    return constructor(**{**arguments, **kwargs})
+  wide = re.fullmatch(r"wrn_(\d+)_(\d+)", key)
+  if wide:
+    return preact.wide_resnet(int(wide.group(1)), int(wide.group(2)), **kwargs)
+  if key in vit.VITS:
+    return VisionTransformer(**{**vit.VITS[key], **kwargs})
+  if key == "bert":
+    return BertEncoder(**kwargs)
+  if key == "minilm_l6":
+    return BertEncoder(**{"config": BertConfig(), **kwargs})
+  if key in audio.AUDIO_NETS:
+    return L3AudioNet(**{**audio.AUDIO_NETS[key], **kwargs})
+  raise KeyError(f"unknown model {name!r}; known: {', '.join(model_names())}, wrn_<d>_<k>")
 
 
 __all__ = [

@@ -48,18 +48,18 @@ import numpy as np
 
 @dataclasses.dataclass(frozen=True)
 class MelConfig:
-    sample_rate: int
-    n_fft: int
-    hop_length: int
-    n_mels: int
-    power: float = 1.0  # 1: magnitude (SEA), 2: power
-    fmin: float = 0.0
-    fmax: float | None = None  # None: Nyquist
-    htk: bool = True
-    norm: str | None = "slaney"
-    padding: str = "same"  # "same" (kapre/Keras), "center" (librosa), "valid"
-    amin: float = 1e-10  # on the power scale
-    top_db: float | None = 80.0
+  sample_rate: int
+  n_fft: int
+  hop_length: int
+  n_mels: int
+  power: float = 1.0  # 1: magnitude (SEA), 2: power
+  fmin: float = 0.0
+  fmax: float | None = None  # None: Nyquist
+  htk: bool = True
+  norm: str | None = "slaney"
+  padding: str = "same"  # "same" (kapre/Keras), "center" (librosa), "valid"
+  amin: float = 1e-10  # on the power scale
+  top_db: float | None = 80.0
 
 
 L3_MEL = MelConfig(sample_rate=48_000, n_fft=2048, hop_length=242, n_mels=256)
@@ -67,147 +67,147 @@ SEA_STUDENT_MEL = MelConfig(sample_rate=8_000, n_fft=1024, hop_length=160, n_mel
 
 
 def hz_to_mel(frequency, htk: bool = True):
-    """HTK: m = 2595·log10(1 + f/700). Slaney: linear below 1 kHz, logarithmic above."""
-    frequency = np.asarray(frequency, dtype=np.float64)
-    if htk:
-        return 2595.0 * np.log10(1.0 + frequency / 700.0)
-    linear = frequency / (200.0 / 3)
-    log_part = 15.0 + np.log(np.maximum(frequency, 1e-10) / 1000.0) / (np.log(6.4) / 27.0)
-    return np.where(frequency >= 1000.0, log_part, linear)
+  """HTK: m = 2595·log10(1 + f/700). Slaney: linear below 1 kHz, logarithmic above."""
+  frequency = np.asarray(frequency, dtype=np.float64)
+  if htk:
+    return 2595.0 * np.log10(1.0 + frequency / 700.0)
+  linear = frequency / (200.0 / 3)
+  log_part = 15.0 + np.log(np.maximum(frequency, 1e-10) / 1000.0) / (np.log(6.4) / 27.0)
+  return np.where(frequency >= 1000.0, log_part, linear)
 
 
 def mel_to_hz(mel, htk: bool = True):
-    mel = np.asarray(mel, dtype=np.float64)
-    if htk:
-        return 700.0 * (10.0 ** (mel / 2595.0) - 1.0)
-    linear = mel * (200.0 / 3)
-    log_part = 1000.0 * np.exp((np.log(6.4) / 27.0) * (mel - 15.0))
-    return np.where(mel >= 15.0, log_part, linear)
+  mel = np.asarray(mel, dtype=np.float64)
+  if htk:
+    return 700.0 * (10.0 ** (mel / 2595.0) - 1.0)
+  linear = mel * (200.0 / 3)
+  log_part = 1000.0 * np.exp((np.log(6.4) / 27.0) * (mel - 15.0))
+  return np.where(mel >= 15.0, log_part, linear)
 
 
 def mel_filterbank(config: MelConfig) -> np.ndarray:
-    """Triangular filters H [n_fft/2 + 1, n_mels], centres equally spaced on the mel scale.
+  """Triangular filters H [n_fft/2 + 1, n_mels], centres equally spaced on the mel scale.
 
-    Filter m rises from centre m−1 to m and falls to m+1 (n_mels + 2 edges from fmin to fmax);
-    with norm="slaney" each triangle is scaled by 2 / (f_{m+1} − f_{m−1}) to constant area.
-    """
-    fmax = config.sample_rate / 2 if config.fmax is None else config.fmax
-    if not 0 <= config.fmin < fmax <= config.sample_rate / 2:
-        raise ValueError(f"need 0 <= fmin < fmax <= sample_rate/2, got {config.fmin}, {fmax}")
-    bins = np.linspace(0, config.sample_rate / 2, config.n_fft // 2 + 1)
-    edges = mel_to_hz(np.linspace(hz_to_mel(config.fmin, config.htk), hz_to_mel(fmax, config.htk),
-                                  config.n_mels + 2), config.htk)
-    lower, centre, upper = edges[:-2, None], edges[1:-1, None], edges[2:, None]
-    rising = (bins[None] - lower) / (centre - lower)
-    falling = (upper - bins[None]) / (upper - centre)
-    weights = np.maximum(0.0, np.minimum(rising, falling))
-    if config.norm == "slaney":
-        weights *= 2.0 / (upper - lower)
-    elif config.norm is not None:
-        raise ValueError(f"norm must be 'slaney' or None, got {config.norm!r}")
-    return weights.T.astype(np.float32)
+  Filter m rises from centre m−1 to m and falls to m+1 (n_mels + 2 edges from fmin to fmax);
+  with norm="slaney" each triangle is scaled by 2 / (f_{m+1} − f_{m−1}) to constant area.
+  """
+  fmax = config.sample_rate / 2 if config.fmax is None else config.fmax
+  if not 0 <= config.fmin < fmax <= config.sample_rate / 2:
+    raise ValueError(f"need 0 <= fmin < fmax <= sample_rate/2, got {config.fmin}, {fmax}")
+  bins = np.linspace(0, config.sample_rate / 2, config.n_fft // 2 + 1)
+  edges = mel_to_hz(np.linspace(hz_to_mel(config.fmin, config.htk), hz_to_mel(fmax, config.htk),
+                                config.n_mels + 2), config.htk)
+  lower, centre, upper = edges[:-2, None], edges[1:-1, None], edges[2:, None]
+  rising = (bins[None] - lower) / (centre - lower)
+  falling = (upper - bins[None]) / (upper - centre)
+  weights = np.maximum(0.0, np.minimum(rising, falling))
+  if config.norm == "slaney":
+    weights *= 2.0 / (upper - lower)
+  elif config.norm is not None:
+    raise ValueError(f"norm must be 'slaney' or None, got {config.norm!r}")
+  return weights.T.astype(np.float32)
 
 
 def frame_count(num_samples: int, config: MelConfig) -> int:
-    if config.padding == "same":
-        return math.ceil(num_samples / config.hop_length)
-    if config.padding == "center":
-        return num_samples // config.hop_length + 1
-    if config.padding == "valid":
-        return (num_samples - config.n_fft) // config.hop_length + 1
-    raise ValueError(f"padding must be 'same', 'center' or 'valid', got {config.padding!r}")
+  if config.padding == "same":
+    return math.ceil(num_samples / config.hop_length)
+  if config.padding == "center":
+    return num_samples // config.hop_length + 1
+  if config.padding == "valid":
+    return (num_samples - config.n_fft) // config.hop_length + 1
+  raise ValueError(f"padding must be 'same', 'center' or 'valid', got {config.padding!r}")
 
 
 def padding_amounts(num_samples: int, config: MelConfig) -> tuple[int, int]:
-    """Zeros added (left, right) before framing; "same" follows TensorFlow's convolution rule."""
-    if config.padding == "center":
-        return config.n_fft // 2, config.n_fft // 2
-    if config.padding == "valid":
-        return 0, 0
-    frames = frame_count(num_samples, config)
-    total = max((frames - 1) * config.hop_length + config.n_fft - num_samples, 0)
-    return total // 2, total - total // 2
+  """Zeros added (left, right) before framing; "same" follows TensorFlow's convolution rule."""
+  if config.padding == "center":
+    return config.n_fft // 2, config.n_fft // 2
+  if config.padding == "valid":
+    return 0, 0
+  frames = frame_count(num_samples, config)
+  total = max((frames - 1) * config.hop_length + config.n_fft - num_samples, 0)
+  return total // 2, total - total // 2
 
 
 def mel_spectrogram(audio: jnp.ndarray, config: MelConfig, *, decibels: bool = True) -> jnp.ndarray:
-    """[batch, samples] waveform → [batch, n_mels, frames, 1] (dB when `decibels`), float32."""
-    audio = jnp.asarray(audio, jnp.float32)
-    if audio.ndim != 2:
-        raise ValueError(f"audio must be [batch, samples], got shape {tuple(audio.shape)}")
-    num_samples = audio.shape[1]
-    frames = frame_count(num_samples, config)
-    if frames < 1:
-        raise ValueError(f"{num_samples} samples give no frame with n_fft={config.n_fft}")
-    left, right = padding_amounts(num_samples, config)
-    padded = jnp.pad(audio, ((0, 0), (left, right)))
-    index = (np.arange(frames)[:, None] * config.hop_length + np.arange(config.n_fft)[None])
-    window = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(config.n_fft) / config.n_fft)  # periodic
-    spectrum = jnp.fft.rfft(padded[:, index] * window.astype(np.float32), axis=-1)
-    magnitude = jnp.abs(spectrum) ** config.power  # [batch, frames, n_fft/2 + 1]
-    mel = jnp.einsum("btf,fm->bmt", magnitude, jnp.asarray(mel_filterbank(config)),
-                     precision="highest")
-    if decibels:
-        mel = to_decibels(mel, config)
-    return mel[..., None]
+  """[batch, samples] waveform → [batch, n_mels, frames, 1] (dB when `decibels`), float32."""
+  audio = jnp.asarray(audio, jnp.float32)
+  if audio.ndim != 2:
+    raise ValueError(f"audio must be [batch, samples], got shape {tuple(audio.shape)}")
+  num_samples = audio.shape[1]
+  frames = frame_count(num_samples, config)
+  if frames < 1:
+    raise ValueError(f"{num_samples} samples give no frame with n_fft={config.n_fft}")
+  left, right = padding_amounts(num_samples, config)
+  padded = jnp.pad(audio, ((0, 0), (left, right)))
+  index = (np.arange(frames)[:, None] * config.hop_length + np.arange(config.n_fft)[None])
+  window = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(config.n_fft) / config.n_fft)  # periodic
+  spectrum = jnp.fft.rfft(padded[:, index] * window.astype(np.float32), axis=-1)
+  magnitude = jnp.abs(spectrum) ** config.power  # [batch, frames, n_fft/2 + 1]
+  mel = jnp.einsum("btf,fm->bmt", magnitude, jnp.asarray(mel_filterbank(config)),
+                   precision="highest")
+  if decibels:
+    mel = to_decibels(mel, config)
+  return mel[..., None]
 
 
 def to_decibels(mel: jnp.ndarray, config: MelConfig) -> jnp.ndarray:
-    """10·log10 of the power-scale mel, relative to each example's maximum, floored at −top_db."""
-    power_scale = mel ** (2.0 / config.power)
-    db = 10.0 * jnp.log10(jnp.maximum(power_scale, config.amin))
-    db = db - jnp.max(db, axis=tuple(range(1, db.ndim)), keepdims=True)
-    if config.top_db is not None:
-        db = jnp.maximum(db, -config.top_db)
-    return db
+  """10·log10 of the power-scale mel, relative to each example's maximum, floored at −top_db."""
+  power_scale = mel ** (2.0 / config.power)
+  db = 10.0 * jnp.log10(jnp.maximum(power_scale, config.amin))
+  db = db - jnp.max(db, axis=tuple(range(1, db.ndim)), keepdims=True)
+  if config.top_db is not None:
+    db = jnp.maximum(db, -config.top_db)
+  return db
 
 
 def keras_batch_norm(train: bool, dtype: Any, name: str) -> nn.BatchNorm:
-    """Keras BatchNormalization defaults (momentum 0.99, epsilon 1e-3) as in OpenL3/edgel3."""
-    return nn.BatchNorm(use_running_average=not train, momentum=0.99, epsilon=1e-3, dtype=dtype,
-                        name=name)
+  """Keras BatchNormalization defaults (momentum 0.99, epsilon 1e-3) as in OpenL3/edgel3."""
+  return nn.BatchNorm(use_running_average=not train, momentum=0.99, epsilon=1e-3, dtype=dtype,
+                      name=name)
 
 
 class L3AudioNet(nn.Module):
-    """L3 audio subnetwork / SEA student. Call with a waveform [batch, samples] (the front end
-    runs inside) or a spectrogram [batch, n_mels, frames, 1].
+  """L3 audio subnetwork / SEA student. Call with a waveform [batch, samples] (the front end
+  runs inside) or a spectrogram [batch, n_mels, frames, 1].
 
-    Returns "logits" (None unless num_classes), "embedding" [batch, filters[-1]] (global max-pool),
-    "features" (each block's output before its pooling, [batch, h, w, filters[i]]) and
-    "spectrogram".
-    """
+  Returns "logits" (None unless num_classes), "embedding" [batch, filters[-1]] (global max-pool),
+  "features" (each block's output before its pooling, [batch, h, w, filters[i]]) and
+  "spectrogram".
+  """
 
-    filters: Sequence[int] = (64, 128, 256, 512)
-    mel: MelConfig = L3_MEL
-    num_classes: int | None = None
-    dtype: Any = jnp.float32
+  filters: Sequence[int] = (64, 128, 256, 512)
+  mel: MelConfig = L3_MEL
+  num_classes: int | None = None
+  dtype: Any = jnp.float32
 
-    @nn.compact
-    def __call__(self, x: jnp.ndarray, *, train: bool) -> dict[str, Any]:
-        if x.ndim == 2:
-            x = mel_spectrogram(x, self.mel)
-        elif x.ndim != 4 or x.shape[1] != self.mel.n_mels or x.shape[-1] != 1:
-            raise ValueError(
-                f"L3AudioNet expects a waveform [batch, samples] or a spectrogram "
-                f"[batch, {self.mel.n_mels}, frames, 1], got shape {tuple(x.shape)}")
-        spectrogram = x
-        x = keras_batch_norm(train, self.dtype, "input_bn")(jnp.asarray(x, self.dtype))
-        he_normal = nn.initializers.variance_scaling(2.0, "fan_in", "truncated_normal")
-        features = []
-        for block, width in enumerate(self.filters):
-            for conv in (1, 2):
-                x = nn.Conv(width, (3, 3), padding="SAME", kernel_init=he_normal, dtype=self.dtype,
-                            name=f"block{block + 1}_conv{conv}")(x)
-                x = nn.relu(keras_batch_norm(train, self.dtype, f"block{block + 1}_bn{conv}")(x))
-            features.append(x)
-            if block < len(self.filters) - 1:
-                x = nn.max_pool(x, (2, 2), strides=(2, 2), padding="VALID")
-        embedding = jnp.max(x, axis=(1, 2))
-        logits = None
-        if self.num_classes is not None:
-            logits = nn.Dense(self.num_classes, dtype=self.dtype, name="classifier")(embedding)
-            logits = logits.astype(jnp.float32)
-        return {"logits": logits, "embedding": embedding, "features": features,
-                "spectrogram": spectrogram}
+  @nn.compact
+  def __call__(self, x: jnp.ndarray, *, train: bool) -> dict[str, Any]:
+    if x.ndim == 2:
+      x = mel_spectrogram(x, self.mel)
+    elif x.ndim != 4 or x.shape[1] != self.mel.n_mels or x.shape[-1] != 1:
+      raise ValueError(
+          f"L3AudioNet expects a waveform [batch, samples] or a spectrogram "
+          f"[batch, {self.mel.n_mels}, frames, 1], got shape {tuple(x.shape)}")
+    spectrogram = x
+    x = keras_batch_norm(train, self.dtype, "input_bn")(jnp.asarray(x, self.dtype))
+    he_normal = nn.initializers.variance_scaling(2.0, "fan_in", "truncated_normal")
+    features = []
+    for block, width in enumerate(self.filters):
+      for conv in (1, 2):
+        x = nn.Conv(width, (3, 3), padding="SAME", kernel_init=he_normal, dtype=self.dtype,
+                    name=f"block{block + 1}_conv{conv}")(x)
+        x = nn.relu(keras_batch_norm(train, self.dtype, f"block{block + 1}_bn{conv}")(x))
+      features.append(x)
+      if block < len(self.filters) - 1:
+        x = nn.max_pool(x, (2, 2), strides=(2, 2), padding="VALID")
+    embedding = jnp.max(x, axis=(1, 2))
+    logits = None
+    if self.num_classes is not None:
+      logits = nn.Dense(self.num_classes, dtype=self.dtype, name="classifier")(embedding)
+      logits = logits.astype(jnp.float32)
+    return {"logits": logits, "embedding": embedding, "features": features,
+            "spectrogram": spectrogram}
 
 
 AUDIO_NETS = {

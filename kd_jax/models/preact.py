@@ -27,110 +27,110 @@ from kd_jax.models.resnet import batch_norm, check_image_batch, conv_init
 
 
 def _conv(width: int, kernel: int, stride: int, dtype: Any, name: str) -> nn.Conv:
-    return nn.Conv(width, (kernel, kernel), (stride, stride), padding=kernel // 2,
-                   use_bias=False, kernel_init=conv_init, dtype=dtype, name=name)
+  return nn.Conv(width, (kernel, kernel), (stride, stride), padding=kernel // 2,
+                 use_bias=False, kernel_init=conv_init, dtype=dtype, name=name)
 
 
 class PreActBlock(nn.Module):
-    """Pre-activation basic (two 3×3) or bottleneck (1×1, 3×3, 1×1 ×4) block.
+  """Pre-activation basic (two 3×3) or bottleneck (1×1, 3×3, 1×1 ×4) block.
 
-    `shortcut_reads_activation` selects WRN's convention (shortcut conv on relu(BN(x))) versus
-    bearpaw/gnosis' (shortcut conv on x); both are published and change trained weights, not
-    parameter counts.
-    """
+  `shortcut_reads_activation` selects WRN's convention (shortcut conv on relu(BN(x))) versus
+  bearpaw/gnosis' (shortcut conv on x); both are published and change trained weights, not
+  parameter counts.
+  """
 
-    width: int
-    stride: int = 1
-    bottleneck: bool = False
-    shortcut_reads_activation: bool = False
-    dropout_rate: float = 0.0
-    dtype: Any = jnp.float32
+  width: int
+  stride: int = 1
+  bottleneck: bool = False
+  shortcut_reads_activation: bool = False
+  dropout_rate: float = 0.0
+  dtype: Any = jnp.float32
 
-    @nn.compact
-    def __call__(self, x: jnp.ndarray, *, train: bool) -> jnp.ndarray:
-        out_width = self.width * (4 if self.bottleneck else 1)
-        activated = nn.relu(batch_norm(train, self.dtype, "bn1")(x))
-        if self.bottleneck:
-            y = _conv(self.width, 1, 1, self.dtype, "conv1")(activated)
-            y = nn.relu(batch_norm(train, self.dtype, "bn2")(y))
-            y = _conv(self.width, 3, self.stride, self.dtype, "conv2")(y)
-            y = nn.relu(batch_norm(train, self.dtype, "bn3")(y))
-            y = _conv(out_width, 1, 1, self.dtype, "conv3")(y)
-        else:
-            y = _conv(self.width, 3, self.stride, self.dtype, "conv1")(activated)
-            y = nn.relu(batch_norm(train, self.dtype, "bn2")(y))
-            if self.dropout_rate > 0:
-                y = nn.Dropout(self.dropout_rate, deterministic=not train)(y)
-            y = _conv(self.width, 3, 1, self.dtype, "conv2")(y)
-        shortcut = x
-        if self.stride != 1 or x.shape[-1] != out_width:
-            source = activated if self.shortcut_reads_activation else x
-            shortcut = _conv(out_width, 1, self.stride, self.dtype, "shortcut_conv")(source)
-        return y + shortcut
+  @nn.compact
+  def __call__(self, x: jnp.ndarray, *, train: bool) -> jnp.ndarray:
+    out_width = self.width * (4 if self.bottleneck else 1)
+    activated = nn.relu(batch_norm(train, self.dtype, "bn1")(x))
+    if self.bottleneck:
+      y = _conv(self.width, 1, 1, self.dtype, "conv1")(activated)
+      y = nn.relu(batch_norm(train, self.dtype, "bn2")(y))
+      y = _conv(self.width, 3, self.stride, self.dtype, "conv2")(y)
+      y = nn.relu(batch_norm(train, self.dtype, "bn3")(y))
+      y = _conv(out_width, 1, 1, self.dtype, "conv3")(y)
+    else:
+      y = _conv(self.width, 3, self.stride, self.dtype, "conv1")(activated)
+      y = nn.relu(batch_norm(train, self.dtype, "bn2")(y))
+      if self.dropout_rate > 0:
+        y = nn.Dropout(self.dropout_rate, deterministic=not train)(y)
+      y = _conv(self.width, 3, 1, self.dtype, "conv2")(y)
+    shortcut = x
+    if self.stride != 1 or x.shape[-1] != out_width:
+      source = activated if self.shortcut_reads_activation else x
+      shortcut = _conv(out_width, 1, self.stride, self.dtype, "shortcut_conv")(source)
+    return y + shortcut
 
 
 class PreActResNet(nn.Module):
-    """Stem conv, three (or more) pre-activation stages, BN-ReLU, global mean pool, classifier.
+  """Stem conv, three (or more) pre-activation stages, BN-ReLU, global mean pool, classifier.
 
-    Returns a dict: "logits" (float32, None without a head), "embedding" (pooled, post BN-ReLU)
-    and "features" (each stage's output map, before the final BN-ReLU).
-    """
+  Returns a dict: "logits" (float32, None without a head), "embedding" (pooled, post BN-ReLU)
+  and "features" (each stage's output map, before the final BN-ReLU).
+  """
 
-    stem_width: int
-    stage_widths: Sequence[int]
-    blocks_per_stage: int
-    bottleneck: bool = False
-    shortcut_reads_activation: bool = False
-    dropout_rate: float = 0.0
-    num_classes: int | None = 100
-    dtype: Any = jnp.float32
+  stem_width: int
+  stage_widths: Sequence[int]
+  blocks_per_stage: int
+  bottleneck: bool = False
+  shortcut_reads_activation: bool = False
+  dropout_rate: float = 0.0
+  num_classes: int | None = 100
+  dtype: Any = jnp.float32
 
-    @nn.compact
-    def __call__(self, x: jnp.ndarray, *, train: bool) -> dict[str, Any]:
-        check_image_batch(x, type(self).__name__)
-        x = _conv(self.stem_width, 3, 1, self.dtype, "stem_conv")(jnp.asarray(x, self.dtype))
-        features = []
-        for stage, width in enumerate(self.stage_widths):
-            for index in range(self.blocks_per_stage):
-                stride = 2 if (stage > 0 and index == 0) else 1
-                x = PreActBlock(
-                    width, stride, bottleneck=self.bottleneck,
-                    shortcut_reads_activation=self.shortcut_reads_activation,
-                    dropout_rate=self.dropout_rate, dtype=self.dtype,
-                    name=f"stage{stage + 1}_block{index + 1}",
-                )(x, train=train)
-            features.append(x)
-        x = nn.relu(batch_norm(train, self.dtype, "final_bn")(x))
-        embedding = jnp.mean(x, axis=(1, 2))
-        logits = None
-        if self.num_classes is not None:
-            logits = nn.Dense(self.num_classes, dtype=self.dtype, name="classifier")(embedding)
-            logits = logits.astype(jnp.float32)
-        return {"logits": logits, "embedding": embedding, "features": features}
+  @nn.compact
+  def __call__(self, x: jnp.ndarray, *, train: bool) -> dict[str, Any]:
+    check_image_batch(x, type(self).__name__)
+    x = _conv(self.stem_width, 3, 1, self.dtype, "stem_conv")(jnp.asarray(x, self.dtype))
+    features = []
+    for stage, width in enumerate(self.stage_widths):
+      for index in range(self.blocks_per_stage):
+        stride = 2 if (stage > 0 and index == 0) else 1
+        x = PreActBlock(
+            width, stride, bottleneck=self.bottleneck,
+            shortcut_reads_activation=self.shortcut_reads_activation,
+            dropout_rate=self.dropout_rate, dtype=self.dtype,
+            name=f"stage{stage + 1}_block{index + 1}",
+        )(x, train=train)
+      features.append(x)
+    x = nn.relu(batch_norm(train, self.dtype, "final_bn")(x))
+    embedding = jnp.mean(x, axis=(1, 2))
+    logits = None
+    if self.num_classes is not None:
+      logits = nn.Dense(self.num_classes, dtype=self.dtype, name="classifier")(embedding)
+      logits = logits.astype(jnp.float32)
+    return {"logits": logits, "embedding": embedding, "features": features}
 
 
 def wide_resnet(depth: int, width: int, dropout_rate: float = 0.0, **kwargs) -> PreActResNet:
-    """WRN-depth-width: (depth − 4)/6 blocks per stage, channels 16k/32k/64k."""
-    if depth < 10 or (depth - 4) % 6:
-        raise ValueError(f"WRN depth must be 6n + 4 with n >= 1, got {depth}")
-    if width < 1:
-        raise ValueError(f"WRN width factor must be >= 1, got {width}")
-    return PreActResNet(stem_width=16, stage_widths=(16 * width, 32 * width, 64 * width),
-                        blocks_per_stage=(depth - 4) // 6, shortcut_reads_activation=True,
-                        dropout_rate=dropout_rate, **kwargs)
+  """WRN-depth-width: (depth − 4)/6 blocks per stage, channels 16k/32k/64k."""
+  if depth < 10 or (depth - 4) % 6:
+    raise ValueError(f"WRN depth must be 6n + 4 with n >= 1, got {depth}")
+  if width < 1:
+    raise ValueError(f"WRN width factor must be >= 1, got {width}")
+  return PreActResNet(stem_width=16, stage_widths=(16 * width, 32 * width, 64 * width),
+                      blocks_per_stage=(depth - 4) // 6, shortcut_reads_activation=True,
+                      dropout_rate=dropout_rate, **kwargs)
 
 
 def preact_resnet(depth: int, widths: Sequence[int] = (16, 32, 64), **kwargs) -> PreActResNet:
-    """Stanton et al.'s PreResNet-depth: basic blocks below depth 44, bottlenecks from 44 on."""
-    bottleneck = depth >= 44
-    divisor = 9 if bottleneck else 6
-    if depth < 8 or (depth - 2) % divisor:
-        raise ValueError(
-            f"PreAct ResNet depth must be {divisor}n + 2 ({'bottleneck' if bottleneck else 'basic'}"
-            f" blocks), got {depth}"
-        )
-    return PreActResNet(stem_width=16, stage_widths=tuple(widths),
-                        blocks_per_stage=(depth - 2) // divisor, bottleneck=bottleneck, **kwargs)
+  """Stanton et al.'s PreResNet-depth: basic blocks below depth 44, bottlenecks from 44 on."""
+  bottleneck = depth >= 44
+  divisor = 9 if bottleneck else 6
+  if depth < 8 or (depth - 2) % divisor:
+    raise ValueError(
+        f"PreAct ResNet depth must be {divisor}n + 2 ({'bottleneck' if bottleneck else 'basic'}"
+        f" blocks), got {depth}"
+    )
+  return PreActResNet(stem_width=16, stage_widths=tuple(widths),
+                      blocks_per_stage=(depth - 2) // divisor, bottleneck=bottleneck, **kwargs)
 
 
 WIDE_RESNETS = {

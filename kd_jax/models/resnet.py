@@ -33,148 +33,148 @@ conv_init = nn.initializers.variance_scaling(2.0, "fan_out", "normal")
 
 
 def batch_norm(train: bool, dtype: Any, name: str | None = None) -> nn.BatchNorm:
-    """BatchNorm with PyTorch's defaults (momentum 0.1 on the new value ⇔ flax 0.9, eps 1e-5).
+  """BatchNorm with PyTorch's defaults (momentum 0.1 on the new value ⇔ flax 0.9, eps 1e-5).
 
-    Statistics are reduced over every axis but channels; under `jit` with a batch sharded across
-    devices that reduction is already global, so no `axis_name` is needed for data parallelism.
-    """
-    return nn.BatchNorm(
-        use_running_average=not train, momentum=0.9, epsilon=1e-5, dtype=dtype, name=name
-    )
+  Statistics are reduced over every axis but channels; under `jit` with a batch sharded across
+  devices that reduction is already global, so no `axis_name` is needed for data parallelism.
+  """
+  return nn.BatchNorm(
+      use_running_average=not train, momentum=0.9, epsilon=1e-5, dtype=dtype, name=name
+  )
 
 
 def check_image_batch(x: jnp.ndarray, model_name: str) -> None:
-    """Images must be [batch, height, width, channels]; say so instead of failing inside a conv."""
-    if x.ndim != 4:
-        raise ValueError(
-            f"{model_name} expects images of shape [batch, height, width, channels], got shape "
-            f"{tuple(x.shape)}"
-        )
+  """Images must be [batch, height, width, channels]; say so instead of failing inside a conv."""
+  if x.ndim != 4:
+    raise ValueError(
+        f"{model_name} expects images of shape [batch, height, width, channels], got shape "
+        f"{tuple(x.shape)}"
+    )
 
 
 class BasicBlock(nn.Module):
-    """Two 3×3 convolutions, post-activation (He et al., 2016, Fig. 2 left)."""
+  """Two 3×3 convolutions, post-activation (He et al., 2016, Fig. 2 left)."""
 
-    width: int
-    stride: int = 1
-    dtype: Any = jnp.float32
+  width: int
+  stride: int = 1
+  dtype: Any = jnp.float32
 
-    @nn.compact
-    def __call__(self, x: jnp.ndarray, *, train: bool) -> jnp.ndarray:
-        conv = lambda w, k, s, name: nn.Conv(
-            w, (k, k), (s, s), padding=k // 2, use_bias=False, kernel_init=conv_init,
-            dtype=self.dtype, name=name,
-        )
-        y = conv(self.width, 3, self.stride, "conv1")(x)
-        y = nn.relu(batch_norm(train, self.dtype, "bn1")(y))
-        y = conv(self.width, 3, 1, "conv2")(y)
-        y = batch_norm(train, self.dtype, "bn2")(y)
-        shortcut = x
-        if self.stride != 1 or x.shape[-1] != self.width:
-            shortcut = conv(self.width, 1, self.stride, "shortcut_conv")(x)
-            shortcut = batch_norm(train, self.dtype, "shortcut_bn")(shortcut)
-        return nn.relu(y + shortcut)
+  @nn.compact
+  def __call__(self, x: jnp.ndarray, *, train: bool) -> jnp.ndarray:
+    conv = lambda w, k, s, name: nn.Conv(
+        w, (k, k), (s, s), padding=k // 2, use_bias=False, kernel_init=conv_init,
+        dtype=self.dtype, name=name,
+    )
+    y = conv(self.width, 3, self.stride, "conv1")(x)
+    y = nn.relu(batch_norm(train, self.dtype, "bn1")(y))
+    y = conv(self.width, 3, 1, "conv2")(y)
+    y = batch_norm(train, self.dtype, "bn2")(y)
+    shortcut = x
+    if self.stride != 1 or x.shape[-1] != self.width:
+      shortcut = conv(self.width, 1, self.stride, "shortcut_conv")(x)
+      shortcut = batch_norm(train, self.dtype, "shortcut_bn")(shortcut)
+    return nn.relu(y + shortcut)
 
 
 class Bottleneck(nn.Module):
-    """1×1 → 3×3 (strided) → 1×1 with 4× expansion, post-activation (He et al., 2016, Fig. 5)."""
+  """1×1 → 3×3 (strided) → 1×1 with 4× expansion, post-activation (He et al., 2016, Fig. 5)."""
 
-    width: int
-    stride: int = 1
-    dtype: Any = jnp.float32
-    expansion: int = 4
+  width: int
+  stride: int = 1
+  dtype: Any = jnp.float32
+  expansion: int = 4
 
-    @nn.compact
-    def __call__(self, x: jnp.ndarray, *, train: bool) -> jnp.ndarray:
-        conv = lambda w, k, s, name: nn.Conv(
-            w, (k, k), (s, s), padding=k // 2, use_bias=False, kernel_init=conv_init,
-            dtype=self.dtype, name=name,
-        )
-        out_width = self.width * self.expansion
-        y = nn.relu(batch_norm(train, self.dtype, "bn1")(conv(self.width, 1, 1, "conv1")(x)))
-        y = conv(self.width, 3, self.stride, "conv2")(y)
-        y = nn.relu(batch_norm(train, self.dtype, "bn2")(y))
-        y = batch_norm(train, self.dtype, "bn3")(conv(out_width, 1, 1, "conv3")(y))
-        shortcut = x
-        if self.stride != 1 or x.shape[-1] != out_width:
-            shortcut = conv(out_width, 1, self.stride, "shortcut_conv")(x)
-            shortcut = batch_norm(train, self.dtype, "shortcut_bn")(shortcut)
-        return nn.relu(y + shortcut)
+  @nn.compact
+  def __call__(self, x: jnp.ndarray, *, train: bool) -> jnp.ndarray:
+    conv = lambda w, k, s, name: nn.Conv(
+        w, (k, k), (s, s), padding=k // 2, use_bias=False, kernel_init=conv_init,
+        dtype=self.dtype, name=name,
+    )
+    out_width = self.width * self.expansion
+    y = nn.relu(batch_norm(train, self.dtype, "bn1")(conv(self.width, 1, 1, "conv1")(x)))
+    y = conv(self.width, 3, self.stride, "conv2")(y)
+    y = nn.relu(batch_norm(train, self.dtype, "bn2")(y))
+    y = batch_norm(train, self.dtype, "bn3")(conv(out_width, 1, 1, "conv3")(y))
+    shortcut = x
+    if self.stride != 1 or x.shape[-1] != out_width:
+      shortcut = conv(out_width, 1, self.stride, "shortcut_conv")(x)
+      shortcut = batch_norm(train, self.dtype, "shortcut_bn")(shortcut)
+    return nn.relu(y + shortcut)
 
 
 class ResNet(nn.Module):
-    """Stem conv-BN-ReLU, `len(stage_widths)` stages, global average pool, linear classifier.
+  """Stem conv-BN-ReLU, `len(stage_widths)` stages, global average pool, linear classifier.
 
-    Attributes:
-      stem_width: channels of the 3×3 stem convolution.
-      stage_widths: channels of each stage (before the bottleneck expansion).
-      blocks_per_stage: number of blocks in each stage.
-      stage_strides: stride of the first block of each stage.
-      block: "basic" or "bottleneck".
-      num_classes: classifier outputs; `None` leaves the head out ("logits" is then None).
-      dtype: compute dtype (e.g. jnp.bfloat16); parameters stay float32 and logits are returned
-        in float32 so losses can stay float32 (PAPERS.md notation).
+  Attributes:
+    stem_width: channels of the 3×3 stem convolution.
+    stage_widths: channels of each stage (before the bottleneck expansion).
+    blocks_per_stage: number of blocks in each stage.
+    stage_strides: stride of the first block of each stage.
+    block: "basic" or "bottleneck".
+    num_classes: classifier outputs; `None` leaves the head out ("logits" is then None).
+    dtype: compute dtype (e.g. jnp.bfloat16); parameters stay float32 and logits are returned
+      in float32 so losses can stay float32 (PAPERS.md notation).
 
-    Returns a dict: "logits" [batch, classes], "embedding" [batch, channels] (the pooled features
-    the classifier sees), "features" (each stage's output map, [batch, h, w, c]).
-    """
+  Returns a dict: "logits" [batch, classes], "embedding" [batch, channels] (the pooled features
+  the classifier sees), "features" (each stage's output map, [batch, h, w, c]).
+  """
 
-    stem_width: int
-    stage_widths: Sequence[int]
-    blocks_per_stage: Sequence[int]
-    stage_strides: Sequence[int]
-    block: str = "basic"
-    num_classes: int | None = 100
-    dtype: Any = jnp.float32
+  stem_width: int
+  stage_widths: Sequence[int]
+  blocks_per_stage: Sequence[int]
+  stage_strides: Sequence[int]
+  block: str = "basic"
+  num_classes: int | None = 100
+  dtype: Any = jnp.float32
 
-    @nn.compact
-    def __call__(self, x: jnp.ndarray, *, train: bool) -> dict[str, Any]:
-        check_image_batch(x, type(self).__name__)
-        if not (len(self.stage_widths) == len(self.blocks_per_stage) == len(self.stage_strides)):
-            raise ValueError(
-                "stage_widths, blocks_per_stage and stage_strides must have one entry per stage, "
-                f"got {self.stage_widths}, {self.blocks_per_stage}, {self.stage_strides}"
-            )
-        block_cls = {"basic": BasicBlock, "bottleneck": Bottleneck}.get(self.block)
-        if block_cls is None:
-            raise ValueError(f"block must be 'basic' or 'bottleneck', got {self.block!r}")
-        x = jnp.asarray(x, self.dtype)
-        x = nn.Conv(self.stem_width, (3, 3), padding=1, use_bias=False, kernel_init=conv_init,
-                    dtype=self.dtype, name="stem_conv")(x)
-        x = nn.relu(batch_norm(train, self.dtype, "stem_bn")(x))
-        features = []
-        for stage, (width, blocks, stride) in enumerate(
-            zip(self.stage_widths, self.blocks_per_stage, self.stage_strides)
-        ):
-            for index in range(blocks):
-                x = block_cls(width, stride if index == 0 else 1, dtype=self.dtype,
-                              name=f"stage{stage + 1}_block{index + 1}")(x, train=train)
-            features.append(x)
-        embedding = jnp.mean(x, axis=(1, 2))
-        logits = None
-        if self.num_classes is not None:
-            logits = nn.Dense(self.num_classes, dtype=self.dtype, name="classifier")(embedding)
-            logits = logits.astype(jnp.float32)
-        return {"logits": logits, "embedding": embedding, "features": features}
+  @nn.compact
+  def __call__(self, x: jnp.ndarray, *, train: bool) -> dict[str, Any]:
+    check_image_batch(x, type(self).__name__)
+    if not (len(self.stage_widths) == len(self.blocks_per_stage) == len(self.stage_strides)):
+      raise ValueError(
+          "stage_widths, blocks_per_stage and stage_strides must have one entry per stage, "
+          f"got {self.stage_widths}, {self.blocks_per_stage}, {self.stage_strides}"
+      )
+    block_cls = {"basic": BasicBlock, "bottleneck": Bottleneck}.get(self.block)
+    if block_cls is None:
+      raise ValueError(f"block must be 'basic' or 'bottleneck', got {self.block!r}")
+    x = jnp.asarray(x, self.dtype)
+    x = nn.Conv(self.stem_width, (3, 3), padding=1, use_bias=False, kernel_init=conv_init,
+                dtype=self.dtype, name="stem_conv")(x)
+    x = nn.relu(batch_norm(train, self.dtype, "stem_bn")(x))
+    features = []
+    for stage, (width, blocks, stride) in enumerate(
+        zip(self.stage_widths, self.blocks_per_stage, self.stage_strides)
+    ):
+      for index in range(blocks):
+        x = block_cls(width, stride if index == 0 else 1, dtype=self.dtype,
+                      name=f"stage{stage + 1}_block{index + 1}")(x, train=train)
+      features.append(x)
+    embedding = jnp.mean(x, axis=(1, 2))
+    logits = None
+    if self.num_classes is not None:
+      logits = nn.Dense(self.num_classes, dtype=self.dtype, name="classifier")(embedding)
+      logits = logits.astype(jnp.float32)
+    return {"logits": logits, "embedding": embedding, "features": features}
 
 
 def cifar_resnet(depth: int, widths: Sequence[int] = (16, 16, 32, 64), **kwargs) -> ResNet:
-    """RepDistiller's CIFAR ResNet-`depth`: (depth − 2)/6 basic blocks in each of three stages."""
-    if depth < 8 or (depth - 2) % 6:
-        raise ValueError(f"CIFAR ResNet depth must be 6n + 2 with n >= 1, got {depth}")
-    if len(widths) != 4:
-        raise ValueError(f"widths must be (stem, stage1, stage2, stage3), got {widths}")
-    n = (depth - 2) // 6
-    return ResNet(stem_width=widths[0], stage_widths=tuple(widths[1:]), blocks_per_stage=(n,) * 3,
-                  stage_strides=(1, 2, 2), **kwargs)
+  """RepDistiller's CIFAR ResNet-`depth`: (depth − 2)/6 basic blocks in each of three stages."""
+  if depth < 8 or (depth - 2) % 6:
+    raise ValueError(f"CIFAR ResNet depth must be 6n + 2 with n >= 1, got {depth}")
+  if len(widths) != 4:
+    raise ValueError(f"widths must be (stem, stage1, stage2, stage3), got {widths}")
+  n = (depth - 2) // 6
+  return ResNet(stem_width=widths[0], stage_widths=tuple(widths[1:]), blocks_per_stage=(n,) * 3,
+                stage_strides=(1, 2, 2), **kwargs)
 
 
 def disk_resnet(widths: Sequence[int], blocks: Sequence[int] = (1, 1, 1, 1), **kwargs) -> ResNet:
-    """DiSK's `NewResNet`: stem of widths[0] channels, four stages with strides 1, 2, 2, 2."""
-    if len(widths) != 4 or len(blocks) != 4:
-        raise ValueError(f"DiSK ResNets have four stages, got widths {widths}, blocks {blocks}")
-    return ResNet(stem_width=widths[0], stage_widths=tuple(widths), blocks_per_stage=tuple(blocks),
-                  stage_strides=(1, 2, 2, 2), **kwargs)
+  """DiSK's `NewResNet`: stem of widths[0] channels, four stages with strides 1, 2, 2, 2."""
+  if len(widths) != 4 or len(blocks) != 4:
+    raise ValueError(f"DiSK ResNets have four stages, got widths {widths}, blocks {blocks}")
+  return ResNet(stem_width=widths[0], stage_widths=tuple(widths), blocks_per_stage=tuple(blocks),
+                stage_strides=(1, 2, 2, 2), **kwargs)
 
 
 # Name → (constructor, its arguments). Widths and depths are those of the source repositories.

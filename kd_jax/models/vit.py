@@ -25,75 +25,75 @@ from kd_jax.models.resnet import check_image_batch
 
 
 class EncoderBlock(nn.Module):
-    num_heads: int
-    mlp_dim: int
-    dropout_rate: float = 0.0
-    dtype: Any = jnp.float32
+  num_heads: int
+  mlp_dim: int
+  dropout_rate: float = 0.0
+  dtype: Any = jnp.float32
 
-    @nn.compact
-    def __call__(self, z, *, train: bool):
-        drop = lambda t: nn.Dropout(self.dropout_rate, deterministic=not train)(t)
-        attended, probabilities = SelfAttention(
-            self.num_heads, self.dropout_rate, dtype=self.dtype,
-            kernel_init=nn.initializers.xavier_uniform(), name="attention",
-        )(nn.LayerNorm(epsilon=1e-6, dtype=self.dtype, name="attention_norm")(z), train=train)
-        z = z + drop(attended)
-        y = nn.LayerNorm(epsilon=1e-6, dtype=self.dtype, name="mlp_norm")(z)
-        y = nn.gelu(nn.Dense(self.mlp_dim, dtype=self.dtype, name="mlp_in")(y), approximate=False)
-        y = nn.Dense(z.shape[-1], dtype=self.dtype, name="mlp_out")(drop(y))
-        return z + drop(y), probabilities
+  @nn.compact
+  def __call__(self, z, *, train: bool):
+    drop = lambda t: nn.Dropout(self.dropout_rate, deterministic=not train)(t)
+    attended, probabilities = SelfAttention(
+        self.num_heads, self.dropout_rate, dtype=self.dtype,
+        kernel_init=nn.initializers.xavier_uniform(), name="attention",
+    )(nn.LayerNorm(epsilon=1e-6, dtype=self.dtype, name="attention_norm")(z), train=train)
+    z = z + drop(attended)
+    y = nn.LayerNorm(epsilon=1e-6, dtype=self.dtype, name="mlp_norm")(z)
+    y = nn.gelu(nn.Dense(self.mlp_dim, dtype=self.dtype, name="mlp_in")(y), approximate=False)
+    y = nn.Dense(z.shape[-1], dtype=self.dtype, name="mlp_out")(drop(y))
+    return z + drop(y), probabilities
 
 
 class VisionTransformer(nn.Module):
-    """Returns "logits" (float32, None without head), "embedding", "features" (each block's tokens
-    [batch, 1 + patches, hidden]) and "attentions" (each block's [batch, heads, q, k])."""
+  """Returns "logits" (float32, None without head), "embedding", "features" (each block's tokens
+  [batch, 1 + patches, hidden]) and "attentions" (each block's [batch, heads, q, k])."""
 
-    patch_size: int = 4
-    hidden_size: int = 192
-    num_layers: int = 12
-    num_heads: int = 3
-    mlp_dim: int = 768
-    num_classes: int | None = 100
-    pooling: str = "cls"
-    dropout_rate: float = 0.0
-    dtype: Any = jnp.float32
+  patch_size: int = 4
+  hidden_size: int = 192
+  num_layers: int = 12
+  num_heads: int = 3
+  mlp_dim: int = 768
+  num_classes: int | None = 100
+  pooling: str = "cls"
+  dropout_rate: float = 0.0
+  dtype: Any = jnp.float32
 
-    @nn.compact
-    def __call__(self, x: jnp.ndarray, *, train: bool) -> dict[str, Any]:
-        check_image_batch(x, "VisionTransformer")
-        batch, height, width, _ = x.shape
-        p = self.patch_size
-        if height % p or width % p:
-            raise ValueError(f"image size {height}×{width} is not divisible by patch size {p}")
-        z = nn.Conv(self.hidden_size, (p, p), (p, p), padding="VALID", dtype=self.dtype,
-                    name="patch_embedding")(jnp.asarray(x, self.dtype))
-        z = z.reshape(batch, -1, self.hidden_size)
-        cls = self.param("cls_token", nn.initializers.zeros, (1, 1, self.hidden_size))
-        # zeros_like(z[:, :1]) + cls rather than broadcast_to: the copy inherits z's batch
-        # sharding, which concatenate needs under explicit-sharding meshes.
-        z = jnp.concatenate([jnp.zeros_like(z[:, :1]) + cls.astype(z.dtype), z], axis=1)
-        position = self.param("position_embedding", nn.initializers.normal(0.02),
-                              (1, z.shape[1], self.hidden_size))
-        z = nn.Dropout(self.dropout_rate, deterministic=not train)(z + position.astype(z.dtype))
-        features, attentions = [], []
-        for index in range(self.num_layers):
-            z, probabilities = EncoderBlock(self.num_heads, self.mlp_dim, self.dropout_rate,
-                                            self.dtype, name=f"block_{index}")(z, train=train)
-            features.append(z)
-            attentions.append(probabilities)
-        z = nn.LayerNorm(epsilon=1e-6, dtype=self.dtype, name="final_norm")(z)
-        if self.pooling == "cls":
-            embedding = z[:, 0]
-        elif self.pooling == "gap":
-            embedding = z[:, 1:].mean(axis=1)
-        else:
-            raise ValueError(f"pooling must be 'cls' or 'gap', got {self.pooling!r}")
-        logits = None
-        if self.num_classes is not None:
-            logits = nn.Dense(self.num_classes, dtype=self.dtype, kernel_init=nn.initializers.zeros,
-                              name="classifier")(embedding).astype(jnp.float32)
-        return {"logits": logits, "embedding": embedding, "features": features,
-                "attentions": attentions}
+  @nn.compact
+  def __call__(self, x: jnp.ndarray, *, train: bool) -> dict[str, Any]:
+    check_image_batch(x, "VisionTransformer")
+    batch, height, width, _ = x.shape
+    p = self.patch_size
+    if height % p or width % p:
+      raise ValueError(f"image size {height}×{width} is not divisible by patch size {p}")
+    z = nn.Conv(self.hidden_size, (p, p), (p, p), padding="VALID", dtype=self.dtype,
+                name="patch_embedding")(jnp.asarray(x, self.dtype))
+    z = z.reshape(batch, -1, self.hidden_size)
+    cls = self.param("cls_token", nn.initializers.zeros, (1, 1, self.hidden_size))
+    # zeros_like(z[:, :1]) + cls rather than broadcast_to: the copy inherits z's batch
+    # sharding, which concatenate needs under explicit-sharding meshes.
+    z = jnp.concatenate([jnp.zeros_like(z[:, :1]) + cls.astype(z.dtype), z], axis=1)
+    position = self.param("position_embedding", nn.initializers.normal(0.02),
+                          (1, z.shape[1], self.hidden_size))
+    z = nn.Dropout(self.dropout_rate, deterministic=not train)(z + position.astype(z.dtype))
+    features, attentions = [], []
+    for index in range(self.num_layers):
+      z, probabilities = EncoderBlock(self.num_heads, self.mlp_dim, self.dropout_rate,
+                                      self.dtype, name=f"block_{index}")(z, train=train)
+      features.append(z)
+      attentions.append(probabilities)
+    z = nn.LayerNorm(epsilon=1e-6, dtype=self.dtype, name="final_norm")(z)
+    if self.pooling == "cls":
+      embedding = z[:, 0]
+    elif self.pooling == "gap":
+      embedding = z[:, 1:].mean(axis=1)
+    else:
+      raise ValueError(f"pooling must be 'cls' or 'gap', got {self.pooling!r}")
+    logits = None
+    if self.num_classes is not None:
+      logits = nn.Dense(self.num_classes, dtype=self.dtype, kernel_init=nn.initializers.zeros,
+                        name="classifier")(embedding).astype(jnp.float32)
+    return {"logits": logits, "embedding": embedding, "features": features,
+            "attentions": attentions}
 
 
 VITS = {

@@ -12,22 +12,22 @@ FIXTURES = pathlib.Path(__file__).parent / "fixtures"
 
 @pytest.fixture(scope="session")
 def fashion_images() -> np.ndarray:
-    """First 8 Fashion-MNIST test images, float32 [8, 28, 28, 1] in [0, 1] (Debian package)."""
-    if not FASHION_MNIST.is_file():
-        pytest.skip("apt-get install dataset-fashion-mnist for the real-image model tests")
-    with gzip.open(FASHION_MNIST, "rb") as f:
-        raw = f.read(16 + 8 * 28 * 28)
-    magic, _count, rows, cols = np.frombuffer(raw[:16], ">i4")
-    assert magic == 2051 and rows == cols == 28, "not an IDX image file"
-    return (np.frombuffer(raw[16:], np.uint8).reshape(8, 28, 28, 1) / 255.0).astype(np.float32)
+  """First 8 Fashion-MNIST test images, float32 [8, 28, 28, 1] in [0, 1] (Debian package)."""
+  if not FASHION_MNIST.is_file():
+    pytest.skip("apt-get install dataset-fashion-mnist for the real-image model tests")
+  with gzip.open(FASHION_MNIST, "rb") as f:
+    raw = f.read(16 + 8 * 28 * 28)
+  magic, _count, rows, cols = np.frombuffer(raw[:16], ">i4")
+  assert magic == 2051 and rows == cols == 28, "not an IDX image file"
+  return (np.frombuffer(raw[16:], np.uint8).reshape(8, 28, 28, 1) / 255.0).astype(np.float32)
 
 
 def read_speech(relative: str) -> tuple[np.ndarray, int]:
-    """A recorded Asterisk prompt (8 kHz, 16-bit PCM, mono) as float32 in [-1, 1]."""
-    import soundfile
+  """A recorded Asterisk prompt (8 kHz, 16-bit PCM, mono) as float32 in [-1, 1]."""
+  import soundfile
 
-    path = SPEECH / relative
-    if not path.is_file():
-        pytest.skip("apt-get install asterisk-core-sounds-en-wav for the real-audio tests")
-    audio, rate = soundfile.read(str(path), dtype="float32")
-    return audio, rate
+  path = SPEECH / relative
+  if not path.is_file():
+    pytest.skip("apt-get install asterisk-core-sounds-en-wav for the real-audio tests")
+  audio, rate = soundfile.read(str(path), dtype="float32")
+  return audio, rate

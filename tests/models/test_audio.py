@@ -17,61 +17,61 @@ pytestmark = pytest.mark.filterwarnings("ignore:Empty filters detected:UserWarni
 
 @pytest.fixture(scope="module")
 def speech_8k():
-    """One second of a real recorded prompt (Asterisk 'tt-monkeys', 8 kHz) and the next second."""
-    recording, rate = read_speech("tt-monkeys.wav")
-    assert rate == 8000
-    return np.stack([recording[8000:16000], recording[16000:24000]])
+  """One second of a real recorded prompt (Asterisk 'tt-monkeys', 8 kHz) and the next second."""
+  recording, rate = read_speech("tt-monkeys.wav")
+  assert rate == 8000
+  return np.stack([recording[8000:16000], recording[16000:24000]])
 
 
 def librosa_mel(clip, config, *, center):
-    """librosa's HTK/slaney mel of |STFT|^power (float64); "same" padding done by hand."""
-    clip = clip.astype(np.float64)
-    if not center:
-        clip = np.pad(clip, audio.padding_amounts(len(clip), config))
-    return librosa.feature.melspectrogram(
-        y=clip, sr=config.sample_rate, n_fft=config.n_fft, hop_length=config.hop_length,
-        n_mels=config.n_mels, htk=True, norm="slaney", power=config.power, center=center,
-        pad_mode="constant", window="hann")
+  """librosa's HTK/slaney mel of |STFT|^power (float64); "same" padding done by hand."""
+  clip = clip.astype(np.float64)
+  if not center:
+    clip = np.pad(clip, audio.padding_amounts(len(clip), config))
+  return librosa.feature.melspectrogram(
+      y=clip, sr=config.sample_rate, n_fft=config.n_fft, hop_length=config.hop_length,
+      n_mels=config.n_mels, htk=True, norm="slaney", power=config.power, center=center,
+      pad_mode="constant", window="hann")
 
 
 @pytest.mark.parametrize("config", [audio.SEA_STUDENT_MEL, audio.L3_MEL],
                          ids=["student_8k", "teacher_48k"])
 def test_filterbank_matches_librosa(config):
-    expected = librosa.filters.mel(sr=config.sample_rate, n_fft=config.n_fft,
-                                   n_mels=config.n_mels, htk=True, norm="slaney")
-    np.testing.assert_allclose(audio.mel_filterbank(config), expected.T, rtol=1e-5, atol=1e-9)
+  expected = librosa.filters.mel(sr=config.sample_rate, n_fft=config.n_fft,
+                                 n_mels=config.n_mels, htk=True, norm="slaney")
+  np.testing.assert_allclose(audio.mel_filterbank(config), expected.T, rtol=1e-5, atol=1e-9)
 
 
 @pytest.mark.parametrize("padding", ["center", "same"])
 def test_student_front_end_matches_librosa_on_speech(speech_8k, padding):
-    config = dataclasses.replace(audio.SEA_STUDENT_MEL, padding=padding)
-    ours = np.asarray(jax.jit(lambda a: audio.mel_spectrogram(a, config))(speech_8k))
-    assert ours.shape == (2, 64, 51 if padding == "center" else 50, 1)
-    for example, clip in enumerate(speech_8k):
-        mel = librosa_mel(clip, config, center=padding == "center")
-        np.testing.assert_allclose(
-            np.asarray(audio.mel_spectrogram(clip[None], config, decibels=False))[0, ..., 0],
-            mel, rtol=1e-4, atol=1e-6 * mel.max())
-        expected_db = librosa.amplitude_to_db(mel, ref=np.max, amin=1e-5, top_db=80.0)
-        np.testing.assert_allclose(ours[example, ..., 0], expected_db, atol=2e-3)
+  config = dataclasses.replace(audio.SEA_STUDENT_MEL, padding=padding)
+  ours = np.asarray(jax.jit(lambda a: audio.mel_spectrogram(a, config))(speech_8k))
+  assert ours.shape == (2, 64, 51 if padding == "center" else 50, 1)
+  for example, clip in enumerate(speech_8k):
+    mel = librosa_mel(clip, config, center=padding == "center")
+    np.testing.assert_allclose(
+        np.asarray(audio.mel_spectrogram(clip[None], config, decibels=False))[0, ..., 0],
+        mel, rtol=1e-4, atol=1e-6 * mel.max())
+    expected_db = librosa.amplitude_to_db(mel, ref=np.max, amin=1e-5, top_db=80.0)
+    np.testing.assert_allclose(ours[example, ..., 0], expected_db, atol=2e-3)
 
 
 def test_teacher_front_end_gives_256_by_199_at_48k(speech_8k):
-    """The L3 teacher's input: 1 s at 48 kHz (speech upsampled ×6 by linear interpolation)."""
-    clip = np.interp(np.arange(48_000) / 6.0, np.arange(8000), speech_8k[0]).astype(np.float32)
-    ours = np.asarray(audio.mel_spectrogram(clip[None], audio.L3_MEL))
-    assert ours.shape == (1, 256, 199, 1)
-    expected = librosa.amplitude_to_db(librosa_mel(clip, audio.L3_MEL, center=False), ref=np.max,
-                                       amin=1e-5, top_db=80.0)
-    np.testing.assert_allclose(ours[0, ..., 0], expected, atol=2e-3)
+  """The L3 teacher's input: 1 s at 48 kHz (speech upsampled ×6 by linear interpolation)."""
+  clip = np.interp(np.arange(48_000) / 6.0, np.arange(8000), speech_8k[0]).astype(np.float32)
+  ours = np.asarray(audio.mel_spectrogram(clip[None], audio.L3_MEL))
+  assert ours.shape == (1, 256, 199, 1)
+  expected = librosa.amplitude_to_db(librosa_mel(clip, audio.L3_MEL, center=False), ref=np.max,
+                                     amin=1e-5, top_db=80.0)
+  np.testing.assert_allclose(ours[0, ..., 0], expected, atol=2e-3)
 
 
 def test_front_end_errors():
-    with pytest.raises(ValueError, match="batch, samples"):
-        audio.mel_spectrogram(jnp.zeros(8000), audio.SEA_STUDENT_MEL)
-    with pytest.raises(ValueError, match="padding must be"):
-        audio.mel_spectrogram(jnp.zeros((1, 8000)),
-                              dataclasses.replace(audio.SEA_STUDENT_MEL, padding="reflect"))
+  with pytest.raises(ValueError, match="batch, samples"):
+    audio.mel_spectrogram(jnp.zeros(8000), audio.SEA_STUDENT_MEL)
+  with pytest.raises(ValueError, match="padding must be"):
+    audio.mel_spectrogram(jnp.zeros((1, 8000)),
+                          dataclasses.replace(audio.SEA_STUDENT_MEL, padding="reflect"))
 
 
 SPECTROGRAM = {"l3_teacher": (1, 256, 199, 1), "sea_student0": (1, 64, 50, 1),
@@ -81,48 +81,48 @@ SPECTROGRAM = {"l3_teacher": (1, 256, 199, 1), "sea_student0": (1, 64, 50, 1),
 
 @pytest.mark.parametrize("name", sorted(SPECTROGRAM))
 def test_sizes_reproduce_sea_table1(name):
-    """Parameters (Keras counts BN moving statistics too) and float32 MB within 1% of Table 1;
-    activation memory of one example from XLA's compiled forward pass (temp buffers) beside
-    the paper's: within 1% for the students, 2.4% above the paper's 12.74 MB for the teacher."""
-    params, megabytes, activation_mb = audio.SEA_TABLE1[name]
-    report = summary(get_model(name), jax.ShapeDtypeStruct(SPECTROGRAM[name], jnp.float32))
-    assert report["total"] == pytest.approx(params, rel=0.01)
-    assert report["bytes"] / 1e6 == pytest.approx(megabytes, rel=0.01)
-    tolerance = 0.03 if name == "l3_teacher" else 0.01
-    assert report["activation_bytes"] / 1e6 == pytest.approx(activation_mb, rel=tolerance)
+  """Parameters (Keras counts BN moving statistics too) and float32 MB within 1% of Table 1;
+  activation memory of one example from XLA's compiled forward pass (temp buffers) beside
+  the paper's: within 1% for the students, 2.4% above the paper's 12.74 MB for the teacher."""
+  params, megabytes, activation_mb = audio.SEA_TABLE1[name]
+  report = summary(get_model(name), jax.ShapeDtypeStruct(SPECTROGRAM[name], jnp.float32))
+  assert report["total"] == pytest.approx(params, rel=0.01)
+  assert report["bytes"] / 1e6 == pytest.approx(megabytes, rel=0.01)
+  tolerance = 0.03 if name == "l3_teacher" else 0.01
+  assert report["activation_bytes"] / 1e6 == pytest.approx(activation_mb, rel=tolerance)
 
 
 @pytest.fixture(scope="module")
 def student1():
-    model = get_model("sea_student1")
-    variables = jax.jit(lambda k, x: model.init(k, x, train=False))(
-        jax.random.PRNGKey(0), jnp.zeros((1, 8000)))
-    return model, variables
+  model = get_model("sea_student1")
+  variables = jax.jit(lambda k, x: model.init(k, x, train=False))(
+      jax.random.PRNGKey(0), jnp.zeros((1, 8000)))
+  return model, variables
 
 
 def test_student_embeds_real_speech(student1, speech_8k):
-    model, variables = student1
-    out = jax.jit(lambda v, x: model.apply(v, x, train=False))(variables, speech_8k)
-    assert out["embedding"].shape == (2, 256) and out["logits"] is None
-    assert out["spectrogram"].shape == (2, 64, 50, 1)
-    assert [f.shape[1:3] for f in out["features"]] == [(64, 50), (32, 25), (16, 12), (8, 6)]
-    # Global max-pool: the embedding is the last block's maximum over frequency and time.
-    np.testing.assert_allclose(out["embedding"], out["features"][-1].max((1, 2)))
-    assert not np.allclose(out["embedding"][0], out["embedding"][1])
-    # A spectrogram input skips the front end and gives the same result.
-    again = model.apply(variables, out["spectrogram"], train=False)
-    np.testing.assert_allclose(again["embedding"], out["embedding"], rtol=1e-5, atol=1e-6)
-    with pytest.raises(ValueError, match="spectrogram"):
-        model.apply(variables, jnp.zeros((1, 32, 50, 1)), train=False)
+  model, variables = student1
+  out = jax.jit(lambda v, x: model.apply(v, x, train=False))(variables, speech_8k)
+  assert out["embedding"].shape == (2, 256) and out["logits"] is None
+  assert out["spectrogram"].shape == (2, 64, 50, 1)
+  assert [f.shape[1:3] for f in out["features"]] == [(64, 50), (32, 25), (16, 12), (8, 6)]
+  # Global max-pool: the embedding is the last block's maximum over frequency and time.
+  np.testing.assert_allclose(out["embedding"], out["features"][-1].max((1, 2)))
+  assert not np.allclose(out["embedding"][0], out["embedding"][1])
+  # A spectrogram input skips the front end and gives the same result.
+  again = model.apply(variables, out["spectrogram"], train=False)
+  np.testing.assert_allclose(again["embedding"], out["embedding"], rtol=1e-5, atol=1e-6)
+  with pytest.raises(ValueError, match="spectrogram"):
+    model.apply(variables, jnp.zeros((1, 32, 50, 1)), train=False)
 
 
 def test_student_in_bfloat16(student1, speech_8k):
-    model, variables = student1
-    out32 = model.apply(variables, speech_8k, train=False)
-    out16 = jax.jit(lambda v, x: model.clone(dtype=jnp.bfloat16).apply(v, x, train=False))(
-        variables, speech_8k)
-    assert out16["features"][0].dtype == jnp.bfloat16
-    assert out16["spectrogram"].dtype == jnp.float32  # the front end stays float32
-    scale = float(np.abs(np.asarray(out32["embedding"])).max())
-    np.testing.assert_allclose(np.float32(out16["embedding"]), out32["embedding"],
-                               atol=0.05 * scale)
+  model, variables = student1
+  out32 = model.apply(variables, speech_8k, train=False)
+  out16 = jax.jit(lambda v, x: model.clone(dtype=jnp.bfloat16).apply(v, x, train=False))(
+      variables, speech_8k)
+  assert out16["features"][0].dtype == jnp.bfloat16
+  assert out16["spectrogram"].dtype == jnp.float32  # the front end stays float32
+  scale = float(np.abs(np.asarray(out32["embedding"])).max())
+  np.testing.assert_allclose(np.float32(out16["embedding"]), out32["embedding"],
+                             atol=0.05 * scale)
