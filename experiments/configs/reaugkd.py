@@ -30,26 +30,22 @@ Variants:
                0, 2, ..., 10; β chosen on the last 5 % of train, results on GLUE dev. Needs an
                accelerator and the GLUE TFDS data.
 
-Model factory: `bert_classifier` below builds a BERT whose `init` returns pretrained weights
-(MiniLM or any HF BERT directory, optionally a subset of its layers), because the trainer
-initialises every student from its module's `init`.
+Model: `bert_classifier` (kd_jax/models/pretrained_bert.py), a BERT whose `init` returns
+pretrained weights (MiniLM or any HF BERT directory, optionally a subset of its layers), because
+the trainer initialises every student from its module's `init`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Any
 
-import jax
-import jax.numpy as jnp
 import ml_collections
 
 from kd_jax.data.batching import KeepKeys
-from kd_jax.models import bert
 from kd_jax.train.config import default_config
 
-MODEL = "experiments.configs.reaugkd:bert_classifier"
+MODEL = "bert_classifier"  # kd_jax.models.pretrained_bert: BERT whose init loads MiniLM
 TASKS_CPU = {"rt": ("rotten_tomatoes", 2, 48), "bbc": ("bbc_news", 5, 64)}
 GLUE = {  # task: (TFDS name, classes, text keys, eval split)
     "sst2": ("glue/sst2", 2, ("sentence",), "validation"),
@@ -60,77 +56,6 @@ GLUE = {  # task: (TFDS name, classes, text keys, eval split)
     "rte": ("glue/rte", 2, ("sentence1", "sentence2"), "validation"),
 }
 ROWS = ("teacher", "ce", "kd", "rkd", "reaugkd")  # stage suffixes, in table order
-
-# ------------------------------------------------------------------------------------------------
-# Pretrained BERT classifiers for the trainer.
-
-_PRETRAINED: dict[str, dict[str, Any]] = {}
-
-
-def _pretrained_params(source: str) -> tuple[bert.BertConfig, dict[str, Any]]:
-  """(config, encoder params) of "minilm" or a HF BERT directory, loaded once per process."""
-  directory = str(bert.minilm_directory()) if source == "minilm" else source
-  if directory not in _PRETRAINED:
-    model, variables = bert.load_hf_bert(directory)
-    _PRETRAINED[directory] = {"config": model.config, "params": variables["params"]}
-  return _PRETRAINED[directory]["config"], _PRETRAINED[directory]["params"]
-
-
-class PretrainedBert(bert.BertEncoder):
-  """A `BertEncoder` whose `init` copies pretrained encoder weights (the head stays random).
-
-  `init_layers[i]` is the source layer copied into layer i (DistilBERT's initialisation from
-  teacher layers); the embeddings are copied too. With `init_source=""` it is a plain init.
-  """
-
-  init_source: str = ""
-  init_layers: tuple = ()
-
-  def init(self, rngs, *args, **kwargs):  # pylint: disable=arguments-differ
-    variables = super().init(rngs, *args, **kwargs)
-    if not self.init_source:
-      return variables
-    _, source = _pretrained_params(self.init_source)
-    params = dict(variables["params"])
-    for name in params:
-      if name == "classifier":
-        continue
-      origin = name
-      if name.startswith("layer_"):
-        origin = f"layer_{self.init_layers[int(name.split('_')[1])]}"
-      params[name] = jax.tree.map(lambda new, old: jnp.asarray(old, new.dtype), params[name],
-                                  source[origin])
-    return {**variables, "params": params}
-
-
-def bert_classifier(num_classes: int, *, num_layers: int = 6, init_from: str = "minilm",
-                    init_layers=(), hidden_size: int = 384, num_heads: int = 12,
-                    intermediate_size: int = 1536, dropout: float | None = None,
-                    dtype=jnp.float32) -> PretrainedBert:
-  """A BERT classifier: `init_from` "minilm", a HF BERT directory, or "scratch".
-
-  Pretrained: the architecture comes from the checkpoint's config.json, `num_layers` of them
-  initialised from source layers `init_layers` (default: the first `num_layers`). Scratch: a
-  BERT of the given sizes with MiniLM's vocabulary, initialised N(0, 0.02²). `dropout` overrides
-  the hidden and attention dropout rates (0 also removes the RNG work from the compiled step).
-  """
-  rates = {} if dropout is None else {"hidden_dropout": dropout, "attention_dropout": dropout}
-  if init_from == "scratch":
-    config = bert.BertConfig(num_layers=num_layers, hidden_size=hidden_size, num_heads=num_heads,
-                             intermediate_size=intermediate_size, **rates)
-    return PretrainedBert(config, num_classes=num_classes, dtype=dtype)
-  if not init_from:
-    raise ValueError("bert_classifier: init_from is empty; give 'minilm', 'scratch' or a Hugging "
-                     "Face BERT directory (the paper variant reads it from $KD_JAX_BERT_BASE).")
-  source_config, _ = _pretrained_params(init_from)
-  layers = tuple(init_layers) or tuple(range(num_layers))
-  if len(layers) != num_layers or not all(0 <= i < source_config.num_layers for i in layers):
-    raise ValueError(f"bert_classifier: init_layers {layers} must list {num_layers} layer indices "
-                     f"of the {source_config.num_layers}-layer checkpoint {init_from!r}.")
-  config = dataclasses.replace(source_config, num_layers=num_layers, **rates)
-  return PretrainedBert(config, num_classes=num_classes, dtype=dtype, init_source=init_from,
-                        init_layers=layers)
-
 
 # ------------------------------------------------------------------------------------------------
 # Data: small slices for the smoke test, joined sentence pairs for GLUE.

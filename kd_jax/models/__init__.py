@@ -22,7 +22,7 @@ from typing import Any
 
 import flax.linen as nn
 
-from kd_jax.models import audio, preact, resnet, vit
+from kd_jax.models import audio, preact, pretrained_bert, resnet, vit
 from kd_jax.models.audio import L3AudioNet, MelConfig, mel_spectrogram
 from kd_jax.models.bert import (
     BertConfig,
@@ -42,7 +42,8 @@ _CONV_NETS = {**resnet.CIFAR_RESNETS, **resnet.DISK_RESNETS, **preact.WIDE_RESNE
 
 def model_names() -> list[str]:
   """Every name `get_model` accepts without extra arguments (wrn_d_k also takes any d, k)."""
-  return sorted([*_CONV_NETS, *vit.VITS, "bert", "minilm_l6", *audio.AUDIO_NETS])
+  return sorted([*_CONV_NETS, *vit.VITS, "bert", "bert_classifier", "minilm_l6",
+                 *audio.AUDIO_NETS])
 
 
 def get_model(name: str, **kwargs: Any) -> nn.Module:
@@ -62,6 +63,8 @@ def get_model(name: str, **kwargs: Any) -> nn.Module:
     return VisionTransformer(**{**vit.VITS[key], **kwargs})
   if key == "bert":
     return BertEncoder(**kwargs)
+  if key == "bert_classifier":
+    return pretrained_bert.bert_classifier(**kwargs)
   if key == "minilm_l6":
     return BertEncoder(**{"config": BertConfig(), **kwargs})
   if key in audio.AUDIO_NETS:

@@ -97,9 +97,9 @@ def test_every_variant_validates_and_has_the_rows():
 
 
 def test_student_from_teacher_layers_copies_minilm_weights():
-  from kd_jax.models import bert
+  from kd_jax.models import bert, pretrained_bert
   _, minilm = bert.load_hf_bert(bert.minilm_directory())
-  model = table.bert_classifier(3, num_layers=2, init_from="minilm", init_layers=(1, 4))
+  model = pretrained_bert.bert_classifier(3, num_layers=2, init_from="minilm", init_layers=(1, 4))
   variables = model.init({"params": jax.random.key(0)}, jnp.zeros((2, 8), jnp.int32),
                          train=False)
   for new, old in (("layer_0", "layer_1"), ("layer_1", "layer_4"),
@@ -109,9 +109,9 @@ def test_student_from_teacher_layers_copies_minilm_weights():
       np.testing.assert_array_equal(a, b)
   assert variables["params"]["classifier"]["kernel"].shape == (384, 3)
   with pytest.raises(ValueError, match="init_layers"):
-    table.bert_classifier(2, num_layers=2, init_from="minilm", init_layers=(0, 9))
+    pretrained_bert.bert_classifier(2, num_layers=2, init_from="minilm", init_layers=(0, 9))
   with pytest.raises(ValueError, match="init_from is empty"):
-    table.bert_classifier(2, init_from="")
+    pretrained_bert.bert_classifier(2, init_from="")
 
 
 def test_scann_backend_with_one_leaf_and_full_reorder_equals_exact_search(smoke_run):
