@@ -25,6 +25,18 @@ PAPER_TABLE2 = {
                              5: (76.7, 75.6, 88.4, 0.142)},
 }
 METRICS = ("teacher_accuracy", "accuracy", "agreement", "predictive_kl")
+# What each variant is, printed under the command at the top of its report.
+VARIANT_NOTES = {
+    "cpu": (
+        "Variant `cpu`: Fashion-MNIST (real data: 60 000 train / 10 000 test), PreAct ResNet-8 "
+        "teachers with 16/32/64 filters (500 SGD steps of 128, lr 0.1 cosine, wd 1e-4, "
+        "pad-crop-flip), PreAct ResNet-8 students with 8/16/32 filters (300 SGD Nesterov steps "
+        "of 128, lr 0.05 → 1e-6 cosine), τ = 4, α = 0; Gaussian noise σ = 0.1 on [0, 1] pixels; "
+        "MixUp λ ~ U[0, 1]. Chosen to fit one 2-core CPU session: about an epoch each, so absolute "
+        "accuracies are below converged values and effects are small."),
+    "smoke": "Variant `smoke`: a few steps on MNIST-5k, for CI only; numbers are not meaningful.",
+    "paper": "Variant `paper`: CIFAR-100, PreAct ResNet-56, the paper's schedule.",
+}
 
 
 def load_stage_results(workdir: str, stages: Sequence[str]) -> dict[str, dict]:
