@@ -45,6 +45,8 @@ import flax.linen as nn
 import jax.numpy as jnp
 import numpy as np
 
+from kd_jax.models.resnet import classifier_logits
+
 
 @dataclasses.dataclass(frozen=True)
 class MelConfig:
@@ -202,10 +204,7 @@ class L3AudioNet(nn.Module):
       if block < len(self.filters) - 1:
         x = nn.max_pool(x, (2, 2), strides=(2, 2), padding="VALID")
     embedding = jnp.max(x, axis=(1, 2))
-    logits = None
-    if self.num_classes is not None:
-      logits = nn.Dense(self.num_classes, dtype=self.dtype, name="classifier")(embedding)
-      logits = logits.astype(jnp.float32)
+    logits = classifier_logits(embedding, self.num_classes, self.dtype)
     return {"logits": logits, "embedding": embedding, "features": features,
             "spectrogram": spectrogram}
 

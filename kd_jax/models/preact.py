@@ -23,7 +23,7 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
-from kd_jax.models.resnet import batch_norm, check_image_batch, conv_init
+from kd_jax.models.resnet import batch_norm, check_image_batch, classifier_logits, conv_init
 
 
 def _conv(width: int, kernel: int, stride: int, dtype: Any, name: str) -> nn.Conv:
@@ -102,10 +102,7 @@ class PreActResNet(nn.Module):
       features.append(x)
     x = nn.relu(batch_norm(train, self.dtype, "final_bn")(x))
     embedding = jnp.mean(x, axis=(1, 2))
-    logits = None
-    if self.num_classes is not None:
-      logits = nn.Dense(self.num_classes, dtype=self.dtype, name="classifier")(embedding)
-      logits = logits.astype(jnp.float32)
+    logits = classifier_logits(embedding, self.num_classes, self.dtype)
     return {"logits": logits, "embedding": embedding, "features": features}
 
 

@@ -151,11 +151,18 @@ class ResNet(nn.Module):
                       name=f"stage{stage + 1}_block{index + 1}")(x, train=train)
       features.append(x)
     embedding = jnp.mean(x, axis=(1, 2))
-    logits = None
-    if self.num_classes is not None:
-      logits = nn.Dense(self.num_classes, dtype=self.dtype, name="classifier")(embedding)
-      logits = logits.astype(jnp.float32)
+    logits = classifier_logits(embedding, self.num_classes, self.dtype)
     return {"logits": logits, "embedding": embedding, "features": features}
+
+
+def classifier_logits(embedding: jnp.ndarray, num_classes: int | None, dtype: Any):
+  """The linear head shared by the conv nets: float32 logits, or None for a headless encoder.
+
+  Call inside the model's compact `__call__`: the Dense layer is named "classifier" there.
+  """
+  if num_classes is None:
+    return None
+  return nn.Dense(num_classes, dtype=dtype, name="classifier")(embedding).astype(jnp.float32)
 
 
 def cifar_resnet(depth: int, widths: Sequence[int] = (16, 16, 32, 64), **kwargs) -> ResNet:
