@@ -5,14 +5,20 @@
 
 Re-running the same command in the same workdir resumes from the newest checkpoint; a finished
 run only reports its results. Setting JAX_COMPILATION_CACHE_DIR=DIR (JAX's persistent
-compilation cache) roughly halves the runtime of repeated small runs on a CPU. Unknown `--config.*` keys are rejected (the config is locked), and
-so are unknown keys or inconsistent settings inside the config file, before anything runs.
+compilation cache) roughly halves the runtime of repeated small runs on a CPU. Unknown
+`--config.*` keys are rejected (the config is locked), and so are unknown keys or inconsistent
+settings inside the config file, before anything runs. An error during the run ends with one
+`FATAL: ...` line too; its full traceback goes to WORKDIR/error.log (or to the console with
+--verbosity=1). A second command in a workdir that a run holds stops at once, naming the holder.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
+import time
+import traceback
 
 from absl import app
 from absl import flags
@@ -53,8 +59,37 @@ def main(argv):
       config_lib.validate(config)
   except ValueError as error:
     sys.exit(f"FATAL: {error}")
-  results = stages.run(config, _WORKDIR.value)
+  try:
+    results = stages.run(config, _WORKDIR.value)
+  except Exception as error:  # pylint: disable=broad-except  (reported as one line, logged whole)
+    if flags.FLAGS.verbosity >= 1:
+      raise
+    sys.exit(fatal_line(error, _write_traceback(_WORKDIR.value)))
   print(json.dumps(results, indent=2), flush=True)
+
+
+def fatal_line(error: BaseException, log_path: str | None) -> str:
+  """One line naming the problem: `FATAL: <type>: <message> (traceback: <where>)`."""
+  message = " ".join(str(error).split())  # multi-line messages (orbax tree diffs) on one line
+  if len(message) > 1500:
+    message = message[:1500] + " ..."
+  where = (f"full traceback in {log_path}" if log_path else "no log file could be written")
+  return f"FATAL: {type(error).__name__}: {message} ({where}; --verbosity=1 prints it)"
+
+
+def _write_traceback(workdir: str) -> str | None:
+  """Appends the current exception's traceback to WORKDIR/error.log (one file per process)."""
+  import jax  # pylint: disable=g-import-not-at-top  (already imported by the run)
+  name = "error.log" if jax.process_count() == 1 else f"error.process_{jax.process_index()}.log"
+  path = os.path.join(workdir, name)
+  try:
+    os.makedirs(workdir, exist_ok=True)
+    with open(path, "a") as f:
+      f.write(f"=== {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(sys.argv)}\n")
+      f.write(traceback.format_exc())
+  except OSError:
+    return None
+  return path
 
 
 if __name__ == "__main__":

@@ -14,10 +14,9 @@ Command (whole table, then the report in experiments/results/):
 Variants:
   cpu    Fashion-MNIST (60 000 / 10 000, real data), PreAct ResNet-8 with 16/32/64 filters as
          teacher and PreAct ResNet-8 with 8/16/32 filters as student: 5 teachers (500 steps of
-         128, about one epoch) and 15 student runs (300 steps of 128), sized to finish in about
-         60-80 minutes on 2 CPU cores. Expected: teacher ≈ 0.88-0.90,
-         students ≈ 0.84-0.88, agreement ≈ 0.90-0.95; agreement rises with m and MixUp gives
-         the highest agreement (the paper's findings), but at this size the differences are small.
+         128, about one epoch) and 15 student runs (300 steps of 128), sized to fit one 2-core
+         CPU session. Measured results, and which of the paper's findings they reproduce (not
+         all do at this size): experiments/results/fidelity_cpu.md, written by the command.
   smoke  the same grid structure with 2 teachers, m ∈ {1, 2}, 1 seed and a few steps: the CI test.
   paper  CIFAR-100, PreAct ResNet-56 teachers (200 epochs, batch 256, SGD lr 0.1 cosine,
          wd 1e-4) and students (300 epochs, batch 128, SGD Nesterov lr 5e-2 → 1e-6 cosine),

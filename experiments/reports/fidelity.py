@@ -1,6 +1,6 @@
 """The fidelity table (Stanton et al., docs/PAPERS.md §6): Markdown + CSV + plot from a finished run.
 
-Reads each stage's WORKDIR/<stage>/results.json (written by the trainer), aggregates the student
+Reads each stage's results (WORKDIR/<stage>/results.json, written by the trainer), aggregates the student
 runs over seeds (mean ± sample std), sets the paper's published Table 2 beside ours, and states
 which findings our run reproduces — computed from the numbers, never typed in.
 """
@@ -8,9 +8,7 @@ which findings our run reproduces — computed from the numbers, never typed in.
 from __future__ import annotations
 
 import csv
-import json
 import os
-from typing import Sequence
 
 import numpy as np
 
@@ -37,18 +35,6 @@ VARIANT_NOTES = {
     "smoke": "Variant `smoke`: a few steps on MNIST-5k, for CI only; numbers are not meaningful.",
     "paper": "Variant `paper`: CIFAR-100, PreAct ResNet-56, the paper's schedule.",
 }
-
-
-def load_stage_results(workdir: str, stages: Sequence[str]) -> dict[str, dict]:
-  results = {}
-  for stage in stages:
-    path = os.path.join(workdir, stage, "results.json")
-    if not os.path.exists(path):
-      raise FileNotFoundError(f"{path} is missing: stage {stage!r} has not finished; rerun the "
-                              "reproduce command (it resumes) before writing the report.")
-    with open(path) as f:
-      results[stage] = json.load(f)
-  return results
 
 
 def _mean_std(values):
@@ -154,7 +140,7 @@ def write_plot(path: str, summary: dict) -> None:
 
 
 def write_report(config, results: dict, *, out_dir: str, name: str, command: str,
-                 variant_note: str) -> dict[str, str]:
+                 variant: str) -> dict[str, str]:
   """Writes NAME.md, NAME.csv and NAME.png into out_dir; returns their paths."""
   os.makedirs(out_dir, exist_ok=True)
   paths = {ext: os.path.join(out_dir, f"{name}.{ext}") for ext in ("md", "csv", "png")}
@@ -166,7 +152,7 @@ def write_report(config, results: dict, *, out_dir: str, name: str, command: str
   lines = [
       f"# Fidelity study (Stanton et al., 2021) — `{name}`", "",
       "Produced by the committed code with:", "", "```bash", command, "```", "",
-      variant_note, "",
+      VARIANT_NOTES.get(variant, f"Variant `{variant}`."), "",
       f"Teachers trained: {len(summary['teachers'])}, test accuracy "
       f"{_fmt(summary['teachers'])}% (mean ± std over teachers). Student cells: mean ± std over "
       f"{seeds} seed(s). Accuracies and agreement in %, predictive KL in nats; all on the test "

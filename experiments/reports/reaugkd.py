@@ -1,327 +1,188 @@
-"""The ReAugKD table: runs every stage, builds the knowledge bases between them, writes the report.
+"""The ReAugKD table: Markdown + CSV + plot from the finished stages of experiments/configs/reaugkd.
 
-  python -m experiments.reports.reaugkd --variant=cpu [--workdir=DIR] [--out_dir=DIR]
-  python -m experiments.reports.reaugkd --variant=cpu --teachers_only   # cache the teachers first
-
-Between a task's teacher stage and its ReAugKD stage the runner does ReAugKD's step 1
-(`kd_jax.methods.reaugkd.prepare_knowledge_base`: frozen-teacher pass over the train split,
-SupCon projection, KB saved in WORKDIR/<task>_kb). After training it evaluates the ReAugKD
-student itself: β is chosen on the validation split from the method's `eval_betas` grid and only
-then applied to the test split; the retrieval latency overhead is timed on jit-compiled forward
-passes (student alone vs student + exact top-k + mixing) and ScaNN's recall@k is measured on the
-KB. Output: experiments/results/reaugkd_<variant>.md and .csv, the command at the top.
-Rerunning the command resumes: finished stages only report, an existing KB is reused.
+Everything here reads results the engine wrote (WORKDIR/<stage>/results.json): the students' test
+accuracy (evaluator "eval"), the ReAugKD students' retrieval-augmented accuracy with β chosen on
+the validation split (evaluator "test_reaug", which applies "val_reaug"'s choice), ScaNN's
+recall and the latency of retrieval (first seed). No training, no knowledge base, no evaluation
+loop: those are the method's `prepare` and the evaluators. Statements about which differences
+exceed the seed spread, and which of the paper's claims this run reproduces, are computed from
+the numbers.
 """
 
 from __future__ import annotations
 
 import csv
-import functools
-import json
 import os
-import time
-from typing import Any
 
-import jax
-import jax.numpy as jnp
 import numpy as np
-from absl import app
-from absl import flags
-from absl import logging
 
 from experiments.configs import reaugkd as table
-from kd_jax import retrieval
 from kd_jax.methods import reaugkd
-from kd_jax.train import build
-from kd_jax.train import checkpoint as checkpoint_lib
-from kd_jax.train import config as config_lib
-from kd_jax.train import loop
-from kd_jax.train import steps as steps_lib
 
 ROW_TITLES = {"teacher": "Teacher", "ce": "Student CE", "kd": "Vanilla KD", "rkd": "RKD",
               "reaugkd_no_retrieval": "ReAugKD w/o retrieval at inference",
               "reaugkd": "ReAugKD"}
-_REAUGKD = "kd_jax.methods.reaugkd:ReAugKD"
 
 
-def _is_reaugkd(stage_config) -> bool:
-  return stage_config.method.name in (_REAUGKD, "reaugkd")
+def _reaug(results: dict, stage: str) -> dict:
+  return results[stage]["evals"]["test_reaug"]
 
 
-def _resolve(stage_config, workdir: str):
-  """Relative teacher workdirs name earlier stages; a relative KB path lives in the workdir."""
-  workdir = os.path.abspath(workdir)  # so that a resolved path is never resolved twice
-  stage_config = stage_config.unlock() if hasattr(stage_config, "unlock") else stage_config
-  teachers = config_lib.teacher_specs(stage_config)
-  for teacher in teachers:
-    if not os.path.isabs(teacher.workdir):
-      teacher.workdir = os.path.join(workdir, teacher.workdir)
-  stage_config.teachers = tuple(teachers)
-  if _is_reaugkd(stage_config) and not os.path.isabs(stage_config.method.knowledge_base):
-    stage_config.method.knowledge_base = os.path.join(workdir, stage_config.method.knowledge_base)
-  return stage_config
-
-
-def _text_batches(stage_config, split: str):
-  """Ordered, masked batches of a split through the stage's eval transforms (no augmentation)."""
-  api = build.data_api()
-  source = build.get_source(stage_config, split)
-  # pylint: disable-next=protected-access  (the trainer's own resolution of transform specs)
-  transforms = build._transforms(stage_config.eval_transforms, api)
-  return lambda: api.eval_batches(source, batch_size=stage_config.eval_batch_size,
-                                  transforms=transforms)
-
-
-def build_knowledge_base(stage_config) -> retrieval.KnowledgeBase:
-  """ReAugKD step 1 for one task, from the ReAugKD stage's teacher, data and method settings."""
-  method = build.build_method(stage_config)
-  spec = config_lib.teacher_specs(stage_config)[0]
-  teacher = build.build_model(spec.model, stage_config.num_classes, spec.model_kwargs)
-  step, variables = checkpoint_lib.restore_exported_variables(spec.workdir)
-
-  @jax.jit
-  def forward(variables, ids):
-    out = teacher.apply(variables, ids, train=False)
-    return out["embedding"], out["logits"]
-
-  teacher_fn = lambda batch: forward(variables, jnp.asarray(batch[stage_config.input_key]))
-  print(f"=== knowledge base -> {method.knowledge_base}", flush=True)
-  return reaugkd.prepare_knowledge_base(
-      teacher_fn, _text_batches(stage_config, stage_config.train_split),
-      directory=method.knowledge_base, teacher_id=f"{os.path.abspath(spec.workdir)}@{step}",
-      projection_dim=method.projection_dim,
-      contrastive_temperature=method.contrastive_temperature,
-      projection_steps=method.projection_steps,
-      projection_batch_size=method.projection_batch_size,
-      projection_learning_rate=method.projection_learning_rate,
-      kb_temperature=method.kb_temperature, seed=stage_config.seed)
-
-
-def run_stages(config, workdir: str, *, teachers_only: bool = False) -> dict[str, dict]:
-  """Like `kd_jax.train.stages.run`, plus the KB of each ReAugKD stage built before it runs.
-
-  `teachers_only` runs just the `<task>_teacher` stages (to cache the fine-tuned teachers).
-  """
-  results = {}
-  for name, stage_config in config_lib.validate_stages(config):
-    if teachers_only and not name.endswith("_teacher"):
-      continue
-    stage_config = _resolve(stage_config, workdir)
-    if _is_reaugkd(stage_config) and not os.path.exists(
-        os.path.join(stage_config.method.knowledge_base, retrieval.knowledge_base.MANIFEST_FILE)):
-      build_knowledge_base(stage_config)
-    print(f"=== stage {name} -> {os.path.join(workdir, name)}", flush=True)
-    results[name] = loop.train_and_evaluate(stage_config, os.path.join(workdir, name))
-  if not teachers_only:
-    with open(os.path.join(workdir, "results.json"), "w") as f:
-      json.dump(results, f, indent=2)
-  return results
-
-
-def restore_state(workdir: str) -> dict[str, Any]:
-  """The whole train state of a run's newest checkpoint (student and method params, KB state)."""
-  return checkpoint_lib.restore_latest_state(workdir, missing="the ReAugKD stage has not run")[1]
-
-
-def _median_seconds(fn, *args, repeats: int = 30) -> float:
-  jax.block_until_ready(fn(*args))  # compile
-  times = []
-  for _ in range(repeats):
-    start = time.perf_counter()
-    jax.block_until_ready(fn(*args))
-    times.append(time.perf_counter() - start)
-  return float(np.median(times))
-
-
-def evaluate_reaugkd(stage_config, stage_workdir: str, validation_split: str) -> dict[str, Any]:
-  """β on validation, then test accuracy with and without retrieval; latency; ScaNN recall."""
-  method = build.build_method(stage_config)
-  student = build.build_model(stage_config.model, stage_config.num_classes,
-                              stage_config.model_kwargs)
-  state = restore_state(stage_workdir)
-  variables = {"params": state["params"]["student"], **state["model_state"]}
-  method_params, kb_state = state["params"]["method"], state["method_state"]
-  key = stage_config.input_key
-  forward = steps_lib.Forward(student, (), jnp.float32)
-
-  @jax.jit
-  def outputs(ids):
-    out = forward.student_eval(variables["params"], state["model_state"], ids)
-    return out["logits"], method.student_embedding(method_params, out)
-
-  def collect(split):
-    logits, embeddings, labels = [], [], []
-    for batch in _text_batches(stage_config, split)():
-      z, s = outputs(jnp.asarray(batch[key]))
-      keep = np.asarray(batch["mask"], bool)
-      logits.append(np.asarray(z)[keep])
-      embeddings.append(np.asarray(s)[keep])
-      labels.append(np.asarray(batch["label"])[keep])
-    return np.concatenate(logits), np.concatenate(embeddings), np.concatenate(labels)
-
-  betas = jnp.asarray(method.eval_betas)
-  kb_embeddings = np.asarray(kb_state["kb_embeddings"])
-  kb_soft_labels = kb_state["kb_soft_labels"]
-  k, temperature = method.num_neighbors, method.student_temperature
-  scann = retrieval.ScannSearcher(kb_embeddings, default_k=k,
-                                  params=method.scann_params(kb_embeddings.shape[0]))
-  mix = jax.jit(functools.partial(reaugkd.mix_retrieved, temperature=temperature))
-
-  def augmented_probs(z, s, beta):
-    """Exact top-k inside jit, or ScaNN on the host, then the same mixing (method option)."""
-    if method.search_backend == "scann":
-      indices, scores = scann.search(np.asarray(s), k)
-      return mix(z, jnp.asarray(scores), kb_soft_labels[jnp.asarray(indices)], beta=beta)
-    return reaugkd.retrieval_augmented_probs(z, s, kb_state["kb_embeddings"], kb_soft_labels,
-                                             k=k, temperature=temperature, beta=beta)
-
-  def accuracies(split):
-    z, s, y = collect(split)
-    probs = augmented_probs(jnp.asarray(z), jnp.asarray(s), betas)
-    return np.mean(np.argmax(np.asarray(probs), -1) == y[None], axis=1), s
-
-  validation, _ = accuracies(validation_split)
-  best = int(np.argmax(validation))  # first maximum: the smallest β among ties
-  test, test_embeddings = accuracies(stage_config.eval_split)
-
-  # Latency: one example and one eval batch, student alone vs student + retrieval + mixing.
-  batch = next(iter(_text_batches(stage_config, stage_config.eval_split)()))
-  beta = float(method.eval_betas[best])
-  student_only = jax.jit(lambda ids: jax.nn.softmax(outputs(ids)[0], axis=-1))
-  if method.search_backend == "scann":
-    with_retrieval = lambda ids: augmented_probs(*outputs(ids), beta)
-  else:
-    with_retrieval = jax.jit(lambda ids: augmented_probs(*outputs(ids), beta))
-  latency = {}
-  for size in (1, stage_config.eval_batch_size):
-    ids = jnp.asarray(batch[key][:size])
-    plain, augmented = _median_seconds(student_only, ids), _median_seconds(with_retrieval, ids)
-    latency[size] = {"student_ms": 1e3 * plain, "reaugkd_ms": 1e3 * augmented,
-                     "overhead": augmented / plain - 1.0}
-  # ScaNN against exact search, queried with the student's test embeddings: the queries
-  # ReAugKD actually issues (recall of its own neighbours, not of KB entries against each other).
-  exact, _ = retrieval.ExactSearcher(kb_embeddings).search(test_embeddings, k)
-  approx, _ = scann.search(test_embeddings, k)
-  return {"beta": beta, "validation_accuracy": float(validation[best]),
-          "test_accuracy": float(test[best]), "test_accuracy_no_retrieval":
-          float(test[list(method.eval_betas).index(0.0)]) if 0.0 in method.eval_betas else None,
-          "validation_by_beta": dict(zip(map(str, method.eval_betas), map(float, validation))),
-          "latency": latency, "kb_size": int(kb_embeddings.shape[0]),
-          "scann_recall": retrieval.recall_at_k(approx, exact), "k": k,
-          "search_backend": method.search_backend}
-
-
-def table_rows(variant: str, results: dict, evaluations: dict) -> dict[str, dict]:
-  """{row: {task: test accuracy}}; the ReAugKD rows come from `evaluate_reaugkd`."""
+def table_cells(variant: str, results: dict) -> dict[str, dict[str, list[float]]]:
+  """{row: {task: [test accuracy per seed]}} (the teacher: one value)."""
   rows = {row: {} for row in ROW_TITLES}
   for task in table.tasks(variant):
-    for row in ("teacher", "ce", "kd", "rkd"):
-      rows[row][task] = results[table.stage_name(task, row)]["accuracy"]
-    rows["reaugkd_no_retrieval"][task] = results[table.stage_name(task, "reaugkd")]["accuracy"]
-    rows["reaugkd"][task] = evaluations[task]["test_accuracy"]
+    rows["teacher"][task] = [results[table.stage_name(task, "teacher")]["accuracy"]]
+    for row in ("ce", "kd", "rkd"):
+      rows[row][task] = [results[table.stage_name(task, row, s)]["accuracy"]
+                         for s in table.seeds(variant)]
+    stages = [table.stage_name(task, "reaugkd", s) for s in table.seeds(variant)]
+    rows["reaugkd_no_retrieval"][task] = [results[s]["accuracy"] for s in stages]
+    rows["reaugkd"][task] = [_reaug(results, s)["accuracy"] for s in stages]
   for values in rows.values():
-    values["average"] = float(np.mean(list(values.values())))
+    # The average column: per seed, the mean over tasks.
+    values["average"] = list(np.mean([values[t] for t in table.tasks(variant)], axis=0))
   return rows
 
 
-def _settings_lines(variant: str) -> list[str]:
-  config = table.get_config(variant)
+def _mean_std(values) -> tuple[float, float]:
+  values = 100 * np.asarray(values, np.float64)
+  return float(values.mean()), float(values.std(ddof=1)) if len(values) > 1 else 0.0
+
+
+def _fmt(values) -> str:
+  mean, std = _mean_std(values)
+  return f"{mean:.2f}" if len(values) == 1 else f"{mean:.2f} ± {std:.2f}"
+
+
+def comparisons(variant: str, cells: dict) -> list[str]:
+  """Which differences between rows exceed the seed spread (|Δ mean| > std_a + std_b)."""
   lines = []
-  for task in table.tasks(variant):
-    teacher = config.stages[table.stage_name(task, "teacher")]
-    student = config.stages[table.stage_name(task, "reaugkd")]
-    lines.append(
-        f"- `{task}`: {teacher.dataset} (train `{teacher.train_split}`, test "
-        f"`{teacher.eval_split}`, β on `{table.validation_split(variant, task)}`); teacher "
-        f"{dict(teacher.model_kwargs)}, {teacher.total_steps} steps; students "
-        f"{dict(student.model_kwargs)}, {student.total_steps} steps of {student.batch_size}.")
-  method = build.build_method(config.stages[table.stage_name(table.tasks(variant)[0], "reaugkd")])
-  lines.append(f"- ReAugKD settings: `{reaugkd.method_summary(method)}`")
+  pairs = [("reaugkd", "ce"), ("reaugkd", "kd"), ("reaugkd", "rkd"), ("kd", "ce"),
+           ("reaugkd", "reaugkd_no_retrieval")]
+  for task in list(table.tasks(variant)) + ["average"]:
+    for a, b in pairs:
+      (ma, sa), (mb, sb) = _mean_std(cells[a][task]), _mean_std(cells[b][task])
+      delta = ma - mb
+      verdict = "exceeds" if abs(delta) > sa + sb else "is within"
+      lines.append(f"`{task}`: {ROW_TITLES[a]} − {ROW_TITLES[b]} = {delta:+.2f} points, which "
+                   f"{verdict} the seed spread ({sa:.2f} + {sb:.2f}).")
   return lines
 
 
-def write_report(variant: str, rows: dict, evaluations: dict, *, out_dir: str, command: str,
-                 minutes: float | None = None) -> dict[str, str]:
+def claims(variant: str, cells: dict, results: dict) -> list[str]:
+  """The paper's claims, each checked against this run."""
+  out = []
+  avg = {row: _mean_std(cells[row]["average"]) for row in cells}
+  best_baseline = max(("ce", "kd", "rkd"), key=lambda r: avg[r][0])
+  gain = avg["reaugkd"][0] - avg[best_baseline][0]
+  spread = avg["reaugkd"][1] + avg[best_baseline][1]
+  out.append(("Reproduced" if gain > spread else "Not reproduced") +
+             f": ReAugKD beats the best baseline ({ROW_TITLES[best_baseline]}) on average "
+             f"({gain:+.2f} points, seed spread {spread:.2f}).")
+  gain = avg["reaugkd"][0] - avg["reaugkd_no_retrieval"][0]
+  spread = avg["reaugkd"][1] + avg["reaugkd_no_retrieval"][1]
+  out.append(("Reproduced" if gain > spread else "Not reproduced") +
+             f": retrieval at inference improves the ReAugKD student ({gain:+.2f} points on "
+             f"average, seed spread {spread:.2f}).")
+  overheads = [_reaug(results, table.stage_name(t, "reaugkd", table.seeds(variant)[0]))
+               .get("latency_b64_overhead") for t in table.tasks(variant)]
+  overheads = [o for o in overheads if o is not None]
+  if overheads:
+    worst = 100 * max(overheads)
+    out.append(("Reproduced" if worst <= 5.0 else "Not reproduced") +
+               f": the latency overhead of retrieval at batch 64 is small (at most {worst:+.1f} % "
+               "here, paper ~3 %; on 2 CPU cores, not the paper's GPU).")
+  return out
+
+
+def write_plot(path: str, variant: str, cells: dict) -> None:
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  columns = list(table.tasks(variant))
+  rows = [r for r in ROW_TITLES if r != "teacher"]
+  fig, axes = plt.subplots(1, len(columns), figsize=(4.5 * len(columns), 3.6), squeeze=False)
+  for ax, task in zip(axes[0], columns):
+    stats = [_mean_std(cells[row][task]) for row in rows]
+    ax.bar(range(len(rows)), [m for m, _ in stats], yerr=[s for _, s in stats], capsize=3,
+           color="tab:blue")
+    teacher = 100 * cells["teacher"][task][0]
+    ax.axhline(teacher, color="tab:red", linestyle="--", label="teacher")
+    low = min(m - s for m, s in stats)
+    ax.set(title=task, ylabel="test accuracy (%)", ylim=(max(0.0, low - 3), min(100.0,
+                                                                               teacher + 3)))
+    ax.set_xticks(range(len(rows)), [ROW_TITLES[r].replace(" w/o", "\nw/o") for r in rows],
+                  rotation=30, ha="right", fontsize=7)
+    ax.legend(fontsize=7)
+  fig.tight_layout()
+  fig.savefig(path, dpi=120)
+  plt.close(fig)
+
+
+def write_report(config, results: dict, *, out_dir: str, name: str, command: str,
+                 variant: str) -> dict[str, str]:
+  """Writes NAME.md, NAME.csv and NAME.png into out_dir; returns their paths."""
   os.makedirs(out_dir, exist_ok=True)
-  name = f"reaugkd_{variant}"
+  paths = {ext: os.path.join(out_dir, f"{name}.{ext}") for ext in ("md", "csv", "png")}
+  cells = table_cells(variant, results)
   columns = list(table.tasks(variant)) + ["average"]
-  paths = {"md": os.path.join(out_dir, f"{name}.md"), "csv": os.path.join(out_dir, f"{name}.csv")}
+  seeds = table.seeds(variant)
   with open(paths["csv"], "w", newline="") as f:
     writer = csv.writer(f)
     writer.writerow(["# command: " + command])
-    writer.writerow(["method"] + columns)
-    for row, values in rows.items():
-      writer.writerow([ROW_TITLES[row]] + [f"{100 * values[c]:.2f}" for c in columns])
-  lines = [f"# ReAugKD, variant `{variant}`", "", "Command:", "", f"    {command}", "",
-           table.__doc__.split("Variants:")[0].strip().splitlines()[0], "",
-           *_settings_lines(variant), "",
-           "Test accuracy (%); β for ReAugKD chosen on the validation split.", "",
-           "| method | " + " | ".join(columns) + " |",
-           "|---|" + "---|" * len(columns)]
-  for row, values in rows.items():
-    lines.append(f"| {ROW_TITLES[row]} | " + " | ".join(f"{100 * values[c]:.2f}" for c in columns)
-                 + " |")
-  backend = next(iter(evaluations.values()))["search_backend"]
-  lines += ["", f"Retrieval at inference (backend `{backend}`: exact = top-k inside the jitted "
-            "forward pass, scann = ScaNN on the host; median of 30 timed calls after "
+    writer.writerow(["method", "column", "seed", "test_accuracy"])
+    for row, values in cells.items():
+      for column in columns:
+        for seed, value in zip(seeds, values[column]):
+          writer.writerow([ROW_TITLES[row], column, seed if row != "teacher" else 0,
+                           f"{100 * value:.2f}"])
+  write_plot(paths["png"], variant, cells)
+  first = {t: _reaug(results, table.stage_name(t, "reaugkd", seeds[0]))
+           for t in table.tasks(variant)}
+  student = config.stages[table.stage_name(table.tasks(variant)[0], "reaugkd", seeds[0])]
+  teacher = config.stages[table.stage_name(table.tasks(variant)[0], "teacher")]
+  from kd_jax.train import build  # pylint: disable=g-import-not-at-top
+  lines = [f"# ReAugKD, variant `{variant}`", "", "Produced by the committed code with:", "",
+           f"    {command}", "", table.__doc__.splitlines()[0], "",
+           f"- Data: {', '.join(f'`{t}`' for t in table.tasks(variant))}; train "
+           f"`{student.train_split}`, β and other choices on `{student.validation_split}`, "
+           f"results on `{student.eval_split}`.",
+           f"- Teacher {dict(teacher.model_kwargs)}, {teacher.total_steps} steps (one teacher per "
+           f"task, seed 0); students {dict(student.model_kwargs)}, {student.total_steps} steps "
+           f"of {student.batch_size}, seeds {list(seeds)}.",
+           f"- ReAugKD settings: `{reaugkd.method_summary(build.build_method(student))}`", "",
+           f"Test accuracy (%), mean ± std over {len(seeds)} seeds (the teacher: one run). "
+           "ReAugKD: β chosen per seed on the validation split, then applied to test.", "",
+           "| method | " + " | ".join(columns) + " |", "|---|" + "---|" * len(columns)]
+  for row, values in cells.items():
+    lines.append(f"| {ROW_TITLES[row]} | " + " | ".join(_fmt(values[c]) for c in columns) + " |")
+  betas = {t: [_reaug(results, table.stage_name(t, "reaugkd", s))["beta"] for s in seeds]
+           for t in table.tasks(variant)}
+  lines += ["", "β chosen on validation, per seed: " + "; ".join(
+      f"`{t}` {b}" for t, b in betas.items()) + ".", "",
+            "## Which differences exceed the seed spread", ""]
+  lines += [f"- {line}" for line in comparisons(variant, cells)]
+  lines += ["", "## Retrieval at inference (first seed)", "",
+            "Exact top-k inside the jitted forward pass; median of 30 timed calls after "
             "compilation; ScaNN recall@k of the student's test queries against exact search over "
-            "the same KB):", "",
-            "| task | KB entries | k | β (validation) | batch | student ms | ReAugKD ms | overhead "
-            "| ScaNN recall@k |", "|---|---|---|---|---|---|---|---|---|"]
-  for task, ev in evaluations.items():
-    for size, lat in ev["latency"].items():
-      lines.append(f"| {task} | {ev['kb_size']} | {ev['k']} | {ev['beta']:.2f} | {size} | "
-                   f"{lat['student_ms']:.2f} | {lat['reaugkd_ms']:.2f} | "
-                   f"{100 * lat['overhead']:+.1f}% | {ev['scann_recall']:.3f} |")
-  lines += ["", "Paper: ~3 % latency overhead (GPU, BERT-base teacher, 6-layer student)."]
-  if minutes is not None:
-    lines.append(f"\nWall-clock time of this run: {minutes:.1f} minutes.")
+            "the same KB, and the test accuracy with ScaNN as the search backend.", "",
+            "| task | KB entries | k | β | batch | student ms | ReAugKD ms | overhead | ScaNN "
+            "recall@k | accuracy exact / ScaNN |", "|---|---|---|---|---|---|---|---|---|---|"]
+  for task, ev in first.items():
+    for size in (1, 64):
+      if f"latency_b{size}_student_ms" not in ev:
+        continue
+      lines.append(
+          f"| {task} | {ev['kb_size']} | {ev['k']} | {ev['beta']:.2f} | {size} | "
+          f"{ev[f'latency_b{size}_student_ms']:.2f} | {ev[f'latency_b{size}_reaugkd_ms']:.2f} | "
+          f"{100 * ev[f'latency_b{size}_overhead']:+.1f}% | {ev.get('scann_recall', float('nan')):.3f}"
+          f" | {100 * ev['accuracy']:.2f} / {100 * ev.get('scann_accuracy', float('nan')):.2f} |")
+  lines += ["", "## What this run reproduces (paper: ReAugKD > baselines on GLUE, ~3 % latency "
+            "overhead)", ""]
+  lines += [f"- {line}" for line in claims(variant, cells, results)]
+  lines += ["", f"![test accuracy]({name}.png)", "", f"Per-seed numbers: [{name}.csv]({name}.csv).",
+            ""]
   with open(paths["md"], "w") as f:
-    f.write("\n".join(lines) + "\n")
-  with open(os.path.join(out_dir, f"{name}_evaluation.json"), "w") as f:
-    json.dump(evaluations, f, indent=2, default=str)
+    f.write("\n".join(lines))
   return paths
-
-
-def reproduce(variant: str, workdir: str, out_dir: str, *, command: str | None = None
-              ) -> dict[str, str]:
-  """Runs (or resumes) the variant in `workdir`; writes reaugkd_<variant>.{md,csv} to out_dir."""
-  start = time.time()
-  config = table.get_config(variant)
-  results = run_stages(config, workdir)
-  evaluations = {}
-  stages = dict(config_lib.validate_stages(config))
-  for task in table.tasks(variant):
-    stage = table.stage_name(task, "reaugkd")
-    stage_config = _resolve(stages[stage], workdir)
-    evaluations[task] = evaluate_reaugkd(stage_config, os.path.join(workdir, stage),
-                                         table.validation_split(variant, task))
-  rows = table_rows(variant, results, evaluations)
-  command = command or f"python -m experiments.reports.reaugkd --variant={variant}"
-  return write_report(variant, rows, evaluations, out_dir=out_dir, command=command,
-                      minutes=(time.time() - start) / 60)
-
-
-def main(argv):
-  if len(argv) != 1:
-    raise app.UsageError(f"Unexpected arguments {argv[1:]}.")
-  if not flags.FLAGS["verbosity"].present:
-    logging.set_verbosity(logging.WARNING)
-  variant = flags.FLAGS.variant
-  workdir = flags.FLAGS.workdir or os.path.join("/tmp/kd_jax", f"reaugkd_{variant}")
-  if flags.FLAGS.teachers_only:
-    print(json.dumps(run_stages(table.get_config(variant), workdir, teachers_only=True), indent=2))
-    return
-  paths = reproduce(variant, workdir, flags.FLAGS.out_dir)
-  print(open(paths["md"]).read())
-  print("Written: " + ", ".join(paths.values()))
-
-
-if __name__ == "__main__":
-  # Defined here, not at import: experiments/reproduce.py defines flags of the same names.
-  flags.DEFINE_string("variant", "cpu", "smoke, cpu, cpu_scratch or paper.")
-  flags.DEFINE_string("workdir", None,
-                      "Where the stages run (default /tmp/kd_jax/reaugkd_<variant>).")
-  flags.DEFINE_string("out_dir", "experiments/results", "Where the report is written.")
-  flags.DEFINE_bool("teachers_only", False, "Only fine-tune (and cache) the teachers.")
-  app.run(main)

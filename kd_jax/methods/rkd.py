@@ -25,16 +25,19 @@ class RelationalKD(base.Method):
   """
 
   uses_teacher: ClassVar[bool] = True
+  outputs: ClassVar[frozenset] = frozenset({"logits", "embedding"})
+  batch_dependent: ClassVar[bool] = True  # distances and angles between examples of a batch
   distance_weight: float = 25.0
   angle_weight: float = 50.0
   kd_weight: float = 0.0
   kd_temperature: float = 2.0
   ce_weight: float = 1.0
 
-  def loss(self, params, state, *, student_out, teacher_out, batch, rng, step, apply_student):
-    del params, state, rng, step, apply_student
-    s, t = student_out["embedding"], teacher_out[0]["embedding"]
-    teacher_logits = base.teacher_ensemble_logits(teacher_out)
+  def loss(self, params, state, io):
+    del params, state
+    student_out = io.student
+    s, t = student_out["embedding"], io.teachers[0]["embedding"]
+    teacher_logits = base.teacher_ensemble_logits(io.teachers)
     means = {"rkd_distance": jnp.mean(relational.rkd_distance(s, t)),
              "rkd_angle": jnp.mean(relational.rkd_angle(s, t))}
     loss = self.distance_weight * means["rkd_distance"] + self.angle_weight * means["rkd_angle"]
@@ -43,6 +46,7 @@ class RelationalKD(base.Method):
                                                     temperature=self.kd_temperature))
       loss = loss + self.kd_weight * means["kd"]
     if self.ce_weight > 0:
-      means["ce"] = jnp.mean(logit_losses.cross_entropy(student_out["logits"], batch["label"]))
+      means["ce"] = jnp.mean(logit_losses.cross_entropy(student_out["logits"],
+                                                        io.batch["label"]))
       loss = loss + self.ce_weight * means["ce"]
     return loss, base.Aux(metrics=means)

@@ -26,8 +26,8 @@ class Supervised(base.Method):
       raise ValueError(
           f"supervised: label_smoothing must be in [0, 1), got {self.label_smoothing}.")
 
-  def loss(self, params, state, *, student_out, teacher_out, batch, rng, step, apply_student):
-    del params, state, teacher_out, rng, step, apply_student
+  def loss(self, params, state, io):
+    del params, state
     ce = jnp.mean(logit_losses.cross_entropy(
-        student_out["logits"], batch["label"], label_smoothing=self.label_smoothing))
+        io.student["logits"], io.batch["label"], label_smoothing=self.label_smoothing))
     return ce, base.Aux(metrics={"ce": ce})

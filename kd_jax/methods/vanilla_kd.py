@@ -36,17 +36,17 @@ class VanillaKD(base.Method):
     if not 0.0 <= self.alpha <= 1.0:
       raise ValueError(f"vanilla_kd: alpha must be in [0, 1], got {self.alpha}.")
 
-  def loss(self, params, state, *, student_out, teacher_out, batch, rng, step, apply_student):
-    del params, state, rng, step, apply_student
-    student_logits = student_out["logits"]
-    teacher_logits = base.teacher_ensemble_logits(teacher_out)
+  def loss(self, params, state, io):
+    del params, state
+    student_logits = io.student["logits"]
+    teacher_logits = base.teacher_ensemble_logits(io.teachers)
     kd = jnp.mean(logit_losses.hinton_kd(student_logits, teacher_logits,
                                          temperature=self.temperature))
     metrics = {"kd": kd}
     loss = (1.0 - self.alpha) * kd
     # Skip the CE graph entirely for α = 0 so label-free distillation data works.
     if self.alpha > 0:
-      ce = jnp.mean(logit_losses.cross_entropy(student_logits, batch["label"]))
+      ce = jnp.mean(logit_losses.cross_entropy(student_logits, io.batch["label"]))
       metrics["ce"] = ce
       loss = loss + self.alpha * ce
     return loss, base.Aux(metrics=metrics)

@@ -12,11 +12,13 @@ per stage / layer) and, for transformers, "attentions" (one [batch, heads, q, k]
 Names (see `model_names()`): resnet8 … resnet110, resnet8x4, resnet32x4 (RepDistiller CIFAR);
 wrn_<depth>_<width> (any 6n+4 depth); preact_resnet20/56/110 (Stanton et al.); resnet10_l … _xxxs,
 resnet10, resnet18, resnet34 (DiSK); vit_micro, vit_tiny, vit_small; bert (any size via
-`config=BertConfig(...)`), minilm_l6 (the MiniLM-L6 shape; weights via `load_hf_bert`);
+`config=BertConfig(...)`), minilm_l6 and bert_classifier (pretrained all-MiniLM-L6-v2 weights,
+loaded by `model.load_pretrained(variables)` after `init`; `pretrained=False`: random init);
 l3_teacher, sea_student0 … sea_student3 (SEA).
 """
 from __future__ import annotations
 
+import numbers
 import re
 from typing import Any
 
@@ -52,6 +54,11 @@ def get_model(name: str, **kwargs: Any) -> nn.Module:
   Image classifiers default to 100 classes (the CIFAR-100 tables); BERT and audio encoders
   default to no head (num_classes=None).
   """
+  classes = kwargs.get("num_classes", 1)
+  if classes is not None and (not isinstance(classes, numbers.Integral)
+                              or isinstance(classes, bool) or classes < 1):
+    raise ValueError(f"num_classes must be a positive integer (or None for a headless encoder), "
+                     f"got {classes!r}.")
   key = name.lower().replace("-", "_")
   if key in _CONV_NETS:
     constructor, arguments = _CONV_NETS[key]
@@ -63,9 +70,17 @@ def get_model(name: str, **kwargs: Any) -> nn.Module:
     return VisionTransformer(**{**vit.VITS[key], **kwargs})
   if key == "bert":
     return BertEncoder(**kwargs)
+  # `pretrained` is the one switch between a checkpoint's weights and a random init (same
+  # architecture); the weights are copied by `model.load_pretrained(variables)` after `init`,
+  # which the trainer calls.
   if key == "bert_classifier":
+    if not kwargs.pop("pretrained", True):
+      kwargs["init_from"] = "scratch"
     return pretrained_bert.bert_classifier(**kwargs)
   if key == "minilm_l6":
+    if kwargs.pop("pretrained", True):  # all six layers of all-MiniLM-L6-v2, head optional
+      return pretrained_bert.bert_classifier(
+          **{"num_classes": None, "init_from": "minilm", "num_layers": 6, **kwargs})
     return BertEncoder(**{"config": BertConfig(), **kwargs})
   if key in audio.AUDIO_NETS:
     return L3AudioNet(**{**audio.AUDIO_NETS[key], **kwargs})

@@ -45,6 +45,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 import numpy as np
 
+from kd_jax.models.outputs import requested, select
 from kd_jax.models.resnet import classifier_logits
 
 
@@ -183,8 +184,13 @@ class L3AudioNet(nn.Module):
   num_classes: int | None = None
   dtype: Any = jnp.float32
 
+  OUTPUTS = ("logits", "embedding", "features", "spectrogram")
+
   @nn.compact
-  def __call__(self, x: jnp.ndarray, *, train: bool) -> dict[str, Any]:
+  def __call__(self, x: jnp.ndarray, *, train: bool, outputs=None) -> dict[str, Any]:
+    """Returns "logits", "embedding", "features" (each block's map) and "spectrogram" (the
+    network's input): all with `outputs=None`, only the named ones otherwise."""
+    wanted = requested(outputs, self.OUTPUTS, type(self).__name__)
     if x.ndim == 2:
       x = mel_spectrogram(x, self.mel)
     elif x.ndim != 4 or x.shape[1] != self.mel.n_mels or x.shape[-1] != 1:
@@ -205,8 +211,8 @@ class L3AudioNet(nn.Module):
         x = nn.max_pool(x, (2, 2), strides=(2, 2), padding="VALID")
     embedding = jnp.max(x, axis=(1, 2))
     logits = classifier_logits(embedding, self.num_classes, self.dtype)
-    return {"logits": logits, "embedding": embedding, "features": features,
-            "spectrogram": spectrogram}
+    return select({"logits": logits, "embedding": embedding, "features": features,
+                   "spectrogram": spectrogram}, wanted)
 
 
 AUDIO_NETS = {

@@ -35,6 +35,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from kd_jax.models.attention import SelfAttention
+from kd_jax.models.outputs import requested, select
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,6 +82,16 @@ bert_init = nn.initializers.normal(stddev=0.02)
 class Embedding(nn.Module):
   """Row lookup `table[ids]` that also works when `ids` is batch-sharded on an explicit mesh.
 
+  The rows are gathered from the float32 table and cast afterwards: casting the whole table to
+  the compute dtype first would convert every row each step (30522 × 384 for BERT's vocabulary)
+  and make the backward pass scatter-add into a bfloat16 table — rounding every accumulated
+  gradient to 8 bits of mantissa and, on GPUs, using bf16 atomics.
+
+  Tables of at most `ONE_HOT_ROWS` rows (token types) are looked up as `one_hot(ids) @ table`:
+  their ids repeat across the whole batch (all zeros for single-segment text), so the gather's
+  gradient would be a scatter-add with thousands of colliding updates, which GPUs serialise;
+  the one-hot product's gradient is one small matmul.
+
   nn.Embed's gather cannot infer its output sharding under `AxisType.Explicit` meshes (the
   default of `jax.make_mesh`), so the lookup states it: the ids' spec plus an unsharded
   feature axis. On automatic meshes and single devices it is a plain `jnp.take`.
@@ -90,30 +101,41 @@ class Embedding(nn.Module):
   features: int
   dtype: Any = jnp.float32
 
+  ONE_HOT_ROWS = 16
+
   @nn.compact
-  def __call__(self, ids: jnp.ndarray) -> jnp.ndarray:
+  def __call__(self, ids: jnp.ndarray | None = None, *, prefix: int | None = None) -> jnp.ndarray:
+    """`table[ids]`, or with `prefix=n` the first n rows (positions 0..n): a slice, no gather."""
     table = self.param("embedding", bert_init, (self.num_embeddings, self.features))
-    table = table.astype(self.dtype)
+    if prefix is not None:
+      return table[:prefix].astype(self.dtype)
+    if self.num_embeddings <= self.ONE_HOT_ROWS:
+      one_hot = jax.nn.one_hot(ids, self.num_embeddings, dtype=self.dtype)
+      return jnp.einsum("...v,vf->...f", one_hot, table.astype(self.dtype))
     sharding = getattr(jax.typeof(ids), "sharding", None)
     axis_types = getattr(getattr(sharding, "mesh", None), "axis_types", ())
     if any(t == jax.sharding.AxisType.Explicit for t in axis_types):
       spec = jax.sharding.PartitionSpec(*sharding.spec, None)
-      return table.at[ids].get(out_sharding=jax.sharding.NamedSharding(sharding.mesh, spec))
-    return jnp.take(table, ids, axis=0)
+      rows = table.at[ids].get(out_sharding=jax.sharding.NamedSharding(sharding.mesh, spec))
+    else:
+      rows = jnp.take(table, ids, axis=0)
+    return rows.astype(self.dtype)
 
 
 class BertLayer(nn.Module):
   config: BertConfig
   dtype: Any = jnp.float32
+  attention_implementation: str | None = None
 
   @nn.compact
-  def __call__(self, h, mask, *, train: bool):
+  def __call__(self, h, mask, *, train: bool, return_probabilities: bool = True):
     c = self.config
     norm = lambda name: nn.LayerNorm(epsilon=c.layer_norm_eps, dtype=self.dtype, name=name)
     drop = lambda t: nn.Dropout(c.hidden_dropout, deterministic=not train)(t)
     attended, probabilities = SelfAttention(
         c.num_heads, c.attention_dropout, dtype=self.dtype, kernel_init=bert_init,
-        name="attention")(h, mask, train=train)
+        implementation=self.attention_implementation, name="attention",
+    )(h, mask, train=train, return_probabilities=return_probabilities)
     h = norm("attention_norm")(h + drop(attended))
     inner = nn.Dense(c.intermediate_size, dtype=self.dtype, kernel_init=bert_init,
                      name="intermediate")(h)
@@ -132,7 +154,13 @@ class BertEncoder(nn.Module):
   Returns a dict: "logits" (float32 [batch, classes], None when num_classes is None),
   "embedding" [batch, hidden] (mean- or CLS-pooled), "features" (each layer's hidden states
   [batch, length, hidden]), "attentions" (each layer's probabilities [batch, heads, q, k]),
-  "token_embeddings" (the embedding layer's output) and "attention_mask".
+  "token_embeddings" (the embedding layer's output) and "attention_mask" — all of them with
+  `outputs=None`, only the named ones otherwise (`kd_jax.models.outputs`). Without
+  "attentions" among them, attention runs on the fused path (`attention.py`).
+
+  Attributes:
+    attention_implementation: the fused path's `jax.nn.dot_product_attention` implementation,
+      None (XLA) or "cudnn" (NVIDIA GPUs, bf16).
   """
 
   config: BertConfig = BertConfig()
@@ -140,9 +168,14 @@ class BertEncoder(nn.Module):
   pooling: str = "mean"
   normalize_embedding: bool = False
   dtype: Any = jnp.float32
+  attention_implementation: str | None = None
+
+  OUTPUTS = ("logits", "embedding", "features", "attentions", "token_embeddings",
+             "attention_mask")
 
   @nn.compact
-  def __call__(self, x: Any, *, train: bool) -> dict[str, Any]:
+  def __call__(self, x: Any, *, train: bool, outputs=None) -> dict[str, Any]:
+    wanted = requested(outputs, self.OUTPUTS, type(self).__name__)
     c = self.config
     if isinstance(x, Mapping):
       if "input_ids" not in x:
@@ -161,13 +194,15 @@ class BertEncoder(nn.Module):
     types = jnp.zeros_like(ids) if types is None else types
     embed = lambda n, name: Embedding(n, c.hidden_size, self.dtype, name=name)
     h = (embed(c.vocab_size, "word_embeddings")(ids)
-         + embed(c.max_position_embeddings, "position_embeddings")(jnp.arange(length))[None]
+         + embed(c.max_position_embeddings, "position_embeddings")(prefix=length)[None]
          + embed(c.type_vocab_size, "token_type_embeddings")(types))
     h = nn.LayerNorm(epsilon=c.layer_norm_eps, dtype=self.dtype, name="embeddings_norm")(h)
     h = nn.Dropout(c.hidden_dropout, deterministic=not train)(h)
     token_embeddings, features, attentions = h, [], []
     for index in range(c.num_layers):
-      h, probabilities = BertLayer(c, self.dtype, name=f"layer_{index}")(h, mask, train=train)
+      h, probabilities = BertLayer(c, self.dtype, self.attention_implementation,
+                                   name=f"layer_{index}")(
+          h, mask, train=train, return_probabilities="attentions" in wanted)
       features.append(h)
       attentions.append(probabilities)
     if self.pooling == "mean":
@@ -184,9 +219,9 @@ class BertEncoder(nn.Module):
     if self.num_classes is not None:
       pooled = nn.Dropout(c.hidden_dropout, deterministic=not train)(embedding)
       logits = nn.Dense(self.num_classes, kernel_init=bert_init, name="classifier")(pooled)
-    return {"logits": logits, "embedding": embedding, "features": features,
-            "attentions": attentions, "token_embeddings": token_embeddings,
-            "attention_mask": mask}
+    return select({"logits": logits, "embedding": embedding, "features": features,
+                   "attentions": attentions, "token_embeddings": token_embeddings,
+                   "attention_mask": mask}, wanted)
 
 
 # --------------------------------------------------------------------------------------------

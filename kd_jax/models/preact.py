@@ -23,6 +23,7 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
+from kd_jax.models.outputs import requested, select
 from kd_jax.models.resnet import batch_norm, check_image_batch, classifier_logits, conv_init
 
 
@@ -85,8 +86,13 @@ class PreActResNet(nn.Module):
   num_classes: int | None = 100
   dtype: Any = jnp.float32
 
+  OUTPUTS = ("logits", "embedding", "features")
+
   @nn.compact
-  def __call__(self, x: jnp.ndarray, *, train: bool) -> dict[str, Any]:
+  def __call__(self, x: jnp.ndarray, *, train: bool, outputs=None) -> dict[str, Any]:
+    """Returns "logits", "embedding", "features" (each stage's map): all with `outputs=None`,
+    only the named ones otherwise (`kd_jax.models.outputs`)."""
+    wanted = requested(outputs, self.OUTPUTS, type(self).__name__)
     check_image_batch(x, type(self).__name__)
     x = _conv(self.stem_width, 3, 1, self.dtype, "stem_conv")(jnp.asarray(x, self.dtype))
     features = []
@@ -103,7 +109,7 @@ class PreActResNet(nn.Module):
     x = nn.relu(batch_norm(train, self.dtype, "final_bn")(x))
     embedding = jnp.mean(x, axis=(1, 2))
     logits = classifier_logits(embedding, self.num_classes, self.dtype)
-    return {"logits": logits, "embedding": embedding, "features": features}
+    return select({"logits": logits, "embedding": embedding, "features": features}, wanted)
 
 
 def wide_resnet(depth: int, width: int, dropout_rate: float = 0.0, **kwargs) -> PreActResNet:

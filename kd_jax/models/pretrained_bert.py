@@ -1,9 +1,10 @@
-"""BERT classifiers whose `init` returns pretrained encoder weights.
+"""BERT classifiers initialised from pretrained encoder weights.
 
-The trainer initialises every model through its module's `init`; `PretrainedBert` makes that
-`init` copy a Hugging Face BERT checkpoint (MiniLM-L6 by default), optionally only chosen layers
-(DistilBERT-style students initialised from teacher layers), and leaves the classifier head
-random. `get_model("bert_classifier", num_classes=..., ...)` builds one.
+The trainer initialises every model through its module's `init` and then, when the module has
+one, calls `load_pretrained(variables)`; `PretrainedBert`'s copies a Hugging Face BERT checkpoint
+(MiniLM-L6 by default), optionally only chosen layers (DistilBERT-style students initialised
+from teacher layers), and leaves the classifier head random.
+`get_model("bert_classifier", num_classes=..., ...)` builds one.
 """
 
 from __future__ import annotations
@@ -30,21 +31,24 @@ def _pretrained_params(source: str) -> tuple[bert.BertConfig, dict[str, Any]]:
 
 
 class PretrainedBert(bert.BertEncoder):
-  """A `BertEncoder` whose `init` copies pretrained encoder weights (the head stays random).
+  """A `BertEncoder` whose `load_pretrained` copies pretrained encoder weights (head stays random).
 
-  `init_layers[i]` is the source layer copied into layer i (DistilBERT's initialisation from
-  teacher layers); the embeddings are copied too. With `init_source=""` it is a plain init.
+  The trainer calls `variables = module.init(...)` (jitted) and then, on the host,
+  `module.load_pretrained(variables)`: the checkpoint never becomes a constant baked into a
+  compiled function. `init_layers[i]` is the source layer copied into layer i (DistilBERT's
+  initialisation from teacher layers); the embeddings are copied too. With `init_source=""` the
+  weights stay random.
   """
 
   init_source: str = ""
   init_layers: tuple = ()
 
-  def init(self, rngs, *args, **kwargs):  # pylint: disable=arguments-differ
-    variables = super().init(rngs, *args, **kwargs)
+  def load_pretrained(self, variables):
+    """`variables` with the encoder params replaced by the checkpoint's (dtypes kept)."""
     if not self.init_source:
       return variables
     source_config, source = _pretrained_params(self.init_source)
-    # parent=None: a detached module (we are inside a flax method), used only as a config holder.
+    # parent=None: a detached module, used only as a config holder.
     _, selected = bert.select_layers(bert.BertEncoder(source_config, parent=None),
                                      {"params": source}, list(self.init_layers))
     params = dict(variables["params"])

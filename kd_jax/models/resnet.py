@@ -28,6 +28,8 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
+from kd_jax.models.outputs import requested, select
+
 # He et al. initialisation in fan-out mode, as both PyTorch sources use (kaiming_normal_, fan_out).
 conv_init = nn.initializers.variance_scaling(2.0, "fan_out", "normal")
 
@@ -116,8 +118,11 @@ class ResNet(nn.Module):
       in float32 so losses can stay float32 (PAPERS.md notation).
 
   Returns a dict: "logits" [batch, classes], "embedding" [batch, channels] (the pooled features
-  the classifier sees), "features" (each stage's output map, [batch, h, w, c]).
+  the classifier sees), "features" (each stage's output map, [batch, h, w, c]) — all with
+  `outputs=None`, only the named ones otherwise (`kd_jax.models.outputs`).
   """
+
+  OUTPUTS = ("logits", "embedding", "features")
 
   stem_width: int
   stage_widths: Sequence[int]
@@ -128,7 +133,8 @@ class ResNet(nn.Module):
   dtype: Any = jnp.float32
 
   @nn.compact
-  def __call__(self, x: jnp.ndarray, *, train: bool) -> dict[str, Any]:
+  def __call__(self, x: jnp.ndarray, *, train: bool, outputs=None) -> dict[str, Any]:
+    wanted = requested(outputs, self.OUTPUTS, type(self).__name__)
     check_image_batch(x, type(self).__name__)
     if not (len(self.stage_widths) == len(self.blocks_per_stage) == len(self.stage_strides)):
       raise ValueError(
@@ -152,7 +158,7 @@ class ResNet(nn.Module):
       features.append(x)
     embedding = jnp.mean(x, axis=(1, 2))
     logits = classifier_logits(embedding, self.num_classes, self.dtype)
-    return {"logits": logits, "embedding": embedding, "features": features}
+    return select({"logits": logits, "embedding": embedding, "features": features}, wanted)
 
 
 def classifier_logits(embedding: jnp.ndarray, num_classes: int | None, dtype: Any):

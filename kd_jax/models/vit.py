@@ -6,7 +6,8 @@
   embedding = LN(z^L)[cls]          (pooling="cls"), or the mean over patch tokens ("gap")
 
 Each block's attention probabilities `[batch, heads, q, k]` (q = k = 1 + number of patches) are
-returned for AMAD (PAPERS.md §3). The position embedding is a learned table sized at
+returned for AMAD (PAPERS.md §3) when asked for (`outputs=None` or one that names "attentions");
+otherwise attention runs on the fused path (`attention.py`). The position embedding is a learned table sized at
 initialisation for the input's patch grid: any image size divisible by the patch size works,
 but a model applies to the size it was initialised with.
 
@@ -21,6 +22,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from kd_jax.models.attention import SelfAttention
+from kd_jax.models.outputs import requested, select
 from kd_jax.models.resnet import check_image_batch
 
 
@@ -29,14 +31,17 @@ class EncoderBlock(nn.Module):
   mlp_dim: int
   dropout_rate: float = 0.0
   dtype: Any = jnp.float32
+  attention_implementation: str | None = None
 
   @nn.compact
-  def __call__(self, z, *, train: bool):
+  def __call__(self, z, *, train: bool, return_probabilities: bool = True):
     drop = lambda t: nn.Dropout(self.dropout_rate, deterministic=not train)(t)
     attended, probabilities = SelfAttention(
         self.num_heads, self.dropout_rate, dtype=self.dtype,
-        kernel_init=nn.initializers.xavier_uniform(), name="attention",
-    )(nn.LayerNorm(epsilon=1e-6, dtype=self.dtype, name="attention_norm")(z), train=train)
+        kernel_init=nn.initializers.xavier_uniform(),
+        implementation=self.attention_implementation, name="attention",
+    )(nn.LayerNorm(epsilon=1e-6, dtype=self.dtype, name="attention_norm")(z), train=train,
+      return_probabilities=return_probabilities)
     z = z + drop(attended)
     y = nn.LayerNorm(epsilon=1e-6, dtype=self.dtype, name="mlp_norm")(z)
     y = nn.gelu(nn.Dense(self.mlp_dim, dtype=self.dtype, name="mlp_in")(y), approximate=False)
@@ -46,7 +51,12 @@ class EncoderBlock(nn.Module):
 
 class VisionTransformer(nn.Module):
   """Returns "logits" (float32, None without head), "embedding", "features" (each block's tokens
-  [batch, 1 + patches, hidden]) and "attentions" (each block's [batch, heads, q, k])."""
+  [batch, 1 + patches, hidden]) and "attentions" (each block's [batch, heads, q, k]) — all with
+  `outputs=None`, only the named ones otherwise (`kd_jax.models.outputs`).
+
+  `attention_implementation`: the fused path's `jax.nn.dot_product_attention` implementation,
+  None (XLA) or "cudnn" (NVIDIA GPUs, bf16).
+  """
 
   patch_size: int = 4
   hidden_size: int = 192
@@ -57,9 +67,13 @@ class VisionTransformer(nn.Module):
   pooling: str = "cls"
   dropout_rate: float = 0.0
   dtype: Any = jnp.float32
+  attention_implementation: str | None = None
+
+  OUTPUTS = ("logits", "embedding", "features", "attentions")
 
   @nn.compact
-  def __call__(self, x: jnp.ndarray, *, train: bool) -> dict[str, Any]:
+  def __call__(self, x: jnp.ndarray, *, train: bool, outputs=None) -> dict[str, Any]:
+    wanted = requested(outputs, self.OUTPUTS, "VisionTransformer")
     check_image_batch(x, "VisionTransformer")
     batch, height, width, _ = x.shape
     p = self.patch_size
@@ -77,8 +91,10 @@ class VisionTransformer(nn.Module):
     z = nn.Dropout(self.dropout_rate, deterministic=not train)(z + position.astype(z.dtype))
     features, attentions = [], []
     for index in range(self.num_layers):
-      z, probabilities = EncoderBlock(self.num_heads, self.mlp_dim, self.dropout_rate,
-                                      self.dtype, name=f"block_{index}")(z, train=train)
+      z, probabilities = EncoderBlock(
+          self.num_heads, self.mlp_dim, self.dropout_rate, self.dtype,
+          self.attention_implementation, name=f"block_{index}",
+      )(z, train=train, return_probabilities="attentions" in wanted)
       features.append(z)
       attentions.append(probabilities)
     z = nn.LayerNorm(epsilon=1e-6, dtype=self.dtype, name="final_norm")(z)
@@ -92,8 +108,8 @@ class VisionTransformer(nn.Module):
     if self.num_classes is not None:
       logits = nn.Dense(self.num_classes, dtype=self.dtype, kernel_init=nn.initializers.zeros,
                         name="classifier")(embedding).astype(jnp.float32)
-    return {"logits": logits, "embedding": embedding, "features": features,
-            "attentions": attentions}
+    return select({"logits": logits, "embedding": embedding, "features": features,
+                   "attentions": attentions}, wanted)
 
 
 VITS = {

@@ -31,6 +31,40 @@ class KnowledgeBaseError(ValueError):
   """A knowledge base is missing, corrupt, or does not match the teacher/student using it."""
 
 
+def _content_problem(embeddings, soft_labels, labels) -> str | None:
+  """What makes these arrays an unusable base (one line), or None.
+
+  Retrieval mixes neighbours' soft labels into predictions: a NaN embedding poisons every
+  distance, a negative or unnormalised soft label is not a distribution, a label outside the
+  class range breaks the label-aware anchors — all silently, which is why they are refused here.
+  """
+  count, classes = soft_labels.shape
+  if count == 0:
+    return "it is empty (0 entries)."
+  if embeddings.shape[1] == 0 or classes == 0:
+    return f"zero-sized arrays: embedding_dim={embeddings.shape[1]}, num_classes={classes}."
+  bad = ~np.isfinite(embeddings).all(axis=1)
+  if bad.any():
+    return (f"{int(bad.sum())} of {count} embeddings are not finite (NaN or inf), first at "
+            f"entry {int(np.argmax(bad))}.")
+  bad = ~np.isfinite(soft_labels).all(axis=1) | (soft_labels < 0).any(axis=1)
+  if bad.any():
+    return (f"{int(bad.sum())} of {count} soft-label rows have negative or non-finite "
+            f"values, first at entry {int(np.argmax(bad))}.")
+  sums = soft_labels.sum(axis=1, dtype=np.float64)
+  bad = np.abs(sums - 1.0) > 1e-3
+  if bad.any():
+    first = int(np.argmax(bad))
+    return (f"{int(bad.sum())} of {count} soft-label rows do not sum to 1 (entry {first} sums "
+            f"to {sums[first]:.6g}); soft labels must be probabilities.")
+  bad = (labels < 0) | (labels >= classes)
+  if bad.any():
+    first = int(np.argmax(bad))
+    return (f"{int(bad.sum())} of {count} labels are outside [0, num_classes={classes}) "
+            f"(entry {first} has label {int(labels[first])}).")
+  return None
+
+
 @dataclasses.dataclass
 class KnowledgeBase:
   """Arrays aligned on the example axis, and who produced them."""
@@ -42,13 +76,21 @@ class KnowledgeBase:
   def __post_init__(self):
     self.embeddings = np.asarray(self.embeddings, np.float32)
     self.soft_labels = np.asarray(self.soft_labels, np.float32)
-    self.labels = np.asarray(self.labels, np.int32)
-    n = self.embeddings.shape[0]
-    if self.embeddings.ndim != 2 or self.soft_labels.ndim != 2 or self.labels.shape != (n,) \
+    labels = np.asarray(self.labels)
+    n = self.embeddings.shape[0] if self.embeddings.ndim else 0
+    if self.embeddings.ndim != 2 or self.soft_labels.ndim != 2 or labels.shape != (n,) \
         or self.soft_labels.shape[0] != n:
       raise KnowledgeBaseError(
           f"knowledge base arrays disagree: embeddings {self.embeddings.shape}, soft_labels "
-          f"{self.soft_labels.shape}, labels {self.labels.shape}; expected [N, d], [N, C], [N].")
+          f"{self.soft_labels.shape}, labels {labels.shape}; expected [N, d], [N, C], [N].")
+    if labels.dtype.kind not in "iu" and not (
+        labels.dtype.kind == "f" and np.all(np.isfinite(labels) & (labels == np.round(labels)))):
+      raise KnowledgeBaseError(f"knowledge base labels must be integer class ids, got dtype "
+                               f"{labels.dtype} with non-integer values.")
+    self.labels = labels.astype(np.int32)
+    problem = _content_problem(self.embeddings, self.soft_labels, self.labels)
+    if problem:
+      raise KnowledgeBaseError(f"knowledge base {self.teacher_id!r}: {problem}")
 
   @property
   def size(self) -> int:
@@ -165,8 +207,7 @@ def load_knowledge_base(directory: str, *, teacher_id: str | None = None,
     if not os.path.exists(path):
       raise KnowledgeBaseError(f"no knowledge base at {directory}: {os.path.basename(path)} is "
                                "missing (build one with build_knowledge_base + save).")
-  with open(manifest_path) as f:
-    manifest = json.load(f)
+  manifest = _read_manifest(manifest_path)
   if manifest.get("format_version") != FORMAT_VERSION:
     raise KnowledgeBaseError(f"{directory}: format_version {manifest.get('format_version')} is "
                              f"not supported (this code reads {FORMAT_VERSION}).")
@@ -177,11 +218,42 @@ def load_knowledge_base(directory: str, *, teacher_id: str | None = None,
   problems = [f"{key} is {manifest[key]!r} but {value!r} was expected"
               for key, value in expected.items() if value is not None and manifest[key] != value]
   if problems:
-    raise KnowledgeBaseError(f"knowledge base at {directory} does not match: " + "; ".join(problems))
-  arrays = load_file(arrays_path)
-  kb = KnowledgeBase(arrays["embeddings"], arrays["soft_labels"], arrays["labels"],
-                     manifest["teacher_id"])
-  if kb.size != manifest["count"]:
-    raise KnowledgeBaseError(f"{directory}: manifest says {manifest['count']} entries, the arrays "
-                             f"hold {kb.size}.")
-  return kb
+    raise KnowledgeBaseError(f"knowledge base at {directory} does not match: "
+                             + "; ".join(problems))
+  try:
+    arrays = load_file(arrays_path)
+  except Exception as error:  # pylint: disable=broad-except  (safetensors raises its own types)
+    raise KnowledgeBaseError(f"{arrays_path} cannot be read as safetensors: {error}") from error
+  missing = sorted({"embeddings", "soft_labels", "labels"} - set(arrays))
+  if missing:
+    raise KnowledgeBaseError(f"{arrays_path} lacks the array(s) {missing}.")
+  found = {"count": arrays["embeddings"].shape[0] if arrays["embeddings"].ndim else None,
+           "embedding_dim": arrays["embeddings"].shape[-1] if arrays["embeddings"].ndim else None,
+           "num_classes": arrays["soft_labels"].shape[-1] if arrays["soft_labels"].ndim else None}
+  disagree = [f"{key} {manifest[key]} in the manifest vs {value} in the arrays"
+              for key, value in found.items() if value != manifest[key]]
+  if disagree:
+    raise KnowledgeBaseError(f"{directory}: arrays disagree with the manifest: "
+                             + "; ".join(disagree) + ".")
+  return KnowledgeBase(arrays["embeddings"], arrays["soft_labels"], arrays["labels"],
+                       manifest["teacher_id"])
+
+
+_MANIFEST_FIELDS = ("format_version", "count", "embedding_dim", "num_classes", "teacher_id",
+                    "arrays_sha256")
+
+
+def _read_manifest(path: str) -> dict:
+  """The manifest, or a KnowledgeBaseError naming the path (truncated JSON, missing fields)."""
+  try:
+    with open(path) as f:
+      manifest = json.load(f)
+  except (json.JSONDecodeError, UnicodeDecodeError) as error:
+    raise KnowledgeBaseError(f"{path} is not valid JSON ({error}): the manifest is truncated "
+                             "or corrupt; rebuild the knowledge base.") from error
+  if not isinstance(manifest, dict):
+    raise KnowledgeBaseError(f"{path} must hold a JSON object, got {type(manifest).__name__}.")
+  missing = [key for key in _MANIFEST_FIELDS if key not in manifest]
+  if missing and manifest.get("format_version", FORMAT_VERSION) == FORMAT_VERSION:
+    raise KnowledgeBaseError(f"{path} lacks the field(s) {missing}; rebuild the knowledge base.")
+  return manifest

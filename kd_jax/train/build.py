@@ -118,16 +118,26 @@ def get_source(config, split: str):
 
 @dataclasses.dataclass
 class Data:
+  """The run's data: a per-host train iterator and fresh ordered passes over any split.
+
+  batches(split, sharded=True): eval-transformed, padded batches with a "mask"; sharded: this
+  host's contiguous slice (per-example metrics on the mesh), else the whole split on every host
+  (whole-split work: `Method.prepare`, kNN / probe / retrieval evaluators).
+  """
   train_iter: Iterator[dict]
-  eval_batches: Callable[[], Iterable[dict]]
+  batches: Callable[..., Iterable[dict]]
   num_train_examples: int
+  eval_split: str
+
+  def eval_batches(self) -> Iterable[dict]:
+    return self.batches(self.eval_split)
 
 
 def build_data(config) -> Data:
-  """Per-host train iterator (global batch / process count) and a fresh-eval-pass factory."""
+  """Per-host train iterator (global batch / process count) and a pass factory for any split."""
   api = data_api()
   train_source = get_source(config, config.train_split)
-  eval_source = get_source(config, config.eval_split)
+  sources = {config.train_split: train_source}
   per_host_batch = config.batch_size // jax.process_count()
   train_iter = api.train_loader(
       train_source, batch_size=per_host_batch, seed=config.seed,
@@ -135,14 +145,19 @@ def build_data(config) -> Data:
       shard_index=jax.process_index(), shard_count=jax.process_count())
   eval_transforms = _transforms(config.eval_transforms, api)
 
-  per_host_eval_batch = config.eval_batch_size // jax.process_count()
-
-  def eval_batches():  # each host reads its own contiguous slice of the eval split
-    return api.eval_batches(eval_source, batch_size=per_host_eval_batch,
+  def batches(split: str, sharded: bool = True):
+    if split not in sources:
+      sources[split] = get_source(config, split)
+    if not sharded:
+      return api.eval_batches(sources[split], batch_size=config.eval_batch_size,
+                              transforms=eval_transforms, shard_index=0, shard_count=1)
+    # Each host reads its own contiguous slice of the split.
+    return api.eval_batches(sources[split],
+                            batch_size=config.eval_batch_size // jax.process_count(),
                             transforms=eval_transforms, shard_index=jax.process_index(),
                             shard_count=jax.process_count())
 
-  return Data(train_iter, eval_batches, len(train_source))
+  return Data(train_iter, batches, len(train_source), config.eval_split)
 
 
 def build_optimizer(opt, total_steps: int) -> tuple[optax.GradientTransformation,
@@ -173,16 +188,19 @@ def build_optimizer(opt, total_steps: int) -> tuple[optax.GradientTransformation
   return optax.chain(*parts), schedule
 
 
-def build_teachers(config, *, dtype=None) -> tuple[tuple[nn.Module, ...], tuple[PyTree, ...]]:
-  """Frozen teacher modules and their variables from the newest checkpoint of each workdir."""
-  modules, variables = [], []
+def build_teachers(config, *, dtype=None
+                   ) -> tuple[tuple[nn.Module, ...], tuple[PyTree, ...], tuple[int, ...]]:
+  """Frozen teacher modules, their variables (params and BatchNorm statistics only: never the
+  teacher run's optimiser or method state) and checkpoint steps, from each teacher workdir."""
+  modules, variables, steps = [], [], []
   for index, spec in enumerate(config_lib.teacher_specs(config)):
     _check_teacher_run(index, spec, config)
     modules.append(build_model(spec.model, config.num_classes, spec.model_kwargs, dtype=dtype))
     step, teacher_variables = checkpoint_lib.restore_exported_variables(spec.workdir)
     logging.info("Teacher %d: %s from %s (step %d).", index, spec.model, spec.workdir, step)
     variables.append(teacher_variables)
-  return tuple(modules), tuple(variables)
+    steps.append(step)
+  return tuple(modules), tuple(variables), tuple(steps)
 
 
 def _check_teacher_run(index: int, spec, config) -> None:

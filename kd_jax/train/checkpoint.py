@@ -6,9 +6,15 @@ state (grain's `get_state()`) is written by a small handler, one JSON file per p
 on a multi-host run every host reads a different shard and has its own position (grain's own
 orbax handler does the same, but only accepts grain iterator classes).
 
+Each step also holds `checksums` (JSON, written by process 0): a hash of every array of the
+state, taken from the host copy at save time (`kd_jax.train.integrity`), because bytes flipped
+inside compressed array data decode without any error. The iterator files carry their own hash.
+
 Resuming tries the newest step first. A step that fails to restore (truncated file, corrupt
-array) is reported, moved aside to WORKDIR/checkpoints_broken/ — never deleted and never
-silently overwritten by the re-run that reaches that step again — and the previous step is used.
+array, checksum mismatch) is reported, moved aside to WORKDIR/checkpoints_broken/ — never
+deleted and never silently overwritten by the re-run that reaches that step again — and the
+previous step is used. Read-only restores (a teacher, a report) verify too and fail with one
+clear line instead of falling back: an older checkpoint would be a different teacher.
 """
 
 from __future__ import annotations
@@ -23,7 +29,9 @@ import jax
 import orbax.checkpoint as ocp
 from etils import epath
 
+from kd_jax.train import integrity
 from kd_jax.train import mesh as mesh_lib
+from kd_jax.train.integrity import CorruptCheckpointError
 
 PyTree = Any
 
@@ -39,6 +47,7 @@ class IteratorStateHandler(ocp.CheckpointHandler):
     # grain's DataLoader iterators return JSON as bytes, dataset iterators a dict.
     payload = ({"bytes": state.decode("utf-8")} if isinstance(state, bytes)
                else {"json": state})
+    payload["checksum"] = integrity.payload_checksum(json.dumps(payload, sort_keys=True))
     directory.mkdir(parents=True, exist_ok=True)
     self._filename(directory).write_text(json.dumps(payload))
 
@@ -49,7 +58,15 @@ class IteratorStateHandler(ocp.CheckpointHandler):
       raise FileNotFoundError(
           f"{filename} is missing: the checkpoint was written by a different number of "
           "processes or is incomplete.")
-    payload = json.loads(filename.read_text())
+    try:
+      payload = json.loads(filename.read_text())
+      saved_checksum = payload.pop("checksum", None)
+    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError) as error:
+      raise CorruptCheckpointError(f"{filename} is not a valid iterator state: {error}") from error
+    if saved_checksum is not None and (
+        saved_checksum != integrity.payload_checksum(json.dumps(payload, sort_keys=True))):
+      raise CorruptCheckpointError(f"{filename}: checksum mismatch (the iterator position "
+                                   "changed on disk after it was saved).")
     return payload["bytes"].encode("utf-8") if "bytes" in payload else payload["json"]
 
   def metadata(self, directory: epath.Path):
@@ -105,9 +122,12 @@ class Checkpointer:
     The iterator state must be taken *now* (the caller passes `get_state()`'s result, not the
     iterator), since the iterator keeps moving while an async save is still writing.
     """
+    # Hashed from a host copy now, before the next step donates (overwrites) the state buffers.
+    checksums = integrity.record(state)
     self.manager.save(step, args=ocp.args.Composite(
         state=ocp.args.StandardSave(state),
-        data_iterator=IteratorStateSave(iterator_state)), force=True)
+        data_iterator=IteratorStateSave(iterator_state),
+        checksums=ocp.args.JsonSave(checksums)), force=True)
 
   def restore_latest(self, abstract_state: PyTree) -> Optional[Restored]:
     """Newest readable checkpoint, or None when there is none (a fresh run).
@@ -122,9 +142,17 @@ class Checkpointer:
     steps = self.all_steps()
     for step in reversed(steps):
       try:
-        restored = self.manager.restore(step, args=ocp.args.Composite(
-            state=ocp.args.StandardRestore(abstract_state),
-            data_iterator=IteratorStateRestore()))
+        items = dict(state=ocp.args.StandardRestore(abstract_state),
+                     data_iterator=IteratorStateRestore())
+        verified = _has_checksums(self.directory / str(step))
+        if verified:
+          items["checksums"] = ocp.args.JsonRestore()
+        restored = self.manager.restore(step, args=ocp.args.Composite(**items))
+        where = f"checkpoint step {step} in {self.directory}"
+        if verified:
+          integrity.verify(restored["state"], restored["checksums"], where=where)
+        else:
+          _warn_unverified(where)
         return Restored(step, restored["state"], restored["data_iterator"])
       except Exception as error:  # pylint: disable=broad-except  (any failure => try older)
         self._set_aside(step, error)
@@ -160,39 +188,98 @@ class Checkpointer:
     self.manager.close()
 
 
-def restore_latest_state(workdir: str, *, missing: str = "train it first") -> tuple[int, PyTree]:
-  """(step, whole train state) of the newest checkpoint in `workdir`, read-only.
+def _has_checksums(step_directory: epath.Path) -> bool:
+  return (step_directory / "checksums").exists()
 
-  The target is built from the checkpoint's own metadata and placed replicated on this
-  process's mesh, so a run saved on 8 devices loads on 1 (and vice versa). `missing` completes
-  the error message when there is no checkpoint.
+
+def _warn_unverified(where: str) -> None:
+  print(f"WARNING: {where} has no checksums (written before kd_jax recorded them); its array "
+        "data cannot be verified.", flush=True)
+
+
+def _read_only_manager(directory: epath.Path) -> ocp.CheckpointManager:
+  options = ocp.CheckpointManagerOptions(read_only=True, create=False, save_interval_steps=0)
+  return ocp.CheckpointManager(
+      directory, options=options,
+      item_handlers={"state": ocp.PyTreeCheckpointHandler(),
+                     "data_iterator": IteratorStateHandler(),
+                     "checksums": ocp.JsonCheckpointHandler()})
+
+
+def _restore_verified(workdir: str, select, *, missing: str, role: str) -> tuple[int, PyTree]:
+  """(step, select(state)) of the newest checkpoint in `workdir`, read-only and verified.
+
+  `select` maps the checkpoint's metadata tree to the subtree to read: orbax's partial restore
+  then reads only those arrays (a teacher never reads the optimiser or method state). The target
+  is placed replicated on this process's mesh, so a run saved on 8 devices loads on 1.
+
+  Raises:
+    FileNotFoundError: there is no checkpoint (`missing` completes the message).
+    CorruptCheckpointError: the newest checkpoint cannot be read or fails its checksums.
   """
   directory = epath.Path(workdir) / "checkpoints"
   if not directory.exists():
     raise FileNotFoundError(f"No checkpoints in {directory}: {missing}.")
-  options = ocp.CheckpointManagerOptions(read_only=True, create=False, save_interval_steps=0)
-  manager = ocp.CheckpointManager(
-      directory, options=options,
-      item_handlers={"state": ocp.StandardCheckpointHandler(),
-                     "data_iterator": IteratorStateHandler()})
+  manager = _read_only_manager(directory)
   try:
     step = manager.latest_step()
     if step is None:
       raise FileNotFoundError(f"No checkpoints in {directory}: {missing}.")
-    sharding = mesh_lib.replicated(mesh_lib.make_mesh())
-    target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=sharding),
-                          manager.item_metadata(step)["state"])
-    state = manager.restore(step, args=ocp.args.Composite(
-        state=ocp.args.StandardRestore(target)))["state"]
+    where = f"{role} checkpoint step {step} in {directory}"
+    try:
+      sharding = mesh_lib.replicated(mesh_lib.make_mesh())
+      target = jax.tree.map(
+          lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=sharding),
+          select(dict(manager.item_metadata(step)["state"])))
+      items = {"state": ocp.args.PyTreeRestore(
+          item=target, restore_args=ocp.checkpoint_utils.construct_restore_args(target),
+          partial_restore=True)}
+      verified = _has_checksums(directory / str(step))
+      if verified:
+        items["checksums"] = ocp.args.JsonRestore()
+      restored = manager.restore(step, args=ocp.args.Composite(**items))
+    except Exception as error:  # pylint: disable=broad-except  (TensorStore, orbax, KeyError)
+      raise CorruptCheckpointError(
+          f"Cannot read {where} ({type(error).__name__}: {str(error)[:300]}); re-run that "
+          "run's own command in its workdir (it sets a broken step aside and resumes from the "
+          "previous good one).") from error
+    if verified:
+      integrity.verify(restored["state"], restored["checksums"], where=where)
+    else:
+      _warn_unverified(where)
   finally:
     manager.close()
-  return step, state
+  return step, restored["state"]
+
+
+def restore_latest_state(workdir: str, *, missing: str = "train it first") -> tuple[int, PyTree]:
+  """(step, whole train state as nested dicts) of the newest checkpoint in `workdir`, verified."""
+  return _restore_verified(workdir, lambda tree: tree, missing=missing, role="the")
+
+
+def verify_latest(workdir: str) -> int:
+  """Re-reads and re-verifies the newest checkpoint of a finished run; returns its step.
+
+  For reports: results.json says what the run measured, this says the weights it measured are
+  still the ones on disk. Raises CorruptCheckpointError (or FileNotFoundError) otherwise.
+  """
+  return restore_latest_state(workdir)[0]
+
+
+def _student_variables(tree: dict) -> dict:
+  selected = {"params": {"student": tree["params"]["student"]}}
+  if jax.tree.leaves(tree.get("model_state", {})):
+    selected["model_state"] = tree["model_state"]  # an empty subtree has nothing to read
+  return selected
 
 
 def restore_exported_variables(workdir: str) -> tuple[int, PyTree]:
   """The student variables {"params", **model_state} of the newest checkpoint in `workdir`.
 
-  Used to load a finished run as a frozen teacher.
+  Used to load a finished run as a frozen teacher: only `params["student"]` and `model_state`
+  are read and verified (orbax partial restore), never the optimiser or method state, which
+  can be several times larger.
   """
-  step, state = restore_latest_state(workdir, missing="train the teacher first")
-  return step, {"params": state["params"]["student"], **state["model_state"]}
+  step, state = _restore_verified(workdir, _student_variables,
+                                  missing="train the teacher first", role="the teacher's")
+  return step, {"params": state["params"]["student"], **state.get("model_state", {})}

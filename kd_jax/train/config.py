@@ -11,12 +11,14 @@ earlier stage — how one command trains a teacher and then distils it.
 
 from __future__ import annotations
 
+import math
+import os
 from typing import Any
 
 import ml_collections
 from ml_collections import config_dict
 
-_FREE_FORM = ("model_kwargs", "method")  # validated by the model / method constructors
+_FREE_FORM = ("model_kwargs", "method", "evals")  # validated by the model / method constructors
 _FIXED_SUBTREES = ("optimizer",)
 
 
@@ -30,7 +32,10 @@ def default_config() -> ml_collections.ConfigDict:
   c.data_dir = config_dict.placeholder(str)
   c.manual_dir = config_dict.placeholder(str)
   c.train_split = "train"
-  c.eval_split = "test"
+  c.eval_split = "test"          # the implicit evaluator "eval" reports on it
+  # Held out of train for choices made on data (β, early stopping); `Method.prepare` may read
+  # it, never the test split.
+  c.validation_split = config_dict.placeholder(str)
   c.input_key = "image"          # batch entry fed to the models (uint8 pixels are scaled to [0, 1])
   # Per-example transforms (example, rng) -> example, e.g. ("NormalizeImage",
   # {"name": "PadCropFlip", "padding": 2}): names from kd_jax.data or "package.module:callable".
@@ -64,6 +69,11 @@ def default_config() -> ml_collections.ConfigDict:
       warmup_steps=0,
       end_learning_rate=0.0,
   ))
+  # Named evaluations (kd_jax.evaluators), run after training and every `every` steps, by name
+  # (an evaluator after the one its `select_on` names): {name: {"kind": "metrics" | "retrieval_augmented" | "package.module:Class",
+  # "split": ..., "every": 0, **options}}. The evaluator "eval" (per-example metrics on
+  # eval_split every eval_every steps) is always there; results.json keeps one entry per name.
+  c.evals = ml_collections.ConfigDict()
   # Bookkeeping.
   c.log_every = 50
   c.eval_every = 0               # 0: evaluate only at the end
@@ -105,7 +115,51 @@ def validate(config: ml_collections.ConfigDict, *, name: str = "config"
   merged = default_config()
   merged.update(config.to_dict())  # recursive into sub-dicts: defaults fill the gaps
   _check_consistency(merged, name)
+  _check_evals(merged, name)
   return merged
+
+
+def evaluation_specs(config) -> list[tuple[str, dict]]:
+  """[(name, {"kind", "split", "every", **options})] in run order; "eval" first unless declared."""
+  specs = []
+  declared = {name: dict(spec) for name, spec in config.evals.items()}
+  if "eval" not in declared:
+    specs.append(("eval", {"kind": "metrics", "split": config.eval_split,
+                           "every": config.eval_every}))
+  # ConfigDicts iterate their keys sorted; an evaluator that uses another's result
+  # (`select_on`) runs after it.
+  pending = sorted(declared)
+  while pending:
+    ready = [n for n in pending if declared[n].get("select_on") not in pending]
+    if not ready:
+      raise ValueError(f"evals: the select_on references of {pending} form a cycle.")
+    for name in ready:
+      spec = dict(declared[name])
+      spec.setdefault("kind", "metrics")
+      spec.setdefault("every", 0)
+      specs.append((name, spec))
+      pending.remove(name)
+  return specs
+
+
+def _check_evals(c, name: str) -> None:
+  for eval_name, spec in c.evals.items():
+    if not hasattr(spec, "keys"):
+      raise ValueError(f"Inconsistent {name}: evals.{eval_name} must be a dict with 'split' (and "
+                       f"'kind', 'every', options), got {spec!r}.")
+    if "split" not in spec:
+      raise ValueError(f"Inconsistent {name}: evals.{eval_name} has no 'split'.")
+    every = spec.get("every", 0)
+    if not isinstance(every, int) or every < 0:
+      raise ValueError(f"Inconsistent {name}: evals.{eval_name}.every must be an integer >= 0, "
+                       f"got {every!r}.")
+    target = spec.get("select_on")
+    if target and target in c.evals and c.evals[target].get("split") == c.eval_split:
+      raise ValueError(f"Inconsistent {name}: evals.{eval_name} selects on evaluator {target!r}, "
+                       f"which reads the test split {c.eval_split!r}; choose on validation.")
+  if c.validation_split is not None and c.validation_split == c.eval_split:
+    raise ValueError(f"Inconsistent {name}: validation_split and eval_split are both "
+                     f"{c.eval_split!r}; choices made on validation would be made on test.")
 
 
 def teacher_specs(config) -> list[ml_collections.ConfigDict]:
@@ -123,6 +177,46 @@ def teacher_specs(config) -> list[ml_collections.ConfigDict]:
   return specs
 
 
+def _is_int(value: Any) -> bool:
+  return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_real(value: Any) -> bool:
+  """A finite int or float (bool is not a number here; NaN and inf are not finite)."""
+  return (isinstance(value, (int, float)) and not isinstance(value, bool)
+          and math.isfinite(value))
+
+
+def optimizer_problem(opt, total_steps: int) -> str | None:
+  """The first optimiser setting outside its domain, as one line naming key and value; or None.
+
+  A negative learning rate is gradient ascent, a zero one divides by zero in the cosine
+  schedule, a negative momentum or warm-up trains something else than what was asked: all of
+  them would otherwise run to the end without a word.
+  """
+  if opt.name not in ("sgd", "adam", "adamw"):
+    return f"optimizer.name must be sgd, adam or adamw, got {opt.name!r}."
+  if opt.schedule not in ("cosine", "constant"):
+    return f"optimizer.schedule must be cosine or constant, got {opt.schedule!r}."
+  if not _is_real(opt.learning_rate) or opt.learning_rate <= 0:
+    return f"optimizer.learning_rate must be a finite number > 0, got {opt.learning_rate!r}."
+  if opt.momentum is not None and (not _is_real(opt.momentum) or not 0 <= opt.momentum < 1):
+    return f"optimizer.momentum must be in [0, 1) (or None), got {opt.momentum!r}."
+  if not isinstance(opt.nesterov, bool):
+    return f"optimizer.nesterov must be True or False, got {opt.nesterov!r}."
+  if opt.nesterov and opt.name == "sgd" and not opt.momentum:
+    return "optimizer.nesterov=True needs optimizer.momentum > 0."
+  if not _is_real(opt.weight_decay) or opt.weight_decay < 0:
+    return f"optimizer.weight_decay must be a finite number >= 0, got {opt.weight_decay!r}."
+  if not _is_int(opt.warmup_steps) or not 0 <= opt.warmup_steps < total_steps:
+    return (f"optimizer.warmup_steps must be an integer in [0, total_steps={total_steps}), "
+            f"got {opt.warmup_steps!r}.")
+  if not _is_real(opt.end_learning_rate) or opt.end_learning_rate < 0:
+    return (f"optimizer.end_learning_rate must be a finite number >= 0, "
+            f"got {opt.end_learning_rate!r}.")
+  return None
+
+
 def _check_consistency(c, name: str) -> None:
   from kd_jax import methods  # pylint: disable=g-import-not-at-top  (avoid a cycle at import)
 
@@ -131,18 +225,24 @@ def _check_consistency(c, name: str) -> None:
 
   for key in ("batch_size", "eval_batch_size", "total_steps", "grad_accum_steps", "log_every",
               "checkpoint_every", "max_to_keep", "num_classes"):
-    if not isinstance(c[key], int) or c[key] < 1:
+    if not _is_int(c[key]) or c[key] < 1:
       fail(f"{key} must be a positive integer, got {c[key]!r}.")
-  if c.eval_every < 0:
-    fail(f"eval_every must be >= 0, got {c.eval_every}.")
+  if not _is_int(c.eval_every) or c.eval_every < 0:
+    fail(f"eval_every must be an integer >= 0 (0: only at the end), got {c.eval_every!r}.")
+  if not _is_int(c.seed):
+    fail(f"seed must be an integer, got {c.seed!r}.")
+  for key in ("async_checkpointing", "progress_bar", "multihost"):
+    if not isinstance(c[key], bool):
+      fail(f"{key} must be True or False, got {c[key]!r}.")
+  if not isinstance(c.input_key, str) or not c.input_key:
+    fail(f"input_key must name a batch entry (a non-empty string), got {c.input_key!r}.")
+  problem = optimizer_problem(c.optimizer, c.total_steps)
+  if problem:
+    fail(problem)
   if c.batch_size % c.grad_accum_steps:
     fail(f"batch_size={c.batch_size} is not divisible by grad_accum_steps={c.grad_accum_steps}.")
   if c.compute_dtype not in ("float32", "bfloat16"):
     fail(f"compute_dtype must be 'float32' or 'bfloat16', got {c.compute_dtype!r}.")
-  if c.optimizer.name not in ("sgd", "adam", "adamw"):
-    fail(f"optimizer.name must be sgd, adam or adamw, got {c.optimizer.name!r}.")
-  if c.optimizer.schedule not in ("cosine", "constant"):
-    fail(f"optimizer.schedule must be cosine or constant, got {c.optimizer.schedule!r}.")
   method_cfg = c.method.to_dict()
   if "name" not in method_cfg:
     fail("method.name is missing.")
@@ -161,12 +261,19 @@ def _check_consistency(c, name: str) -> None:
     fail(f"model_kwargs.num_classes={student_classes} differs from num_classes={c.num_classes}.")
 
 
-def validate_stages(config: ml_collections.ConfigDict) -> list[tuple[str, Any]]:
-  """Validates every stage and the teacher references between them; returns [(name, config)]."""
-  unknown = set(config.keys()) - {"stages", "stage_order"}
+def validate_stages(config: ml_collections.ConfigDict, *, resolve: bool = True
+                    ) -> list[tuple[str, Any]]:
+  """Validates every stage and the teacher references between them; returns [(name, config)].
+
+  With `resolve` (the default), every stage's datasets, transforms and models are also resolved
+  (`kd_jax.train.preflight`), so a mistake in the last stage fails before the first one trains.
+  A top-level `settings` dict may hold values the stages share by reference (FieldReferences),
+  so that one `--config.settings.<key>=...` override reaches every stage; it is not run.
+  """
+  unknown = set(config.keys()) - {"stages", "stage_order", "settings"}
   if unknown:
-    raise ValueError(f"A staged config holds only `stages` and `stage_order`; unknown top-level "
-                     f"key(s) {sorted(unknown)} (put them inside a stage).")
+    raise ValueError(f"A staged config holds only `stages`, `stage_order` and `settings`; "
+                     f"unknown top-level key(s) {sorted(unknown)} (put them inside a stage).")
   # ConfigDict iterates keys sorted, so the run order is explicit.
   order = list(config.get("stage_order", ()))
   if sorted(order) != sorted(config.stages.keys()):
@@ -183,6 +290,9 @@ def validate_stages(config: ml_collections.ConfigDict) -> list[tuple[str, Any]]:
         raise ValueError(f"stage {stage!r}: teachers[{index}] uses stage {teacher.workdir!r}, "
                          "which runs later; order the stages so teachers come first.")
     seen[stage] = stage_config
+  if resolve:
+    from kd_jax.train import preflight  # pylint: disable=g-import-not-at-top  (import cycle)
+    preflight.check_stages(stages)
   return stages
 
 
@@ -210,6 +320,35 @@ def diff(saved: dict, current: dict, prefix: str = "") -> list[str]:
       out += diff(a, b, prefix=f"{prefix}{key}.")
     elif a != b:
       out.append(f"{prefix}{key}: {a!r} -> {b!r}")
+  return out
+
+
+def portable(config_json: dict, workdir: str) -> dict:
+  """A run config as saved in WORKDIR/config.json: teacher workdirs of sibling stages relative.
+
+  A staged run hands its stages absolute teacher paths (WORKDIR/teacher); saved as such, moving
+  the workdir would make every resume look like a changed config. Teachers inside the parent of
+  `workdir` (the stages of one staged run) are therefore stored relative to `workdir`
+  ("../teacher"); other paths stay as given. Applied to both sides of the resume comparison, an
+  old config that still holds absolute paths of the same place compares equal.
+
+  Args:
+    config_json: the config as a JSON-able dict (e.g. `json.loads(config.to_json())`).
+    workdir: the run's own workdir.
+  """
+  out = dict(config_json)
+  root = os.path.dirname(os.path.abspath(workdir))
+  teachers = []
+  for teacher in out.get("teachers") or ():
+    teacher = dict(teacher)
+    path = teacher.get("workdir")
+    if isinstance(path, str) and os.path.isabs(path):
+      path = os.path.normpath(path)
+      if os.path.commonpath([root, path]) == root:
+        teacher["workdir"] = os.path.relpath(path, os.path.abspath(workdir))
+    teachers.append(teacher)
+  if "teachers" in out:
+    out["teachers"] = teachers
   return out
 
 

@@ -1,10 +1,12 @@
 """`train_and_evaluate(config, workdir)`: the generic loop for every method.
 
 Order of events (big_vision / Flax examples style): validate the config and compare it with the
-one saved in the workdir; build data, models, teachers and method; initialise the state on one
-example batch; restore the newest good checkpoint (state + data-iterator position) if any; then
-step → log → evaluate → checkpoint until `total_steps`; final evaluation written to
-WORKDIR/results.json. A finished run restarted in its workdir only re-evaluates.
+one saved in the workdir; build data, models, teachers (params only, cast to the compute dtype
+once) and method; run the method's `prepare` over the train / validation splits (or reload its
+saved constants); initialise the state on one *train* batch; restore the newest good checkpoint
+(state + data-iterator position) if any; then step → log → evaluate → checkpoint until
+`total_steps`; final evaluations (every evaluator of `config.evals`, in order) written to
+WORKDIR/results.json. A finished run restarted in its workdir only returns its results.
 """
 
 from __future__ import annotations
@@ -20,16 +22,19 @@ import ml_collections
 import numpy as np
 from absl import logging
 
+from kd_jax.methods import base
 from kd_jax.train import build
 from kd_jax.train import checkpoint as checkpoint_lib
 from kd_jax.train import config as config_lib
 from kd_jax.train import mesh as mesh_lib
+from kd_jax.train import prepare as prepare_lib
+from kd_jax.train import state as state_lib
 from kd_jax.train import steps as steps_lib
 from kd_jax.train import writers
 from kd_jax.train.state import TrainState, create_train_state
 
 # Keys that change only how a run reports, not what it computes: they may differ on resume.
-_PRESENTATION_KEYS = ("progress_bar", "log_every", "eval_every", "async_checkpointing")
+_PRESENTATION_KEYS = ("progress_bar", "log_every", "eval_every", "async_checkpointing", "evals")
 
 
 def _check_same_config(config: ml_collections.ConfigDict, workdir: str) -> None:
@@ -41,7 +46,7 @@ def _check_same_config(config: ml_collections.ConfigDict, workdir: str) -> None:
   with open(path) as f:
     saved = config_lib.listify(json.load(f))
   differences = [d for d in config_lib.diff(saved, current)
-                 if d.split(":")[0] not in _PRESENTATION_KEYS]
+                 if d.split(":")[0].split(".")[0] not in _PRESENTATION_KEYS]
   if differences:
     raise ValueError(f"{workdir} holds a run with a different config; use another workdir or "
                      "delete it. Differences (saved -> now): " + "; ".join(differences))
@@ -66,49 +71,40 @@ def _check_outputs(name: str, outputs: Any, batch_size: int, num_classes: int) -
                      f"expected (batch={batch_size}, num_classes={num_classes}).")
 
 
-def _mean_metrics(sums: dict[str, float]) -> dict[str, float]:
-  count = sums.pop("count")
-  if count == 0:
-    raise ValueError("The eval split produced no examples.")
-  return {name: value / count for name, value in sums.items()}
+def _peek_train_batch(train_iter) -> dict:
+  """The first train batch, without moving the iterator (its state is put back)."""
+  position = train_iter.get_state()
+  batch = next(train_iter)
+  train_iter.set_state(position)
+  return prepare_lib.numeric(batch)
 
 
-def evaluate(eval_step, state, teacher_variables, eval_batches, mesh) -> dict[str, float]:
-  totals: dict[str, float] = {}
-  for batch in eval_batches():
-    sums = jax.device_get(eval_step(state, teacher_variables, mesh_lib.shard_batch(batch, mesh)))
-    for name, value in sums.items():
-      totals[name] = totals.get(name, 0.0) + float(value)
-  return _mean_metrics(totals)
+def _initial_state(config, *, example, forward: steps_lib.Forward, method: base.Method, tx,
+                   teacher_variables, constants, context: base.RunContext, mesh) -> TrainState:
+  """Step-0 state, from one real train batch (param shapes; outputs for the method's `init`).
 
-
-def _initial_state(config, *, data, forward: steps_lib.Forward, method, tx, teacher_variables,
-                   mesh) -> TrainState:
-  """Step-0 state, from one real eval batch (param shapes; outputs for the method's `init`).
-
-  Also the fail-fast check that the student's and teachers' logits have [batch, num_classes]
-  (a mismatch hidden inside model code or a checkpoint is caught before training).
+  Pretrained weights are loaded after `init` (`module.load_pretrained(variables)`), on the host,
+  so they never become constants of a compiled function. Also the fail-fast check that the
+  student's and teachers' logits have [batch, num_classes].
   """
-  example = next(iter(data.eval_batches()))
-  example = {k: np.asarray(v) for k, v in example.items() if np.asarray(v).dtype.kind in "biuf"}
   x = steps_lib.model_input(example, config.input_key, jnp.float32)
   init_rng, dropout_rng, method_rng, train_rng = jax.random.split(jax.random.key(config.seed), 4)
-
-  @jax.jit
-  def init_and_apply(init_rng, dropout_rng, teacher_variables, x):
-    # One compiled function: run eagerly, every primitive would be compiled on its own.
-    variables = forward.student.init({"params": init_rng, "dropout": dropout_rng}, x,
-                                     train=False)
-    model_state = {k: v for k, v in variables.items() if k != "params"}
-    return (variables, forward.student_eval(variables["params"], model_state, x),
-            forward.teachers_eval(teacher_variables, x))
-
+  init = jax.jit(lambda rngs, x: forward.student.init(rngs, x, train=False))
   # The params are replicated, so threefry's partitionable mode (needed only for sharded random
   # arrays) buys nothing here, while it makes XLA compile a deep net's initialisers ~4x slower
   # on CPU (ResNet-8: ~5 s vs ~1.4 s). Scoped to this trace only.
   with jax.threefry_partitionable(False):
-    student_variables, student_out, teacher_out = init_and_apply(
-        init_rng, dropout_rng, teacher_variables, x)
+    student_variables = init({"params": init_rng, "dropout": dropout_rng}, x)
+  if hasattr(forward.student, "load_pretrained"):
+    student_variables = forward.student.load_pretrained(student_variables)
+
+  @jax.jit
+  def apply(student_variables, teacher_variables, x):
+    variables = dict(student_variables)
+    params = variables.pop("params")
+    return forward.student_eval(params, variables, x), forward.teachers_eval(teacher_variables, x)
+
+  student_out, teacher_out = apply(student_variables, teacher_variables, x)
   batch_size = x.shape[0]
   _check_outputs(f"student {config.model}", student_out, batch_size, config.num_classes)
   for index, out in enumerate(teacher_out):
@@ -117,17 +113,47 @@ def _initial_state(config, *, data, forward: steps_lib.Forward, method, tx, teac
                              or example["label"].min() < 0):
     raise ValueError(f"Labels in {config.dataset} reach {int(example['label'].max())}, outside "
                      f"[0, num_classes={config.num_classes}).")
-  method_variables = method.init(method_rng, student_out=student_out, teacher_out=teacher_out,
-                                 batch=example)
-  state = create_train_state(student_variables=student_variables,
+  model_state = {k: v for k, v in student_variables.items() if k != "params"}
+  io = base.StepIO(student=student_out, teachers=teacher_out, batch=example, context=context,
+                   inputs=x, constants=constants, student_variables=student_variables,
+                   apply_student=steps_lib._student_applier(forward))  # pylint: disable=protected-access
+  # Copied: `init` may return the student's own arrays (an EMA starts as the student), and one
+  # buffer appearing twice in the donated state is an error.
+  method_variables = jax.tree.map(lambda a: jnp.array(a, copy=True),
+                                  base.Variables(*method.init(method_rng, io)))
+  state = create_train_state(student_variables={"params": student_variables["params"],
+                                                **model_state},
                              method_params=method_variables.params,
-                             method_state=method_variables.state, tx=tx,
+                             method_state=method_variables.state,
+                             method_model_state=method_variables.model_state, tx=tx,
                              rng=jax.random.key_data(train_rng))
   return mesh_lib.replicate(state, mesh)
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
-  """Trains (or resumes) one run in `workdir` and returns the final eval metrics."""
+def _fingerprint(config, teacher_steps) -> dict:
+  """What a run's constants depend on (compared when they are reloaded)."""
+  return {"method": config_lib.listify(config.method.to_dict()), "dataset": config.dataset,
+          "train_split": config.train_split, "validation_split": config.validation_split,
+          "eval_transforms": config_lib.listify(json.loads(config.to_json())["eval_transforms"]),
+          "teacher_steps": list(teacher_steps), "seed": config.seed}
+
+
+def _check_finite(state: TrainState, workdir: str, last_saved: int | None) -> None:
+  """Stops the run, before anything is saved, when a step produced non-finite values."""
+  problem = state_lib.describe_nonfinite(jax.device_get(state.nonfinite))
+  if problem:
+    kept = (f"the last good checkpoint (step {last_saved}) is kept" if last_saved is not None
+            else "no checkpoint was written")
+    raise FloatingPointError(f"Non-finite values at {problem} in {workdir}; {kept} and nothing "
+                             "after it was saved. Lower the learning rate or check the data.")
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
+  """Trains (or resumes) one run in `workdir`; returns the final results.
+
+  The results are the "eval" evaluator's metrics at the top level (accuracy, agreement, ...)
+  and every evaluator's under "evals" ({name: metrics}), as in WORKDIR/results.json.
+  """
   config = config_lib.validate(config)
   mesh_lib.initialize_distributed(config.multihost)
   mesh = mesh_lib.make_mesh()
@@ -135,23 +161,52 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                             "batch_size / grad_accum_steps")
   mesh_lib.check_batch_size(config.eval_batch_size, mesh, "eval_batch_size")
   _check_same_config(config, workdir)
+  method = build.build_method(config)
+  if config.grad_accum_steps > 1 and method.batch_dependent:
+    raise ValueError(f"method {config.method.name!r} has a batch-dependent loss (it couples the "
+                     f"examples of a batch), so grad_accum_steps={config.grad_accum_steps} would "
+                     "silently change its objective; set grad_accum_steps=1.")
+  evaluations = _build_evaluations(config)
 
   data = build.build_data(config)
   transform_batch = build.batch_transform(config)
-  method = build.build_method(config)
   compute_dtype = jnp.dtype(config.compute_dtype)
   model_dtype = None if config.compute_dtype == "float32" else compute_dtype
   student = build.build_model(config.model, config.num_classes, config.model_kwargs,
                               dtype=model_dtype)
-  teachers, teacher_variables = build.build_teachers(config, dtype=model_dtype)
-  teacher_variables = mesh_lib.replicate(teacher_variables, mesh)
-  student_tx, schedule = build.build_optimizer(config.optimizer, config.total_steps)
-  tx = method.optimizer(student_tx)
-  forward = steps_lib.Forward(student, teachers, compute_dtype)
-  state = _initial_state(config, data=data, forward=forward, method=method, tx=tx,
-                         teacher_variables=teacher_variables, mesh=mesh)
+  teachers, teacher_variables, teacher_steps = build.build_teachers(config, dtype=model_dtype)
+  # Cast once here rather than inside every step.
+  teacher_variables = mesh_lib.replicate(steps_lib.cast_floats(teacher_variables, compute_dtype),
+                                         mesh)
+  student_outputs, teacher_outputs = method.requested_outputs()
+  forward = steps_lib.Forward(student, teachers, compute_dtype, student_outputs=student_outputs,
+                              teacher_outputs=teacher_outputs)
+  context = base.RunContext(
+      total_steps=config.total_steps,
+      steps_per_epoch=prepare_lib.steps_per_epoch(data.num_train_examples, config.batch_size),
+      num_train_examples=data.num_train_examples, batch_size=config.batch_size,
+      num_classes=config.num_classes, seed=config.seed, workdir=workdir)
 
   _save_config(config, workdir)
+  model_input = lambda batch: steps_lib.model_input(batch, config.input_key, compute_dtype)
+  roles = {"train": config.train_split}
+  if config.validation_split:
+    roles["validation"] = config.validation_split
+  make_prepare_context = lambda: prepare_lib.make_context(
+      context=context, roles=roles, batches=lambda split: data.batches(split, sharded=False),
+      teacher_outputs=lambda batch: forward.teachers_eval(teacher_variables, model_input(batch)),
+      model_input=model_input)
+  constants = prepare_lib.prepare_constants(
+      method, make_prepare_context, workdir=workdir,
+      fingerprint=_fingerprint(config, teacher_steps), save=jax.process_index() == 0)
+  constants = mesh_lib.replicate(jax.tree.map(jnp.asarray, constants), mesh)
+
+  student_tx, schedule = build.build_optimizer(config.optimizer, config.total_steps)
+  tx = method.optimizer(student_tx, context)
+  state = _initial_state(config, example=_peek_train_batch(data.train_iter), forward=forward,
+                         method=method, tx=tx, teacher_variables=teacher_variables,
+                         constants=constants, context=context, mesh=mesh)
+
   checkpointer = checkpoint_lib.Checkpointer(workdir, max_to_keep=config.max_to_keep,
                                              async_save=config.async_checkpointing)
   try:
@@ -176,24 +231,42 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
 
   writer = writers.MetricWriter(workdir, start_step=start_step)
   train_step = steps_lib.build_train_step(forward=forward, method=method, tx=tx, mesh=mesh,
-                                          input_key=config.input_key,
+                                          input_key=config.input_key, context=context,
                                           grad_accum_steps=config.grad_accum_steps)
   eval_step = steps_lib.build_eval_step(forward=forward, method=method, mesh=mesh,
-                                        input_key=config.input_key)
-  run_eval = lambda: evaluate(eval_step, state, teacher_variables, data.eval_batches, mesh)
+                                        input_key=config.input_key, context=context)
+
+  def run_evaluations(step: int, final: bool) -> dict[str, dict]:
+    from kd_jax import evaluators  # pylint: disable=g-import-not-at-top  (import cycle)
+    done: dict[str, dict] = {}
+    for name, split, every, evaluator in evaluations:
+      if not final and not (every and step % every == 0):
+        continue
+      run = evaluators.EvalRun(
+          name=name, split=split, step=step,
+          batches=lambda split=split: data.batches(split, sharded=True),
+          all_batches=lambda split=split: data.batches(split, sharded=False), state=state,
+          teacher_variables=teacher_variables, constants=constants, method=method,
+          forward=forward, context=context, input_key=config.input_key, mesh=mesh,
+          eval_step=eval_step, previous=dict(done))
+      done[name] = evaluator(run)
+      writer.write(step, name, {k: v for k, v in done[name].items()
+                                if isinstance(v, (int, float))})
+    return done
+
   progress = writers.ProgressBar(total=config.total_steps, initial=start_step,
                                  enabled=config.progress_bar,
                                  description=os.path.basename(os.path.normpath(workdir)))
   last_log_time, last_log_step = time.time(), start_step
+  last_saved = start_step if restored is not None else None
   for step in range(start_step + 1, config.total_steps + 1):
     batch = mesh_lib.shard_batch(transform_batch(next(data.train_iter), step), mesh)
-    state, metrics = train_step(state, teacher_variables, batch)
+    state, metrics = train_step(state, teacher_variables, constants, batch)
     postfix = {}
     # Metrics are fetched from the device only on log steps, so dispatch stays asynchronous.
     if step % config.log_every == 0 or step == config.total_steps:
+      _check_finite(state, workdir, last_saved)
       metrics = jax.device_get(metrics)
-      if not np.isfinite(metrics["loss"]):
-        raise FloatingPointError(f"Loss is {metrics['loss']} at step {step} in {workdir}.")
       now = time.time()
       metrics["steps_per_sec"] = (step - last_log_step) / max(now - last_log_time, 1e-9)
       metrics["learning_rate"] = schedule(step - 1)  # the rate used by this step's update
@@ -201,14 +274,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       writer.write(step, "train", metrics)
       postfix = {"loss": float(metrics["loss"])}
     progress.update(1, **postfix)
-    if config.eval_every and step % config.eval_every == 0 and step != config.total_steps:
-      writer.write(step, "eval", run_eval())
+    if step != config.total_steps:
+      run_evaluations(step, final=False)
     # On multi-host runs all hosts agree on a step at which to stop when the scheduler announces
     # a preemption (JAX's preemption sync service); save there and exit, a rerun resumes.
     preempted = config.multihost and checkpointer.reached_preemption(step)
     if step % config.checkpoint_every == 0 or step == config.total_steps or preempted:
+      _check_finite(state, workdir, last_saved)  # never save a non-finite state
       # get_state() now: the position after this step's batch, matching the saved state.
       checkpointer.save(step, state, data.train_iter.get_state())
+      last_saved = step
     if preempted:
       progress.close()
       writer.close()
@@ -217,14 +292,28 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                        "command again to resume.")
   progress.close()
 
-  results = run_eval()
-  writer.write(config.total_steps, "eval", results)
+  evals = run_evaluations(config.total_steps, final=True)
   writer.close()
   checkpointer.close()
+  results = {**evals["eval"], "evals": evals}
   if jax.process_index() == 0:
     with open(results_path, "w") as f:
       json.dump({"step": config.total_steps, **results}, f, indent=2)
   return results
+
+
+def _build_evaluations(config) -> list[tuple[str, str, int, Any]]:
+  """[(name, split, every, evaluator)] from `config.evals` (validated before any training)."""
+  from kd_jax import evaluators  # pylint: disable=g-import-not-at-top  (import cycle)
+  built = []
+  for name, spec in config_lib.evaluation_specs(config):
+    options = {k: v for k, v in spec.items() if k not in ("kind", "split", "every")}
+    try:
+      evaluator = evaluators.get_evaluator(spec["kind"], **options)
+    except (TypeError, ValueError) as error:
+      raise ValueError(f"evals.{name}: {error}") from error
+    built.append((name, spec["split"], spec["every"], evaluator))
+  return built
 
 
 def final_params(workdir: str) -> Any:
@@ -232,4 +321,4 @@ def final_params(workdir: str) -> Any:
   return checkpoint_lib.restore_exported_variables(workdir)[1]
 
 
-__all__ = ["TrainState", "evaluate", "final_params", "train_and_evaluate"]
+__all__ = ["TrainState", "final_params", "train_and_evaluate"]

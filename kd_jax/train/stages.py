@@ -4,6 +4,9 @@ A staged config (see `kd_jax.train.config.is_staged`) holds named run configs ex
 order of `stage_order`, each in WORKDIR/<stage>; a teacher whose `workdir` is relative names an
 earlier stage. Every stage is validated before the first one runs, so a typo in the last
 student does not surface after an hour of teacher training.
+
+A stage's teacher is handed to the loop as an absolute path (the loop loads it from there); the
+config the loop saves keeps it relative (`config.portable`), so a moved workdir still resumes.
 """
 
 from __future__ import annotations
@@ -16,10 +19,19 @@ import ml_collections
 
 from kd_jax.train import config as config_lib
 from kd_jax.train import loop
+from kd_jax.train import workdir_lock
 
 
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
-  """Returns the final eval metrics (a dict per stage when staged, also in WORKDIR/results.json)."""
+  """Returns the final eval metrics (a dict per stage when staged, also in WORKDIR/results.json).
+
+  Holds the workdir lock for the whole run: a second command in the same workdir stops at once.
+  """
+  with workdir_lock.hold(workdir):
+    return _run(config, workdir)
+
+
+def _run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   if not config_lib.is_staged(config):
     return loop.train_and_evaluate(config, workdir)
   results = {}
@@ -27,7 +39,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     teachers = config_lib.teacher_specs(stage_config)  # fresh copies: safe to edit
     for teacher in teachers:
       if not os.path.isabs(teacher.workdir):
-        teacher.workdir = os.path.join(workdir, teacher.workdir)
+        teacher.workdir = os.path.join(os.path.abspath(workdir), teacher.workdir)
     stage_config.teachers = tuple(teachers)
     print(f"=== stage {name} -> {os.path.join(workdir, name)}", flush=True)
     results[name] = loop.train_and_evaluate(stage_config, os.path.join(workdir, name))

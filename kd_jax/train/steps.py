@@ -4,13 +4,20 @@ Only the trainable tree {"student", "method"} is differentiated; the teachers ar
 inference mode outside `value_and_grad` and wrapped in `stop_gradient`, so no gradient (and no
 backward computation) ever reaches them. Mixed precision follows the usual recipe: float32
 master params and optimiser state; the models are built with flax's `dtype=compute_dtype` and
-their params cast to it for the forward pass; outputs are cast back to float32 before any loss
-(the losses are float32 inside as well) and BatchNorm statistics are kept in float32.
+the student's params cast to it for the forward pass (the teachers' variables are cast once, when
+they are loaded); outputs are cast back to float32 before any loss (the losses are float32 inside
+as well) and BatchNorm statistics are kept in float32.
+
+Models are asked only for the outputs the method reads (`Method.requested_outputs`): modules whose
+`__call__` takes `outputs=` compute nothing else (a transformer then keeps its fused attention),
+others are filtered afterwards and XLA drops what is unused.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+import functools
+import inspect
+from typing import Any, Callable, Collection, Sequence
 
 import flax.linen as nn
 import jax
@@ -18,15 +25,29 @@ import jax.numpy as jnp
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from kd_jax.methods import base
 from kd_jax.methods.base import Aux, Method
 from kd_jax.train import mesh as mesh_lib
+from kd_jax.train import state as state_lib
 from kd_jax.train.state import TrainState
 
 PyTree = Any
 
 
+class InputKeyError(KeyError):
+  """The configured `input_key` is not in the batch (e.g. text without a Tokenize transform)."""
+
+  def __str__(self):
+    return str(self.args[0])
+
+
 def model_input(batch: dict[str, jax.Array], input_key: str, dtype) -> jax.Array:
   """The model input: uint8 pixels become [0, 1] floats; integer token ids stay integers."""
+  if input_key not in batch:
+    hint = (" (text needs a {'name': 'Tokenize', ...} transform to produce input_ids)"
+            if input_key == "input_ids" else "")
+    raise InputKeyError(f"input_key={input_key!r} is not in the batch; it has "
+                        f"{sorted(batch)}{hint}.")
   x = batch[input_key]
   if x.dtype == jnp.uint8:
     return x.astype(dtype) / 255.0
@@ -35,43 +56,77 @@ def model_input(batch: dict[str, jax.Array], input_key: str, dtype) -> jax.Array
   return x
 
 
-def _cast_floats(tree: PyTree, dtype) -> PyTree:
+def cast_floats(tree: PyTree, dtype) -> PyTree:
   return jax.tree.map(
       lambda a: a.astype(dtype) if jnp.issubdtype(jnp.asarray(a).dtype, jnp.floating) else a, tree)
 
 
 def _as_float32(tree: PyTree) -> PyTree:
-  return _cast_floats(tree, jnp.float32)
+  return cast_floats(tree, jnp.float32)
 
 
 def _restore_dtypes(new: PyTree, like: PyTree) -> PyTree:
   return jax.tree.map(lambda n, o: n.astype(o.dtype), new, like)
 
 
-class Forward:
-  """Student and teacher forward passes shared by the train and eval steps."""
+@functools.lru_cache(maxsize=None)
+def _accepts_outputs(module_type: type) -> bool:
+  return "outputs" in inspect.signature(module_type.__call__).parameters
 
-  def __init__(self, student: nn.Module, teachers: Sequence[nn.Module], compute_dtype):
+
+def _all_finite(tree: PyTree) -> jax.Array:
+  leaves = [jnp.all(jnp.isfinite(leaf)) for leaf in jax.tree.leaves(tree)
+            if jnp.issubdtype(leaf.dtype, jnp.inexact)]
+  return jnp.all(jnp.stack(leaves)) if leaves else jnp.array(True)
+
+
+class Forward:
+  """Student and teacher forward passes shared by the train and eval steps.
+
+  `student_outputs` / `teacher_outputs`: the output names to compute (None: all of them).
+  """
+
+  def __init__(self, student: nn.Module, teachers: Sequence[nn.Module], compute_dtype, *,
+               student_outputs: Collection[str] | None = None,
+               teacher_outputs: Collection[str] | None = None):
     self.student = student
     self.teachers = tuple(teachers)
     self.compute_dtype = compute_dtype
+    self.student_outputs = None if student_outputs is None else tuple(sorted(student_outputs))
+    self.teacher_outputs = None if teacher_outputs is None else tuple(sorted(teacher_outputs))
+
+  @staticmethod
+  def _apply(module, variables, x, outputs, **kwargs):
+    if outputs is not None and _accepts_outputs(type(module)):
+      kwargs["outputs"] = outputs
+    result = module.apply(variables, x, **kwargs)
+    if outputs is None:
+      return result
+    select = lambda out: {k: v for k, v in out.items() if k in outputs}
+    if kwargs.get("mutable", False) is not False:  # flax returns (out, collections), even for []
+      return select(result[0]), result[1]
+    return select(result)
 
   def student_train(self, params, model_state, x, rng):
     """Train-mode forward; returns (float32 outputs, updated non-param collections)."""
-    variables = {"params": _cast_floats(params, self.compute_dtype), **model_state}
-    out, new_model_state = self.student.apply(
-        variables, x, train=True, rngs={"dropout": rng}, mutable=list(model_state))
+    variables = {"params": cast_floats(params, self.compute_dtype), **model_state}
+    out, new_model_state = self._apply(self.student, variables, x, self.student_outputs,
+                                       train=True, rngs={"dropout": rng},
+                                       mutable=list(model_state))
     return _as_float32(out), _restore_dtypes(dict(new_model_state), model_state)
 
   def student_eval(self, params, model_state, x):
-    variables = {"params": _cast_floats(params, self.compute_dtype), **model_state}
-    return _as_float32(self.student.apply(variables, x, train=False))
+    variables = {"params": cast_floats(params, self.compute_dtype), **model_state}
+    return _as_float32(self._apply(self.student, variables, x, self.student_outputs,
+                                   train=False))
 
   def teachers_eval(self, teacher_variables: Sequence[PyTree], x) -> tuple:
-    """Frozen teachers in inference mode; a tuple with one output dict per ensemble member."""
-    outs = tuple(
-        teacher.apply(_cast_floats(variables, self.compute_dtype), x, train=False)
-        for teacher, variables in zip(self.teachers, teacher_variables))
+    """Frozen teachers in inference mode; a tuple with one output dict per ensemble member.
+
+    `teacher_variables` are already in the compute dtype (cast once when loaded).
+    """
+    outs = tuple(self._apply(teacher, variables, x, self.teacher_outputs, train=False)
+                 for teacher, variables in zip(self.teachers, teacher_variables))
     return jax.tree.map(jax.lax.stop_gradient, _as_float32(outs))
 
 
@@ -97,59 +152,82 @@ def _merge_micro_batches(tree: PyTree) -> PyTree:
   return jax.tree.map(merge, tree)
 
 
-def build_train_step(*, forward: Forward, method: Method, tx: optax.GradientTransformation,
-                     mesh: Mesh, input_key: str, grad_accum_steps: int = 1
-                     ) -> Callable[[TrainState, Sequence[PyTree], dict], tuple[TrainState, dict]]:
-  """Returns jit(train_step)(state, teacher_variables, batch) -> (state, metrics).
+def _student_applier(forward: Forward):
+  def apply_student(variables, inputs):
+    variables = dict(variables)
+    return forward.student_eval(variables.pop("params"), variables, inputs)
+  return apply_student
 
-  The state argument is donated (its buffers are reused for the new state). With
-  `grad_accum_steps = k`, the global batch is processed as k micro-batches in a `lax.scan` and
-  the gradients are averaged, which equals one step on the full batch for batch-independent
-  models (BatchNorm statistics are then per micro-batch, as on a smaller accelerator).
+
+def build_train_step(*, forward: Forward, method: Method, tx: optax.GradientTransformation,
+                     mesh: Mesh, input_key: str, context: base.RunContext,
+                     grad_accum_steps: int = 1
+                     ) -> Callable[[TrainState, Sequence[PyTree], PyTree, dict],
+                                   tuple[TrainState, dict]]:
+  """Returns jit(train_step)(state, teacher_variables, constants, batch) -> (state, metrics).
+
+  The state argument is donated (its buffers are reused for the new state); teacher variables
+  and constants are replicated and not donated. With `grad_accum_steps = k`, the global batch is
+  processed as k micro-batches in a `lax.scan` and the gradients are averaged, which equals one
+  step on the full batch for batch-independent losses (BatchNorm statistics are then per
+  micro-batch, as on a smaller accelerator); batch-dependent methods refuse k > 1.
+
+  The step also records, in `state.nonfinite`, the first step whose loss, gradient norm or
+  updated params / state are not finite; the loop reads it before saving anything.
   """
   if grad_accum_steps < 1:
     raise ValueError(f"grad_accum_steps must be >= 1, got {grad_accum_steps}.")
+  if grad_accum_steps > 1 and method.batch_dependent:
+    raise ValueError(f"method {type(method).__name__} has a batch-dependent loss (it couples the "
+                     f"examples of a batch), so grad_accum_steps={grad_accum_steps} would change "
+                     "its objective; use grad_accum_steps=1.")
+  apply_student = _student_applier(forward)
 
-  def micro_step(trainable, model_state, method_state, teacher_variables, batch, rng, step):
+  def micro_step(trainable, model_state, method_model_state, method_state, teacher_variables,
+                 constants, batch, rng, step):
     x = model_input(batch, input_key, forward.compute_dtype)
     teacher_out = forward.teachers_eval(teacher_variables, x) if method.uses_teacher else ()
     rng_model, rng_method = jax.random.split(rng)
 
-    def apply_student(params, inputs):
-      return forward.student_eval(params, model_state, inputs)
-
     def loss_fn(trainable):
       student_out, new_model_state = forward.student_train(
           trainable["student"], model_state, x, rng_model)
-      loss, aux = method.loss(trainable["method"], method_state, student_out=student_out,
-                              teacher_out=teacher_out, batch=batch, rng=rng_method, step=step,
-                              apply_student=apply_student)
-      return loss, (new_model_state, Aux(*aux))
+      io = base.StepIO(student=student_out, teachers=teacher_out, batch=batch, context=context,
+                       inputs=x, constants=constants, step=step, rng=rng_method,
+                       apply_student=apply_student, model_state=method_model_state,
+                       student_variables={"params": trainable["student"], **model_state},
+                       train=True)
+      loss, aux = method.loss(trainable["method"], method_state, io)
+      aux = Aux(*aux)
+      new_method_model_state = aux.model_state if aux.model_state else method_model_state
+      return loss, (new_model_state, new_method_model_state, aux._replace(model_state={}))
 
-    (loss, (new_model_state, aux)), grads = jax.value_and_grad(loss_fn, has_aux=True)(trainable)
-    return loss, grads, new_model_state, aux
+    (loss, (new_model_state, new_method_model_state, aux)), grads = jax.value_and_grad(
+        loss_fn, has_aux=True)(trainable)
+    return loss, grads, new_model_state, new_method_model_state, aux
 
-  def train_step(state: TrainState, teacher_variables, batch):
+  def train_step(state: TrainState, teacher_variables, constants, batch):
     rng = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
     if grad_accum_steps == 1:
-      loss, grads, model_state, aux = micro_step(
-          state.params, state.model_state, state.method_state, teacher_variables, batch, rng,
-          state.step)
+      loss, grads, model_state, method_model_state, aux = micro_step(
+          state.params, state.model_state, state.method_model_state, state.method_state,
+          teacher_variables, constants, batch, rng, state.step)
     else:
       micro_batches = _split_micro_batches(batch, grad_accum_steps, mesh)
 
       def body(carry, inputs):
-        grads_sum, model_state = carry
+        grads_sum, model_state, method_model_state = carry
         index, micro_batch = inputs
-        loss, grads, model_state, aux = micro_step(
-            state.params, model_state, state.method_state, teacher_variables, micro_batch,
-            jax.random.fold_in(rng, index), state.step)
+        loss, grads, model_state, method_model_state, aux = micro_step(
+            state.params, model_state, method_model_state, state.method_state,
+            teacher_variables, constants, micro_batch, jax.random.fold_in(rng, index),
+            state.step)
         grads_sum = jax.tree.map(jnp.add, grads_sum, grads)
-        return (grads_sum, model_state), (loss, aux)
+        return (grads_sum, model_state, method_model_state), (loss, aux)
 
       zeros = jax.tree.map(jnp.zeros_like, state.params)
-      (grads, model_state), (losses, aux) = jax.lax.scan(
-          body, (zeros, state.model_state),
+      (grads, model_state, method_model_state), (losses, aux) = jax.lax.scan(
+          body, (zeros, state.model_state, state.method_model_state),
           (jnp.arange(grad_accum_steps), micro_batches))
       grads = jax.tree.map(lambda g: g / grad_accum_steps, grads)
       loss = jnp.mean(losses)
@@ -158,32 +236,46 @@ def build_train_step(*, forward: Forward, method: Method, tx: optax.GradientTran
 
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
-    method_state = method.update_state(state.method_state, params=params,
-                                       state_inputs=aux.state_inputs, step=state.step)
+    method_state = method.update_state(state.method_state, base.UpdateIO(
+        params=params, student_model_state=model_state, state_inputs=aux.state_inputs,
+        step=state.step, constants=constants, context=context))
+    grad_norm = optax.tree.norm(grads)
+    what = (jnp.where(jnp.isfinite(loss), 0, state_lib.NONFINITE_LOSS)
+            | jnp.where(jnp.isfinite(grad_norm), 0, state_lib.NONFINITE_GRADIENT)
+            | jnp.where(_all_finite((params, model_state, method_model_state, method_state)), 0,
+                        state_lib.NONFINITE_PARAMS))
+    first_bad = (state.nonfinite[0] < 0) & (what != 0)
+    nonfinite = jnp.where(first_bad, jnp.stack([state.step + 1, what]), state.nonfinite)
     new_state = state.replace(step=state.step + 1, params=params, model_state=model_state,
-                              opt_state=opt_state, method_state=method_state)
-    metrics = {**aux.metrics, "loss": loss, "grad_norm": optax.tree.norm(grads)}
+                              method_model_state=method_model_state, opt_state=opt_state,
+                              method_state=method_state, nonfinite=nonfinite.astype(jnp.int32))
+    metrics = {**aux.metrics, "loss": loss, "grad_norm": grad_norm}
     return new_state, metrics
 
   replicated = mesh_lib.replicated(mesh)
   return jax.jit(train_step, donate_argnums=(0,), out_shardings=(replicated, replicated))
 
 
-def build_eval_step(*, forward: Forward, method: Method, mesh: Mesh, input_key: str
-                    ) -> Callable[[TrainState, Sequence[PyTree], dict], dict]:
-  """Returns jit(eval_step)(state, teacher_variables, batch) -> {metric: masked sum, "count"}.
+def build_eval_step(*, forward: Forward, method: Method, mesh: Mesh, input_key: str,
+                    context: base.RunContext
+                    ) -> Callable[[TrainState, Sequence[PyTree], PyTree, dict], dict]:
+  """Returns jit(eval_step)(state, teacher_variables, constants, batch) -> {metric: masked sum,
+  "count"}.
 
   The batch must carry a boolean "mask" (False on padding); sums are taken so that the caller
   can add them over batches and divide once by the total count.
   """
+  apply_student = _student_applier(forward)
 
-  def eval_step(state: TrainState, teacher_variables, batch):
+  def eval_step(state: TrainState, teacher_variables, constants, batch):
     x = model_input(batch, input_key, forward.compute_dtype)
     student_out = forward.student_eval(state.params["student"], state.model_state, x)
     teacher_out = forward.teachers_eval(teacher_variables, x)
-    per_example = method.eval_metrics(state.params["method"], state.method_state,
-                                      student_out=student_out, teacher_out=teacher_out,
-                                      batch=batch)
+    io = base.StepIO(student=student_out, teachers=teacher_out, batch=batch, context=context,
+                     inputs=x, constants=constants, step=state.step, apply_student=apply_student,
+                     model_state=state.method_model_state,
+                     student_variables={"params": state.params["student"], **state.model_state})
+    per_example = method.eval_metrics(state.params["method"], state.method_state, io)
     mask = batch["mask"].astype(jnp.float32)
     sums = {name: jnp.sum(value * mask) for name, value in per_example.items()}
     sums["count"] = jnp.sum(mask)

@@ -12,14 +12,19 @@ import csv
 import pathlib
 
 import numpy as np
-import pytest
 
-ASTERISK = pathlib.Path("/usr/share/asterisk/sounds/en")
-SONIC_PI = pathlib.Path("/usr/share/sonic-pi/samples")
+from tests import system_data
 
-needs_recordings = pytest.mark.skipif(
-    not (ASTERISK / "digits" / "1.wav").exists() or not (SONIC_PI / "misc_crow.flac").exists(),
-    reason="apt-get install asterisk-core-sounds-en-wav sonic-pi-samples (make system-data)")
+# Located through the packages (the prompts moved from sounds/en/ to sounds/en_US_f_Allison/).
+ASTERISK = system_data.asterisk_sounds() or pathlib.Path("/usr/share/asterisk/sounds/en")
+_CROW = system_data.find("sonic-pi-samples", "/misc_crow.flac",
+                         "/usr/share/sonic-pi/samples/misc_crow.flac")
+SONIC_PI = _CROW.parent if _CROW else pathlib.Path("/usr/share/sonic-pi/samples")
+
+needs_recordings = [
+    system_data.needs("asterisk-core-sounds-en-wav", (ASTERISK / "digits" / "1.wav").is_file()),
+    system_data.needs("sonic-pi-samples", (SONIC_PI / "misc_crow.flac").is_file()),
+]
 
 # Real recordings in a fixed order: 8 kHz and 44.1 kHz, mono and stereo, 0.1 s to 2.5 s long.
 SOURCES = [

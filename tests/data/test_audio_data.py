@@ -13,9 +13,9 @@ from kd_jax import data
 from kd_jax.data import audio
 from tests.data import audio_fixtures
 
-pytestmark = [audio_fixtures.needs_recordings,
-              # librosa (the reference) imports audioread, which uses modules Python 3.13 drops.
-              pytest.mark.filterwarnings("ignore::DeprecationWarning:audioread.*")]
+pytestmark = [*audio_fixtures.needs_recordings,
+               # librosa (the reference) imports audioread, which uses modules Python 3.13 drops.
+               pytest.mark.filterwarnings("ignore::DeprecationWarning:audioread.*")]
 
 
 def _close_signal(ours, reference):

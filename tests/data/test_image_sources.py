@@ -17,11 +17,11 @@ import pytest
 from kd_jax import data
 from kd_jax.data import package_data
 from kd_jax.data.builders import idx_images
+from tests import system_data
 
 FMNIST_DIR = pathlib.Path(idx_images.DEBIAN_FASHION_MNIST_DIR)
-needs_fmnist = pytest.mark.skipif(
-    not (FMNIST_DIR / "train-images-idx3-ubyte.gz").exists(),
-    reason="apt-get install dataset-fashion-mnist (Makefile target system-data)")
+needs_fmnist = system_data.needs("dataset-fashion-mnist",
+                                 (FMNIST_DIR / "train-images-idx3-ubyte.gz").exists())
 
 
 def _struct_idx(path):

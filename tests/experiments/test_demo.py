@@ -1,7 +1,7 @@
-"""`make demo`: dataset choice with a fallback, the configs, and the printed table."""
+"""`make demo`: dataset choice with a fallback, the configs, the printed table, sentence and plot."""
 
-from experiments.reports import demo
 from experiments.configs import demo as demo_config
+from experiments.reports import demo
 from kd_jax import data
 from kd_jax.train import config as config_lib
 
@@ -15,16 +15,47 @@ def test_falls_back_to_mnist5k_and_says_why(monkeypatch, capsys):
   assert "Falling back to MNIST-5k" in out and "dataset-fashion-mnist" in out
 
 
-def test_demo_configs_validate_for_both_datasets():
+def test_demo_configs_validate_and_keep_test_out_of_every_choice():
   for variant in ("fashion_mnist", "mnist5k"):
-    stages = config_lib.validate_stages(demo_config.get_config(variant))
-    assert [name for name, _ in stages] == ["teacher", "student_ce", "student_kd"]
+    stages = dict(config_lib.validate_stages(demo_config.get_config(variant)))
+    assert list(stages) == ["teacher", "student_ce", "student_kd"]
+    splits = demo_config.SPLITS[variant]
+    for stage in stages.values():
+      assert stage.validation_split == splits["validation"] != stage.eval_split == "test"
+      assert stage.train_split in (splits["train"], splits["labelled"])
+    # Only the distilled student sees the unlabelled images, and never their labels.
+    assert stages["student_ce"].train_split == splits["labelled"]
+    assert stages["student_kd"].method.alpha == 0.0
+    assert any("drop_labels" in str(t) for t in stages["student_kd"].train_transforms)
 
 
-def test_table_lists_the_three_models_with_fidelity():
-  results = {"teacher": {"accuracy": 0.9},
-             "student_ce": {"accuracy": 0.8, "agreement": 0.85, "predictive_kl": 0.4},
-             "student_kd": {"accuracy": 0.82, "agreement": 0.9, "predictive_kl": 0.2}}
-  table = demo.format_table(results, "fashion_mnist")
-  assert "90.00%" in table and "85.00%" in table and "0.2000" in table
+def test_labels_are_dropped_before_the_distilled_student_sees_them():
+  example = {"image": 1, "label": 3}
+  assert demo_config.drop_labels(example, None) == {"image": 1}
+
+
+RESULTS = {
+    "teacher": {"accuracy": 0.9, "evals": {"validation": {"accuracy": 0.91}}},
+    "student_ce": {"accuracy": 0.7, "agreement": 0.72, "predictive_kl": 0.5,
+                   "evals": {"validation": {"accuracy": 0.71}}},
+    "student_kd": {"accuracy": 0.8, "agreement": 0.85, "predictive_kl": 0.2,
+                   "evals": {"validation": {"accuracy": 0.81}}},
+}
+
+
+def test_table_lists_the_three_models_on_validation_and_test():
+  table = demo.format_table(RESULTS, "fashion_mnist")
+  assert "91.00%" in table and "90.00%" in table and "85.00%" in table and "0.2000" in table
   assert table.count("\n| ") == 4  # header + 3 rows
+
+
+def test_sentence_follows_the_numbers():
+  sentence = demo.summary_sentence(RESULTS, 1000, 54000)
+  assert "1,000 labelled" in sentence and "gains 10.0 points" in sentence
+  worse = {**RESULTS, "student_kd": {**RESULTS["student_kd"], "accuracy": 0.65}}
+  assert "loses 5.0 points" in demo.summary_sentence(worse, 1000, 54000)
+
+
+def test_plot_is_written(tmp_path):
+  demo.plot(RESULTS, "fashion_mnist", str(tmp_path / "demo.png"))
+  assert (tmp_path / "demo.png").stat().st_size > 1000

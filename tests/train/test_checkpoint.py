@@ -13,6 +13,7 @@ import pytest
 from kd_jax.train import checkpoint as checkpoint_lib
 from kd_jax.train import loop
 from kd_jax.train import writers
+from tests.train import corruption
 from tests.train import helpers
 
 
@@ -102,7 +103,8 @@ def test_supervised_student_reports_fidelity_to_a_listed_teacher(finished_run, t
   config = helpers.tiny_config(total_steps=4, checkpoint_every=4, teachers=(teacher,))
   config.model_kwargs = ml_collections.ConfigDict({"width": 4})
   results = loop.train_and_evaluate(config, str(tmp_path))
-  assert set(results) == {"accuracy", "teacher_accuracy", "agreement", "predictive_kl"}
+  assert set(results) == {"accuracy", "teacher_accuracy", "agreement", "predictive_kl", "evals"}
+  assert results["evals"]["eval"]["accuracy"] == results["accuracy"]
   assert results["teacher_accuracy"] == teacher_results["accuracy"]
   assert results["predictive_kl"] > 0
 
@@ -112,3 +114,23 @@ def test_supervised_student_reports_fidelity_to_a_listed_teacher(finished_run, t
   with pytest.raises(ValueError, match=r"teachers\[0\] is declared as .*'width': 16.* but the "
                                        r"run in .* trained .*'width': 8"):
     loop.train_and_evaluate(wrong, str(tmp_path / "wrong"))
+
+
+@IGNORE_ORBAX_ASYNC
+def test_flipped_bytes_fail_the_checksum_and_fall_back(finished_run, tmp_path, capsys):
+  # results.json stays: a finished run re-verifies its checkpoint before reporting old results.
+  config, workdir, results, variables = finished_run
+  copy = tmp_path / "copy"
+  shutil.copytree(workdir, copy)
+  corruption.flip_silently(copy / "checkpoints" / "12")  # decodes without error: only the
+  # checksum can tell
+  again = loop.train_and_evaluate(config, str(copy))
+  out = capsys.readouterr().out
+  assert "already complete" not in out
+  assert re.search(r"checkpoint step 12 in \S+ failed to restore \(CorruptCheckpointError: .*"
+                   r"checksum mismatch in \d+ of \d+ arrays", out), out
+  assert "from checkpoint step 8" in out
+  _, resumed = checkpoint_lib.restore_exported_variables(str(copy))
+  for a, b in zip(jax.tree.leaves(variables), jax.tree.leaves(resumed)):
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+  assert again == results

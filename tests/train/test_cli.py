@@ -121,7 +121,7 @@ def test_smoke_config_end_to_end(tmp_path):
   results = json.loads((tmp_path / "results.json").read_text())
   assert set(results) == {"teacher", "student"}
   assert set(results["student"]) == {"accuracy", "teacher_accuracy", "agreement",
-                                     "predictive_kl"}
+                                     "predictive_kl", "evals"}
   assert results["student"]["teacher_accuracy"] == results["teacher"]["accuracy"]
   for stage in ("teacher", "student"):
     steps, losses = train_losses(tmp_path / stage)

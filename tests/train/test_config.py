@@ -79,7 +79,8 @@ def test_stages_check_teacher_against_its_stage_and_order():
 
 def test_model_output_shape_is_checked_at_startup(tmp_path):
   c = helpers.tiny_config(model="tests.train.helpers:three_class_cnn")
-  with pytest.raises(ValueError, match=r"logits of shape \(64, 3\), expected \(batch=64, "
+  # Checked on a train batch (32), the batch `Method.init` sees.
+  with pytest.raises(ValueError, match=r"logits of shape \(32, 3\), expected \(batch=32, "
                                        r"num_classes=10\)"):
     loop.train_and_evaluate(c, str(tmp_path))
   assert not list(tmp_path.iterdir())  # a rejected config leaves nothing behind

@@ -12,6 +12,7 @@ import pytest
 
 from kd_jax import data
 from kd_jax import methods
+from kd_jax.methods import base
 from kd_jax.losses import logits as logit_losses
 from kd_jax.train import mesh as mesh_lib
 from kd_jax.train import steps as steps_lib
@@ -19,6 +20,8 @@ from kd_jax.train.state import create_train_state
 from tests.train import helpers
 
 BATCH = 16
+CONTEXT = base.RunContext(total_steps=10, steps_per_epoch=5, num_train_examples=80,
+                          batch_size=BATCH, num_classes=10)
 
 
 @pytest.fixture(scope="module")
@@ -44,10 +47,12 @@ def make_state(model, method, tx, batch, seed=0):
   forward = steps_lib.Forward(model, (), jnp.float32)
   out = jax.jit(forward.student_eval)(variables["params"],
                                       {k: v for k, v in variables.items() if k != "params"}, x)
-  extra = method.init(jax.random.key(1), student_out=out, teacher_out=(), batch=batch)
+  io = base.StepIO(student=out, teachers=(), batch=batch, context=CONTEXT,
+                   student_variables=variables)
+  extra = method.init(jax.random.key(1), io)
   return create_train_state(student_variables=variables, method_params=extra.params,
-                            method_state=extra.state, tx=tx,
-                            rng=jax.random.key_data(jax.random.key(2)))
+                            method_state=extra.state, method_model_state=extra.model_state,
+                            tx=tx, rng=jax.random.key_data(jax.random.key(2)))
 
 
 def copy(tree):
@@ -66,8 +71,9 @@ def test_gradient_accumulation_equals_full_batch(batch, mesh):
   results = {}
   for accum in (1, 4):
     step = steps_lib.build_train_step(forward=forward, method=method, tx=tx, mesh=mesh,
-                                      input_key="image", grad_accum_steps=accum)
-    results[accum] = step(copy(state), (), sharded)
+                                      input_key="image", context=CONTEXT,
+                                      grad_accum_steps=accum)
+    results[accum] = step(copy(state), (), {}, sharded)
   (state_1, metrics_1), (state_4, metrics_4) = results[1], results[4]
   np.testing.assert_allclose(metrics_4["loss"], metrics_1["loss"], rtol=1e-5)
   for a, b in zip(jax.tree.leaves(state_1.params), jax.tree.leaves(state_4.params)):
@@ -94,9 +100,9 @@ def test_teacher_gets_no_gradient(batch):
   def loss(student_params, teacher_variables):
     out, _ = forward.student_train(student_params, {"batch_stats": student_vars["batch_stats"]},
                                    x, jax.random.key(0))
-    return method.loss({}, {}, student_out=out,
-                       teacher_out=forward.teachers_eval((teacher_variables,), x), batch=batch,
-                       rng=None, step=0, apply_student=None)[0]
+    io = base.StepIO(student=out, teachers=forward.teachers_eval((teacher_variables,), x),
+                     batch=batch, context=CONTEXT)
+    return method.loss({}, {}, io)[0]
 
   g_student, g_teacher = jax.jit(jax.grad(loss, argnums=(0, 1)))(student_vars["params"],
                                                                   teacher_vars)
@@ -113,42 +119,42 @@ class ScaledWithEMA(methods.Method):
   uses_teacher: ClassVar[bool] = False
   decay: float = 0.5
 
-  def init(self, rng, *, student_out, teacher_out, batch):
-    kernel_shape = (student_out["embedding"].shape[-1], student_out["logits"].shape[-1])
+  def init(self, rng, io):
+    kernel_shape = (io.student["embedding"].shape[-1], io.student["logits"].shape[-1])
     return methods.Variables(params={"scale": jnp.ones(())},
                              state={"ema": jnp.zeros(kernel_shape),
                                     "seen": jnp.zeros((), jnp.int32)})
 
-  def optimizer(self, student_tx):
+  def optimizer(self, student_tx, context):
     even = lambda step: step % 2 == 0
     scale_tx = optax.transforms.conditionally_mask(optax.sgd(1.0), even)
     return optax.multi_transform({"student": student_tx, "method": scale_tx},
                                  {"student": "student", "method": "method"})
 
-  def loss(self, params, state, *, student_out, teacher_out, batch, rng, step, apply_student):
-    ce = jnp.mean(logit_losses.cross_entropy(params["scale"] * student_out["logits"],
-                                             batch["label"]))
-    ones = jnp.ones(batch["label"].shape, jnp.int32)
+  def loss(self, params, state, io):
+    ce = jnp.mean(logit_losses.cross_entropy(params["scale"] * io.student["logits"],
+                                             io.batch["label"]))
+    ones = jnp.ones(io.batch["label"].shape, jnp.int32)
     return ce, methods.Aux(metrics={"scale": params["scale"]}, state_inputs={"ones": ones})
 
-  def update_state(self, state, *, params, state_inputs, step):
-    kernel = params["student"]["Dense_0"]["kernel"]
+  def update_state(self, state, io):
+    kernel = io.params["student"]["Dense_0"]["kernel"]
     ema = self.decay * state["ema"] + (1 - self.decay) * kernel
-    return {"ema": ema, "seen": state["seen"] + jnp.sum(state_inputs["ones"])}
+    return {"ema": ema, "seen": state["seen"] + jnp.sum(io.state_inputs["ones"])}
 
 
 def test_stateful_method_with_alternating_optimizer(batch, mesh):
   model = helpers.TinyCNN()
   method = ScaledWithEMA()
-  tx = method.optimizer(optax.sgd(0.1))
+  tx = method.optimizer(optax.sgd(0.1), CONTEXT)
   state = make_state(model, method, tx, batch)
   step = steps_lib.build_train_step(forward=steps_lib.Forward(model, (), jnp.float32),
                                     method=method, tx=tx, mesh=mesh, input_key="image",
-                                    grad_accum_steps=2)
+                                    context=CONTEXT, grad_accum_steps=2)
   sharded = mesh_lib.shard_batch(batch, mesh)
   scales, ema = [], np.zeros(state.method_state["ema"].shape)
   for _ in range(3):
-    state, metrics = step(state, (), sharded)
+    state, metrics = step(state, (), {}, sharded)
     scales.append(float(state.params["method"]["scale"]))
     kernel = np.asarray(state.params["student"]["Dense_0"]["kernel"])
     ema = 0.5 * ema + 0.5 * kernel
@@ -167,8 +173,8 @@ def test_bfloat16_compute_keeps_float32_params(batch, mesh):
     model = helpers.TinyCNN(dtype=dtype)
     state = make_state(helpers.TinyCNN(), method, tx, batch)
     step = steps_lib.build_train_step(forward=steps_lib.Forward(model, (), dtype), method=method,
-                                      tx=tx, mesh=mesh, input_key="image")
-    state, metrics = step(state, (), mesh_lib.shard_batch(batch, mesh))
+                                      tx=tx, mesh=mesh, input_key="image", context=CONTEXT)
+    state, metrics = step(state, (), {}, mesh_lib.shard_batch(batch, mesh))
     losses[dtype] = float(metrics["loss"])
     assert all(leaf.dtype == jnp.float32 for leaf in jax.tree.leaves(state.params))
     assert all(leaf.dtype == jnp.float32 for leaf in jax.tree.leaves(state.model_state))

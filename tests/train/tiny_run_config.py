@@ -3,7 +3,8 @@
   python -m experiments.main --config=tests/train/tiny_run_config.py:VARIANT --workdir=DIR
 
 Variants: "resume" (a method that sleeps in a host callback, so the run can be killed mid-way),
-"devices" (stages `plain` and `accum`, the latter with grad_accum_steps=2).
+"devices" (stages `plain` and `accum`, the latter with grad_accum_steps=2), "engine_v2" (the toy
+method of tests/train/toy_method.py, slowed down).
 """
 
 import ml_collections
@@ -24,4 +25,9 @@ def get_config(arg: str = "resume"):
                                               grad_accum_steps=2)
     config.stage_order = ("plain", "accum")
     return config
+  if arg == "engine_v2":  # the toy method using every extension point, slowed down
+    from tests.train import toy_method  # pylint: disable=g-import-not-at-top
+    c = toy_method.toy_config(total_steps=16)
+    c.method.seconds_per_step = 0.15
+    return c
   raise ValueError(f"Unknown variant {arg!r}.")

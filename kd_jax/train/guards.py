@@ -1,0 +1,100 @@
+"""Host-side checks of what enters a run: labels of every batch, loaded teachers.
+
+They exist because the failures they catch are silent otherwise: under `jit` an out-of-range
+label is clamped (−1 becomes class C−1) or turns the loss into NaN many steps later; a teacher
+whose parameters went NaN still produces "logits", and its student happily reports 100 %
+agreement with a constant prediction; a teacher checkpoint of another architecture fails deep
+inside flax with a shape error that never says "teacher".
+
+All checks are cheap NumPy / `jax.eval_shape` work, outside the compiled step.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import jax
+import numpy as np
+
+from kd_jax.train import integrity
+
+PyTree = Any
+
+
+def check_labels(batch: Mapping[str, Any], num_classes: int, where: str) -> None:
+  """Raises ValueError if integer class labels in `batch["label"]` fall outside [0, num_classes).
+
+  Costs a min and a max over the batch's labels (microseconds); call it on every host batch.
+  Batches without "label" (self-supervised data) and multi-label targets (2-D) pass unchecked;
+  rows whose "mask" is False (eval padding) are ignored.
+
+  Args:
+    batch: a host batch (NumPy arrays).
+    num_classes: the run's `num_classes`.
+    where: names the batch in the message, e.g. "train batch of step 12 (mnist5k)".
+  """
+  if "label" not in batch:
+    return
+  labels = np.asarray(batch["label"])
+  if labels.ndim != 1 or not labels.size:
+    return
+  if "mask" in batch:  # padded eval batches: padding rows carry no real label
+    labels = labels[np.asarray(batch["mask"], bool)]
+    if not labels.size:
+      return
+  if labels.dtype.kind not in "iu":
+    raise ValueError(f"{where}: labels must be integer class ids, got dtype {labels.dtype}.")
+  low, high = labels.min(), labels.max()
+  if low < 0 or high >= num_classes:
+    bad = labels[(labels < 0) | (labels >= num_classes)]
+    raise ValueError(f"{where}: label {int(bad[0])} is outside [0, num_classes={num_classes}) "
+                     f"({bad.size} of {labels.size} labels in this batch, values from {int(low)} "
+                     f"to {int(high)}).")
+
+
+def non_finite_leaves(tree: PyTree) -> list[str]:
+  """Names (orbax style) of the floating-point leaves holding a NaN or an infinity."""
+  bad = []
+  for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
+    array = integrity.host_array(leaf)
+    if array.dtype.kind == "f" or array.dtype.name == "bfloat16":
+      if not np.all(np.isfinite(array.astype(np.float32))):
+        bad.append(integrity.leaf_name(path))
+  return bad
+
+
+def check_finite_variables(variables: PyTree, what: str) -> None:
+  """Raises FloatingPointError naming `what` and the first non-finite arrays of `variables`.
+
+  For a loaded teacher: `check_finite_variables(teacher_variables, f"teachers[{i}] ({workdir})")`.
+  """
+  bad = non_finite_leaves(variables)
+  if bad:
+    raise FloatingPointError(
+        f"{what} has non-finite values (NaN or inf) in {len(bad)} array(s): "
+        f"{', '.join(bad[:3])}{', ...' if len(bad) > 3 else ''}; its training diverged — retrain "
+        "it (e.g. with a lower learning rate).")
+
+
+def check_teacher_variables(index: int, workdir: str, module, variables: PyTree, x) -> None:
+  """Raises ValueError when the checkpoint's variables do not fit the declared teacher network.
+
+  Compares the shapes `module.init` would create for the input `x` with those restored from
+  `workdir`, so an architecture mismatch (e.g. a teacher workdir without config.json to compare
+  with) is reported as such instead of as a flax shape error deep inside `apply`.
+  """
+  rngs = {"params": jax.random.key(0), "dropout": jax.random.key(1)}
+  expected = jax.eval_shape(lambda: module.init(rngs, x, train=False))
+  shapes = lambda tree: {integrity.leaf_name(path): tuple(np.shape(leaf))
+                         for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]}
+  want, got = shapes(expected), shapes(variables)
+  ordered = lambda names: sorted(names, key=lambda n: (not n.startswith("params."), n))
+  problems = [f"{name}: expected {want[name]}, checkpoint has {got[name]}"
+              for name in ordered(set(want) & set(got)) if want[name] != got[name]]
+  problems += [f"{name} missing from the checkpoint" for name in ordered(set(want) - set(got))]
+  problems += [f"{name} not in the network" for name in ordered(set(got) - set(want))]
+  if problems:
+    raise ValueError(
+        f"teachers[{index}]: the checkpoint in {workdir} does not fit the declared network "
+        f"{type(module).__name__} ({len(problems)} difference(s): {'; '.join(problems[:3])}"
+        f"{'; ...' if len(problems) > 3 else ''}); check the teacher's model and model_kwargs.")

@@ -1,0 +1,58 @@
+"""exact_top_k: the NumPy answer whatever the chunking, inside jit, with bounded score chunks."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from kd_jax.retrieval import ExactSearcher, exact_top_k, recall_at_k
+
+
+def unit_rows(rng, n, d):
+  x = rng.normal(size=(n, d)).astype(np.float32)
+  return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+@pytest.fixture(scope="module")
+def data():
+  rng = np.random.default_rng(0)
+  database, queries = unit_rows(rng, 1000, 16), unit_rows(rng, 37, 16)
+  scores = queries.astype(np.float64) @ database.T.astype(np.float64)
+  return database, queries, np.argsort(-scores, axis=1)[:, :5], np.sort(scores, axis=1)[:, ::-1]
+
+
+# 1000 × 37 scores: one chunk, chunks of 8 queries (last one padded), and one query per chunk.
+@pytest.mark.parametrize("max_chunk_scores", [2**27, 8 * 1000, 1])
+def test_exact_top_k_equals_numpy(data, max_chunk_scores):
+  database, queries, best, sorted_scores = data
+  indices, scores = exact_top_k(queries, database, k=5, max_chunk_scores=max_chunk_scores,
+                                precision=jax.lax.Precision.HIGHEST)
+  assert indices.shape == (37, 5) and indices.dtype == jnp.int32
+  np.testing.assert_array_equal(indices, best)
+  np.testing.assert_allclose(scores, sorted_scores[:, :5], atol=1e-5)
+
+
+def test_exact_top_k_inside_jit_and_errors(data):
+  database, queries, best, _ = data
+  step = jax.jit(lambda q, db: exact_top_k(q * 2.0, db, k=5)[0])  # a scale keeps the order
+  np.testing.assert_array_equal(step(queries, database), best)
+  with pytest.raises(ValueError, match="k must be in"):
+    exact_top_k(queries, database, k=1001)
+  with pytest.raises(ValueError, match="dimensions differ"):
+    exact_top_k(queries[:, :8], database, k=1)
+  with pytest.raises(ValueError, match="recall_target"):
+    exact_top_k(queries, database, k=1, recall_target=0.0)
+
+
+def test_approximate_top_k_reaches_its_recall_target(data):
+  database, queries, best, _ = data
+  indices, scores = exact_top_k(queries, database, k=5, recall_target=0.9)
+  assert recall_at_k(indices, best) >= 0.9
+  assert np.all(np.diff(np.asarray(scores), axis=1) <= 0)  # best first
+
+
+def test_exact_searcher_normalizes(data):
+  database, queries, best, _ = data
+  searcher = ExactSearcher(database * 3.0, max_chunk_scores=4000)
+  indices, scores = searcher.search(queries * 0.5, 5)
+  np.testing.assert_array_equal(indices, best)
+  assert np.all(scores <= 1.0 + 1e-6)
