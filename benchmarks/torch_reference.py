@@ -1,4 +1,4 @@
-"""Plain PyTorch peers of the benchmarked kd_jax models and KD step (benchmark-only; no torchvision).
+"""Plain PyTorch peers of the benchmarked kd_jax models and KD step (benchmark-only, no torchvision).
 
 The nets mirror kd_jax's exactly in shape and parameter count so the two frameworks do the same
 arithmetic: RepDistiller's CIFAR ResNets (post-activation basic blocks, option-B 1×1 shortcuts,

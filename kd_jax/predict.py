@@ -5,7 +5,7 @@
     model.predict(["a gripping, beautifully shot film", "dull"])
     # {"label": [2, 0], "name": ["pos", "neg"], "probabilities": [[...], [...]]}
     predict.evaluate("/tmp/text_kd/student_kd", "validation")
-    # {"accuracy": ..., "agreement": ..., "predictive_kl": ..., "teacher_accuracy": ..., "count": ...}
+    # {"accuracy": ..., "agreement": ..., "predictive_kl": ..., "teacher_accuracy": ...}
 
 Everything comes from the workdir: the run's config.json (model, dataset, transforms), the newest
 checkpoint (student variables only) and, for class names, WORKDIR/labels.json or else the
@@ -68,16 +68,20 @@ class Model:
     self.module = build.build_model(self.config.model, self.config.num_classes,
                                     self.config.model_kwargs)
     self.step, self.variables = checkpoint.restore_exported_variables(workdir)
-    self.transforms = build._transforms(self.config.eval_transforms, build.data_api())  # pylint: disable=protected-access
+    # pylint: disable-next=protected-access
+    self.transforms = build._transforms(self.config.eval_transforms, build.data_api())
     self.label_names = _label_names(workdir, self.config)
     self._apply = jax.jit(lambda variables, x: self.module.apply(variables, x, train=False))
 
   def logits(self, batch: dict[str, np.ndarray]) -> np.ndarray:
     """Logits [batch, classes] for a batch of transformed examples (float32)."""
+    return np.asarray(self._outputs(batch)["logits"], np.float32)
+
+  def _outputs(self, batch: dict[str, np.ndarray]) -> dict[str, Any]:
     from kd_jax.train import steps  # pylint: disable=g-import-not-at-top
     x = steps.model_input({k: jnp.asarray(v) for k, v in batch.items()
                            if k == self.config.input_key}, self.config.input_key, jnp.float32)
-    return np.asarray(self._apply(self.variables, x)["logits"], np.float32)
+    return self._apply(self.variables, x)
 
   def _example(self, value) -> dict[str, Any]:
     """A raw input as a record of the run's dataset: text or an image, and a dummy label."""
@@ -98,15 +102,23 @@ class Model:
                        "texts as str, images as [H, W(, C)] arrays, or records as dicts.")
     return example
 
+  def batch(self, inputs: Sequence[Any]) -> dict[str, np.ndarray]:
+    """Raw inputs (texts, images or records) as the model's input batch, via eval_transforms."""
+    if isinstance(inputs, (str, dict)):
+      raise TypeError("Give a list of inputs; wrap a single one in a list.")
+    key = self.config.input_key
+    return {key: np.stack([self._example(value)[key] for value in inputs])}
+
+  def outputs(self, inputs: Sequence[Any]) -> dict[str, Any]:
+    """Every output of the model ("logits", "embedding", ...) for a list of raw inputs."""
+    return jax.device_get(self._outputs(self.batch(inputs)))
+
   def predict(self, inputs: Sequence[Any], *, batch_size: int = 256) -> dict[str, list]:
     """Class ids, names (when the run has them) and probabilities for each input."""
     if isinstance(inputs, (str, dict)):
       raise TypeError("predict expects a list of inputs; wrap a single one in a list.")
-    logits = []
-    for start in range(0, len(inputs), batch_size):
-      examples = [self._example(v) for v in inputs[start:start + batch_size]]
-      batch = {self.config.input_key: np.stack([e[self.config.input_key] for e in examples])}
-      logits.append(self.logits(batch))
+    logits = [self.logits(self.batch(inputs[start:start + batch_size]))
+              for start in range(0, len(inputs), batch_size)]
     logits = np.concatenate(logits) if logits else np.zeros((0, self.config.num_classes))
     labels = logits.argmax(-1)
     out = {"label": labels.tolist(), "probabilities": jax.nn.softmax(logits).tolist()}

@@ -13,3 +13,6 @@ def pytest_runtest_setup(item):
   for marker in item.iter_markers(name="needs_data"):
     if not marker.kwargs["available"]:
       system_data.missing_data(marker.kwargs["package"])
+
+
+pytest_plugins = ["pytester"]  # tests/reliability/test_system_data.py runs the hook in a session

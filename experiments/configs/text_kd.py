@@ -33,7 +33,6 @@ Tomatoes: not committed yet (see experiments/results/ once a run is recorded).
 from __future__ import annotations
 
 import ml_collections
-from ml_collections import config_dict
 
 from kd_jax.train.config import default_config
 

@@ -176,7 +176,8 @@ def write_report(config, results: dict, *, out_dir: str, name: str, command: str
       lines.append(
           f"| {task} | {ev['kb_size']} | {ev['k']} | {ev['beta']:.2f} | {size} | "
           f"{ev[f'latency_b{size}_student_ms']:.2f} | {ev[f'latency_b{size}_reaugkd_ms']:.2f} | "
-          f"{100 * ev[f'latency_b{size}_overhead']:+.1f}% | {ev.get('scann_recall', float('nan')):.3f}"
+          f"{100 * ev[f'latency_b{size}_overhead']:+.1f}% | "
+          f"{ev.get('scann_recall', float('nan')):.3f}"
           f" | {100 * ev['accuracy']:.2f} / {100 * ev.get('scann_accuracy', float('nan')):.2f} |")
   lines += ["", "## What this run reproduces (paper: ReAugKD > baselines on GLUE, ~3 % latency "
             "overhead)", ""]

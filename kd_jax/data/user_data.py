@@ -120,8 +120,7 @@ def _need(column: str, columns: list[str], path: str, option: str) -> str:
 
 def _is_number(text: str) -> bool:
   try:
-    float(text)
-    return True
+    return np.isfinite(float(text))
   except ValueError:
     return False
 
@@ -140,8 +139,8 @@ def _encode_labels(values: list[str], given: str | None, path: str, column: str
       raise UserDataError(f"{path}: label(s) {unknown[:5]} of column {column!r} are not in "
                           f"labels={','.join(names)}.")
     return np.array([index[v] for v in values], np.int64), names
-  if all(re.fullmatch(r"[+-]?\d+", v) for v in values):
-    ids = np.array([int(v) for v in values], np.int64)
+  if all(_is_number(v) and float(v).is_integer() for v in values):  # 3, or 3.0 from a float column
+    ids = np.array([int(float(v)) for v in values], np.int64)
     if ids.min() < 0:
       raise UserDataError(f"{path}: column {column!r} holds negative class ids ({ids.min()}).")
     return ids, None

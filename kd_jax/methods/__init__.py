@@ -8,7 +8,8 @@ from __future__ import annotations
 import dataclasses
 import importlib
 
-from kd_jax.methods.base import Aux, Method, Variables, teacher_ensemble_logits
+from kd_jax.methods.base import (Aux, Method, PrepareContext, RunContext, StepIO, UpdateIO,
+                                 Variables, teacher_ensemble_logits)
 from kd_jax.methods.reaugkd import ReAugKD
 from kd_jax.methods.rkd import RelationalKD
 from kd_jax.methods.supervised import Supervised
@@ -45,5 +46,6 @@ def get_method(name: str, **hyper_parameters) -> Method:
   return cls(**hyper_parameters)
 
 
-__all__ = ["Aux", "METHODS", "Method", "ReAugKD", "RelationalKD", "Supervised", "VanillaKD", "Variables", "get_method",
+__all__ = ["Aux", "METHODS", "Method", "PrepareContext", "ReAugKD", "RelationalKD", "RunContext",
+           "StepIO", "Supervised", "UpdateIO", "VanillaKD", "Variables", "get_method",
            "teacher_ensemble_logits"]

@@ -82,10 +82,10 @@ bert_init = nn.initializers.normal(stddev=0.02)
 class Embedding(nn.Module):
   """Row lookup `table[ids]` that also works when `ids` is batch-sharded on an explicit mesh.
 
-  The rows are gathered from the float32 table and cast afterwards: casting the whole table to
-  the compute dtype first would convert every row each step (30522 × 384 for BERT's vocabulary)
-  and make the backward pass scatter-add into a bfloat16 table — rounding every accumulated
-  gradient to 8 bits of mantissa and, on GPUs, using bf16 atomics.
+  The rows are gathered from a float32 table and cast afterwards — also when the caller has
+  already cast the params to bf16 (then the table is upcast first): the gather's gradient is a
+  scatter-add, and into a bf16 table it would round every accumulated gradient to 8 bits of
+  mantissa and, on GPUs, run as bf16 atomics that serialise on repeated ids ([PAD], [CLS]).
 
   Tables of at most `ONE_HOT_ROWS` rows (token types) are looked up as `one_hot(ids) @ table`:
   their ids repeat across the whole batch (all zeros for single-segment text), so the gather's
@@ -114,6 +114,7 @@ class Embedding(nn.Module):
       return jnp.einsum("...v,vf->...f", one_hot, table.astype(self.dtype))
     sharding = getattr(jax.typeof(ids), "sharding", None)
     axis_types = getattr(getattr(sharding, "mesh", None), "axis_types", ())
+    table = table.astype(jnp.float32)
     if any(t == jax.sharding.AxisType.Explicit for t in axis_types):
       spec = jax.sharding.PartitionSpec(*sharding.spec, None)
       rows = table.at[ids].get(out_sharding=jax.sharding.NamedSharding(sharding.mesh, spec))

@@ -1,4 +1,4 @@
-"""Requested outputs: every model's `__call__(x, *, train, outputs=None)` returns only what is asked.
+"""Requested outputs: a model's `__call__(x, *, train, outputs=None)` returns only what is asked.
 
 A method declares what it reads (`Method.outputs`: "logits", "embedding", "features",
 "attentions", or a model-specific extra such as BERT's "token_embeddings"); the trainer passes

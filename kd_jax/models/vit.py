@@ -7,9 +7,9 @@
 
 Each block's attention probabilities `[batch, heads, q, k]` (q = k = 1 + number of patches) are
 returned for AMAD (PAPERS.md §3) when asked for (`outputs=None` or one that names "attentions");
-otherwise attention runs on the fused path (`attention.py`). The position embedding is a learned table sized at
-initialisation for the input's patch grid: any image size divisible by the patch size works,
-but a model applies to the size it was initialised with.
+otherwise attention runs on the fused path (`attention.py`). The position embedding is a learned
+table sized at initialisation for the input's patch grid: any image size divisible by the patch
+size works, but a model applies to the size it was initialised with.
 
 Sizes (DeiT naming, Touvron et al. 2021): tiny 192/12 layers/3 heads, small 384/12/6; with
 patch 4 they suit 32×32 images.

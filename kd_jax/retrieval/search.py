@@ -147,14 +147,17 @@ class ScannSearcher:
     self._searcher = builder.reorder(max(params.reorder, default_k)).build()
     self.size = num
 
-  def search(self, queries, k: int):
+  def search(self, queries, k: int, *, leaves_to_search: int | None = None):
+    """Top-k of each query; `leaves_to_search` overrides `params.num_leaves_to_search` for this
+    call (the recall/speed knob, no rebuild needed)."""
     if not 1 <= k <= self.size:
       raise ValueError(f"k must be in [1, {self.size}] for a database of {self.size} entries.")
     queries = np.asarray(queries, np.float32)
     if self.normalize:
       queries = _normalize_rows(queries)
     indices, scores = self._searcher.search_batched_parallel(
-        queries, final_num_neighbors=k, pre_reorder_num_neighbors=max(self.params.reorder, k))
+        queries, final_num_neighbors=k, pre_reorder_num_neighbors=max(self.params.reorder, k),
+        leaves_to_search=leaves_to_search)
     return np.asarray(indices, np.int32), np.asarray(scores, np.float32)
 
 

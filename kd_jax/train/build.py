@@ -23,6 +23,7 @@ from absl import logging
 from kd_jax import methods
 from kd_jax.train import checkpoint as checkpoint_lib
 from kd_jax.train import config as config_lib
+from kd_jax.train import guards
 
 PyTree = Any
 
@@ -197,6 +198,7 @@ def build_teachers(config, *, dtype=None
     _check_teacher_run(index, spec, config)
     modules.append(build_model(spec.model, config.num_classes, spec.model_kwargs, dtype=dtype))
     step, teacher_variables = checkpoint_lib.restore_exported_variables(spec.workdir)
+    guards.check_finite_variables(teacher_variables, f"teachers[{index}] ({spec.workdir})")
     logging.info("Teacher %d: %s from %s (step %d).", index, spec.model, spec.workdir, step)
     variables.append(teacher_variables)
     steps.append(step)
@@ -216,6 +218,26 @@ def _check_teacher_run(index: int, spec, config) -> None:
   if config_lib.listify(found) != config_lib.listify(expected):
     raise ValueError(f"teachers[{index}] is declared as {expected} but the run in "
                      f"{spec.workdir} trained {found}.")
+
+
+def check_teacher_shapes(config, teachers, teacher_variables, x) -> None:
+  """Each teacher's restored params must have the shapes its module creates (one clear line
+  naming the teacher and the first mismatch, instead of a shape error deep inside flax)."""
+  specs = config_lib.teacher_specs(config)
+  for index, (module, variables) in enumerate(zip(teachers, teacher_variables)):
+    expected = jax.eval_shape(lambda x, m=module: m.init(jax.random.key(0), x, train=False), x)
+    want = {jax.tree_util.keystr(p): tuple(l.shape)
+            for p, l in jax.tree_util.tree_leaves_with_path(expected["params"])}
+    have = {jax.tree_util.keystr(p): tuple(l.shape)
+            for p, l in jax.tree_util.tree_leaves_with_path(variables["params"])}
+    if want != have:
+      differ = sorted(k for k in set(want) | set(have) if want.get(k) != have.get(k))
+      first = differ[0]
+      raise ValueError(
+          f"teachers[{index}] ({specs[index].model} {dict(specs[index].model_kwargs)}) does not "
+          f"match the checkpoint in {specs[index].workdir}: {len(differ)} parameter(s) differ, "
+          f"e.g. {first} is {have.get(first, 'absent')} in the checkpoint and "
+          f"{want.get(first, 'absent')} in the model; declare the teacher as it was trained.")
 
 
 def build_method(config) -> methods.Method:

@@ -19,7 +19,7 @@ import ml_collections
 from ml_collections import config_dict
 
 _FREE_FORM = ("model_kwargs", "method", "evals")  # validated by the model / method constructors
-_FIXED_SUBTREES = ("optimizer",)
+_FIXED_SUBTREES = ("optimizer", "model_selection")
 
 
 def default_config() -> ml_collections.ConfigDict:
@@ -70,10 +70,16 @@ def default_config() -> ml_collections.ConfigDict:
       end_learning_rate=0.0,
   ))
   # Named evaluations (kd_jax.evaluators), run after training and every `every` steps, by name
-  # (an evaluator after the one its `select_on` names): {name: {"kind": "metrics" | "retrieval_augmented" | "package.module:Class",
-  # "split": ..., "every": 0, **options}}. The evaluator "eval" (per-example metrics on
-  # eval_split every eval_every steps) is always there; results.json keeps one entry per name.
+  # (an evaluator after the one its `select_on` names): {name: {"kind": "metrics" |
+  # "retrieval_augmented" | "package.module:Class", "split": ..., "every": 0, **options}}. The
+  # evaluator "eval" (per-example metrics on eval_split every eval_every steps) is always
+  # there; results.json keeps one entry per name.
   c.evals = ml_collections.ConfigDict()
+  # Best checkpoint / early stopping (kd_jax.train.selection): the final evaluations read the
+  # state where `evaluator` (periodic, not on eval_split) had the best `metric`; `patience` > 0
+  # stops after that many evaluations without improvement. Empty evaluator: the last state.
+  c.model_selection = ml_collections.ConfigDict(dict(evaluator="", metric="", mode="max",
+                                                     patience=0))
   # Bookkeeping.
   c.log_every = 50
   c.eval_every = 0               # 0: evaluate only at the end
@@ -157,6 +163,25 @@ def _check_evals(c, name: str) -> None:
     if target and target in c.evals and c.evals[target].get("split") == c.eval_split:
       raise ValueError(f"Inconsistent {name}: evals.{eval_name} selects on evaluator {target!r}, "
                        f"which reads the test split {c.eval_split!r}; choose on validation.")
+  selection = c.model_selection
+  if selection.evaluator:
+    spec = c.evals.get(selection.evaluator)
+    if spec is None:
+      raise ValueError(f"Inconsistent {name}: model_selection.evaluator "
+                       f"{selection.evaluator!r} is not in evals {sorted(c.evals)}.")
+    if spec.get("split") == c.eval_split:
+      raise ValueError(f"Inconsistent {name}: model_selection reads evaluator "
+                       f"{selection.evaluator!r} on the test split {c.eval_split!r}; select on "
+                       "a validation split.")
+    if not spec.get("every"):
+      raise ValueError(f"Inconsistent {name}: model_selection needs evals."
+                       f"{selection.evaluator}.every > 0 (it compares periodic evaluations).")
+    if not selection.metric or selection.mode not in ("max", "min"):
+      raise ValueError(f"Inconsistent {name}: model_selection needs a metric and mode 'max' or "
+                       f"'min', got metric={selection.metric!r}, mode={selection.mode!r}.")
+    if not isinstance(selection.patience, int) or selection.patience < 0:
+      raise ValueError(f"Inconsistent {name}: model_selection.patience must be an integer >= 0, "
+                       f"got {selection.patience!r}.")
   if c.validation_split is not None and c.validation_split == c.eval_split:
     raise ValueError(f"Inconsistent {name}: validation_split and eval_split are both "
                      f"{c.eval_split!r}; choices made on validation would be made on test.")

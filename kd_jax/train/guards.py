@@ -1,12 +1,12 @@
-"""Host-side checks of what enters a run: labels of every batch, loaded teachers.
+"""Host-side checks of what enters a run: labels of every batch, loaded teachers' values.
 
 They exist because the failures they catch are silent otherwise: under `jit` an out-of-range
 label is clamped (−1 becomes class C−1) or turns the loss into NaN many steps later; a teacher
 whose parameters went NaN still produces "logits", and its student happily reports 100 %
-agreement with a constant prediction; a teacher checkpoint of another architecture fails deep
-inside flax with a shape error that never says "teacher".
+agreement with a constant prediction. (A teacher checkpoint of another architecture is caught by
+`build.check_teacher_shapes`.)
 
-All checks are cheap NumPy / `jax.eval_shape` work, outside the compiled step.
+All checks are cheap NumPy work, outside the compiled step.
 """
 
 from __future__ import annotations
@@ -75,26 +75,3 @@ def check_finite_variables(variables: PyTree, what: str) -> None:
         f"{', '.join(bad[:3])}{', ...' if len(bad) > 3 else ''}; its training diverged — retrain "
         "it (e.g. with a lower learning rate).")
 
-
-def check_teacher_variables(index: int, workdir: str, module, variables: PyTree, x) -> None:
-  """Raises ValueError when the checkpoint's variables do not fit the declared teacher network.
-
-  Compares the shapes `module.init` would create for the input `x` with those restored from
-  `workdir`, so an architecture mismatch (e.g. a teacher workdir without config.json to compare
-  with) is reported as such instead of as a flax shape error deep inside `apply`.
-  """
-  rngs = {"params": jax.random.key(0), "dropout": jax.random.key(1)}
-  expected = jax.eval_shape(lambda: module.init(rngs, x, train=False))
-  shapes = lambda tree: {integrity.leaf_name(path): tuple(np.shape(leaf))
-                         for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]}
-  want, got = shapes(expected), shapes(variables)
-  ordered = lambda names: sorted(names, key=lambda n: (not n.startswith("params."), n))
-  problems = [f"{name}: expected {want[name]}, checkpoint has {got[name]}"
-              for name in ordered(set(want) & set(got)) if want[name] != got[name]]
-  problems += [f"{name} missing from the checkpoint" for name in ordered(set(want) - set(got))]
-  problems += [f"{name} not in the network" for name in ordered(set(got) - set(want))]
-  if problems:
-    raise ValueError(
-        f"teachers[{index}]: the checkpoint in {workdir} does not fit the declared network "
-        f"{type(module).__name__} ({len(problems)} difference(s): {'; '.join(problems[:3])}"
-        f"{'; ...' if len(problems) > 3 else ''}); check the teacher's model and model_kwargs.")

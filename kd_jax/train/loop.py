@@ -5,7 +5,8 @@ one saved in the workdir; build data, models, teachers (params only, cast to the
 once) and method; run the method's `prepare` over the train / validation splits (or reload its
 saved constants); initialise the state on one *train* batch; restore the newest good checkpoint
 (state + data-iterator position) if any; then step → log → evaluate → checkpoint until
-`total_steps`; final evaluations (every evaluator of `config.evals`, in order) written to
+`total_steps` (or an early stop); final evaluations (every evaluator of `config.evals`, on the
+state `config.model_selection` chose on validation, else the last) written to
 WORKDIR/results.json. A finished run restarted in its workdir only returns its results.
 """
 
@@ -14,7 +15,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -26,10 +27,13 @@ from kd_jax.methods import base
 from kd_jax.train import build
 from kd_jax.train import checkpoint as checkpoint_lib
 from kd_jax.train import config as config_lib
+from kd_jax.train import guards
 from kd_jax.train import mesh as mesh_lib
 from kd_jax.train import prepare as prepare_lib
+from kd_jax.train import selection as selection_lib
 from kd_jax.train import state as state_lib
 from kd_jax.train import steps as steps_lib
+from kd_jax.train import workdir_lock
 from kd_jax.train import writers
 from kd_jax.train.state import TrainState, create_train_state
 
@@ -42,9 +46,9 @@ def _check_same_config(config: ml_collections.ConfigDict, workdir: str) -> None:
   path = os.path.join(workdir, "config.json")
   if not os.path.exists(path):
     return
-  current = config_lib.listify(json.loads(config.to_json()))
+  current = config_lib.listify(config_lib.portable(json.loads(config.to_json()), workdir))
   with open(path) as f:
-    saved = config_lib.listify(json.load(f))
+    saved = config_lib.listify(config_lib.portable(json.load(f), workdir))
   differences = [d for d in config_lib.diff(saved, current)
                  if d.split(":")[0].split(".")[0] not in _PRESENTATION_KEYS]
   if differences:
@@ -58,7 +62,7 @@ def _save_config(config: ml_collections.ConfigDict, workdir: str) -> None:
   if jax.process_index() == 0 and not os.path.exists(path):
     os.makedirs(workdir, exist_ok=True)
     with open(path, "w") as f:
-      f.write(config.to_json(indent=2))
+      json.dump(config_lib.portable(json.loads(config.to_json()), workdir), f, indent=2)
 
 
 def _check_outputs(name: str, outputs: Any, batch_size: int, num_classes: int) -> None:
@@ -79,16 +83,23 @@ def _peek_train_batch(train_iter) -> dict:
   return prepare_lib.numeric(batch)
 
 
-def _initial_state(config, *, example, forward: steps_lib.Forward, method: base.Method, tx,
-                   teacher_variables, constants, context: base.RunContext, mesh) -> TrainState:
-  """Step-0 state, from one real train batch (param shapes; outputs for the method's `init`).
+class _Start(NamedTuple):
+  """The student's step-0 variables and both sides' outputs on the first train batch."""
+  x: Any
+  student_variables: dict
+  student_out: dict
+  teacher_out: tuple
+
+
+def _start(config, *, example, forward: steps_lib.Forward, teacher_variables) -> _Start:
+  """Initialises the student on one real train batch and checks what the models produce.
 
   Pretrained weights are loaded after `init` (`module.load_pretrained(variables)`), on the host,
-  so they never become constants of a compiled function. Also the fail-fast check that the
-  student's and teachers' logits have [batch, num_classes].
+  so they never become constants of a compiled function. The fail-fast checks (logits of
+  [batch, num_classes], labels in range) run before anything is written to the workdir.
   """
   x = steps_lib.model_input(example, config.input_key, jnp.float32)
-  init_rng, dropout_rng, method_rng, train_rng = jax.random.split(jax.random.key(config.seed), 4)
+  init_rng, dropout_rng = jax.random.split(jax.random.key(config.seed), 4)[:2]
   init = jax.jit(lambda rngs, x: forward.student.init(rngs, x, train=False))
   # The params are replicated, so threefry's partitionable mode (needed only for sharded random
   # arrays) buys nothing here, while it makes XLA compile a deep net's initialisers ~4x slower
@@ -109,20 +120,24 @@ def _initial_state(config, *, example, forward: steps_lib.Forward, method: base.
   _check_outputs(f"student {config.model}", student_out, batch_size, config.num_classes)
   for index, out in enumerate(teacher_out):
     _check_outputs(f"teachers[{index}]", out, batch_size, config.num_classes)
-  if "label" in example and (example["label"].max() >= config.num_classes
-                             or example["label"].min() < 0):
-    raise ValueError(f"Labels in {config.dataset} reach {int(example['label'].max())}, outside "
-                     f"[0, num_classes={config.num_classes}).")
-  model_state = {k: v for k, v in student_variables.items() if k != "params"}
-  io = base.StepIO(student=student_out, teachers=teacher_out, batch=example, context=context,
-                   inputs=x, constants=constants, student_variables=student_variables,
-                   apply_student=steps_lib._student_applier(forward))  # pylint: disable=protected-access
+  guards.check_labels(example, config.num_classes, f"first train batch ({config.dataset})")
+  return _Start(x, student_variables, student_out, teacher_out)
+
+
+def _initial_state(config, start: _Start, *, example, forward: steps_lib.Forward,
+                   method: base.Method, tx, constants, context: base.RunContext,
+                   mesh) -> TrainState:
+  """Step-0 state: the student's variables and the method's `init` on the first train batch."""
+  method_rng, train_rng = jax.random.split(jax.random.key(config.seed), 4)[2:]
+  io = base.StepIO(student=start.student_out, teachers=start.teacher_out, batch=example,
+                   context=context, inputs=start.x, constants=constants,
+                   student_variables=start.student_variables,
+                   apply_student=steps_lib.student_applier(forward))
   # Copied: `init` may return the student's own arrays (an EMA starts as the student), and one
   # buffer appearing twice in the donated state is an error.
   method_variables = jax.tree.map(lambda a: jnp.array(a, copy=True),
                                   base.Variables(*method.init(method_rng, io)))
-  state = create_train_state(student_variables={"params": student_variables["params"],
-                                                **model_state},
+  state = create_train_state(student_variables=start.student_variables,
                              method_params=method_variables.params,
                              method_state=method_variables.state,
                              method_model_state=method_variables.model_state, tx=tx,
@@ -156,6 +171,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   """
   config = config_lib.validate(config)
   mesh_lib.initialize_distributed(config.multihost)
+  with workdir_lock.hold(workdir):  # after initialize_distributed: only process 0 locks
+    return _train_and_evaluate(config, workdir)
+
+
+def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   mesh = mesh_lib.make_mesh()
   mesh_lib.check_batch_size(config.batch_size // config.grad_accum_steps, mesh,
                             "batch_size / grad_accum_steps")
@@ -175,6 +195,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   student = build.build_model(config.model, config.num_classes, config.model_kwargs,
                               dtype=model_dtype)
   teachers, teacher_variables, teacher_steps = build.build_teachers(config, dtype=model_dtype)
+  example = _peek_train_batch(data.train_iter)
+  build.check_teacher_shapes(config, teachers, teacher_variables,
+                             steps_lib.model_input(example, config.input_key, jnp.float32))
   # Cast once here rather than inside every step.
   teacher_variables = mesh_lib.replicate(steps_lib.cast_floats(teacher_variables, compute_dtype),
                                          mesh)
@@ -187,6 +210,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       num_train_examples=data.num_train_examples, batch_size=config.batch_size,
       num_classes=config.num_classes, seed=config.seed, workdir=workdir)
 
+  start = _start(config, example=example, forward=forward, teacher_variables=teacher_variables)
   _save_config(config, workdir)
   model_input = lambda batch: steps_lib.model_input(batch, config.input_key, compute_dtype)
   roles = {"train": config.train_split}
@@ -203,8 +227,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
 
   student_tx, schedule = build.build_optimizer(config.optimizer, config.total_steps)
   tx = method.optimizer(student_tx, context)
-  state = _initial_state(config, example=_peek_train_batch(data.train_iter), forward=forward,
-                         method=method, tx=tx, teacher_variables=teacher_variables,
+  state = _initial_state(config, start, example=example, forward=forward, method=method, tx=tx,
                          constants=constants, context=context, mesh=mesh)
 
   checkpointer = checkpoint_lib.Checkpointer(workdir, max_to_keep=config.max_to_keep,
@@ -221,9 +244,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     logging.info("Resumed %s from step %d.", workdir, start_step)
     print(f"Resuming {workdir} from checkpoint step {start_step}.", flush=True)
 
+  selection = (selection_lib.ModelSelection(config.model_selection, workdir,
+                                            async_save=config.async_checkpointing)
+               if config.model_selection.evaluator else None)
   results_path = os.path.join(workdir, "results.json")
-  if start_step == config.total_steps and os.path.exists(results_path):
+  finished = start_step == config.total_steps or (selection and selection.stopped_early)
+  if finished and os.path.exists(results_path):
     checkpointer.close()
+    if selection:
+      selection.close()
     print(f"{workdir} is already complete (step {start_step}); returning its results.",
           flush=True)
     with open(results_path) as f:
@@ -260,7 +289,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   last_log_time, last_log_step = time.time(), start_step
   last_saved = start_step if restored is not None else None
   for step in range(start_step + 1, config.total_steps + 1):
-    batch = mesh_lib.shard_batch(transform_batch(next(data.train_iter), step), mesh)
+    host_batch = transform_batch(next(data.train_iter), step)
+    guards.check_labels(host_batch, config.num_classes,
+                        f"train batch of step {step} ({config.dataset})")
+    batch = mesh_lib.shard_batch(host_batch, mesh)
     state, metrics = train_step(state, teacher_variables, constants, batch)
     postfix = {}
     # Metrics are fetched from the device only on log steps, so dispatch stays asynchronous.
@@ -274,12 +306,17 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       writer.write(step, "train", metrics)
       postfix = {"loss": float(metrics["loss"])}
     progress.update(1, **postfix)
+    stop_early = False
     if step != config.total_steps:
-      run_evaluations(step, final=False)
+      evals = run_evaluations(step, final=False)
+      if selection and evals:
+        _check_finite(state, workdir, last_saved)  # never select a non-finite state
+        stop_early = selection.update(step, evals, state, data.train_iter.get_state())
     # On multi-host runs all hosts agree on a step at which to stop when the scheduler announces
     # a preemption (JAX's preemption sync service); save there and exit, a rerun resumes.
     preempted = config.multihost and checkpointer.reached_preemption(step)
-    if step % config.checkpoint_every == 0 or step == config.total_steps or preempted:
+    if (step % config.checkpoint_every == 0 or step == config.total_steps or preempted
+        or stop_early):
       _check_finite(state, workdir, last_saved)  # never save a non-finite state
       # get_state() now: the position after this step's batch, matching the saved state.
       checkpointer.save(step, state, data.train_iter.get_state())
@@ -290,15 +327,25 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       checkpointer.close()
       raise SystemExit(f"Preempted at step {step}: checkpoint saved in {workdir}; run the same "
                        "command again to resume.")
+    if stop_early:
+      print(f"Early stopping at step {step}: {selection.evaluator}.{selection.metric} has not "
+            f"improved for {selection.patience} evaluations.", flush=True)
+      break
   progress.close()
 
-  evals = run_evaluations(config.total_steps, final=True)
+  final_step = int(jax.device_get(state.step))
+  extra = {}
+  if selection:
+    state = selection.best_state(state)  # chosen on validation, applied to every split
+    extra["model_selection"] = selection.summary()
+    selection.close()
+  evals = run_evaluations(final_step, final=True)
   writer.close()
   checkpointer.close()
-  results = {**evals["eval"], "evals": evals}
+  results = {**evals["eval"], "evals": evals, **extra}
   if jax.process_index() == 0:
     with open(results_path, "w") as f:
-      json.dump({"step": config.total_steps, **results}, f, indent=2)
+      json.dump({"step": final_step, **results}, f, indent=2)
   return results
 
 

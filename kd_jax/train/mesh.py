@@ -7,6 +7,7 @@ changes between one CPU, a GPU host and a TPU pod (after `jax.distributed.initia
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import jax
@@ -19,10 +20,22 @@ DATA_AXIS = "data"
 def initialize_distributed(enabled: bool) -> None:
   """Connects the hosts of a multi-host run (TPU pod, multi-node GPU); a no-op when disabled.
 
-  Must run before anything touches the devices; safe to call again (staged runs).
+  Must run before anything touches the devices; safe to call again (staged runs). On clusters
+  JAX detects (TPU, SLURM, Open MPI, ...) no settings are needed. Elsewhere — several processes
+  on one machine, a test — set JAX_COORDINATOR_ADDRESS (read by JAX) and JAX_NUM_PROCESSES /
+  JAX_PROCESS_ID (read here) in each process's environment.
   """
   if enabled and not jax.distributed.is_initialized():
-    jax.distributed.initialize()
+    settings = {}
+    for key, variable in (("num_processes", "JAX_NUM_PROCESSES"),
+                          ("process_id", "JAX_PROCESS_ID")):
+      if os.environ.get(variable):
+        try:
+          settings[key] = int(os.environ[variable])
+        except ValueError as error:
+          raise ValueError(f"{variable} must be an integer, got "
+                           f"{os.environ[variable]!r}.") from error
+    jax.distributed.initialize(**settings)
 
 
 def make_mesh() -> Mesh:

@@ -59,7 +59,8 @@ def _check_example(config, source, transforms_key: str, split: str, fail) -> Non
   from kd_jax.train import build  # pylint: disable=g-import-not-at-top  (import cycle)
   if not len(source):
     fail(f"split {split!r} of {config.dataset!r} is empty.")
-  transforms = build._transforms(config[transforms_key], build.data_api())  # pylint: disable=protected-access
+  # pylint: disable-next=protected-access
+  transforms = build._transforms(config[transforms_key], build.data_api())
   example = dict(source[0])
   rng = np.random.default_rng(0)
   for transform in transforms:

@@ -19,6 +19,7 @@ import ml_collections
 
 from kd_jax.train import config as config_lib
 from kd_jax.train import loop
+from kd_jax.train import mesh as mesh_lib
 from kd_jax.train import workdir_lock
 
 
@@ -26,7 +27,11 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """Returns the final eval metrics (a dict per stage when staged, also in WORKDIR/results.json).
 
   Holds the workdir lock for the whole run: a second command in the same workdir stops at once.
+  A multi-host run connects its hosts first, so that only process 0 takes the lock.
   """
+  runs = ([config.stages[name] for name in config.stages] if config_lib.is_staged(config)
+          else [config])
+  mesh_lib.initialize_distributed(any(run.get("multihost", False) for run in runs))
   with workdir_lock.hold(workdir):
     return _run(config, workdir)
 

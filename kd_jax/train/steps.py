@@ -152,7 +152,8 @@ def _merge_micro_batches(tree: PyTree) -> PyTree:
   return jax.tree.map(merge, tree)
 
 
-def _student_applier(forward: Forward):
+def student_applier(forward: Forward):
+  """`(variables, x) -> outputs` of the student in inference mode, for `StepIO.apply_student`."""
   def apply_student(variables, inputs):
     variables = dict(variables)
     return forward.student_eval(variables.pop("params"), variables, inputs)
@@ -181,7 +182,7 @@ def build_train_step(*, forward: Forward, method: Method, tx: optax.GradientTran
     raise ValueError(f"method {type(method).__name__} has a batch-dependent loss (it couples the "
                      f"examples of a batch), so grad_accum_steps={grad_accum_steps} would change "
                      "its objective; use grad_accum_steps=1.")
-  apply_student = _student_applier(forward)
+  apply_student = student_applier(forward)
 
   def micro_step(trainable, model_state, method_model_state, method_state, teacher_variables,
                  constants, batch, rng, step):
@@ -265,7 +266,7 @@ def build_eval_step(*, forward: Forward, method: Method, mesh: Mesh, input_key: 
   The batch must carry a boolean "mask" (False on padding); sums are taken so that the caller
   can add them over batches and divide once by the total count.
   """
-  apply_student = _student_applier(forward)
+  apply_student = student_applier(forward)
 
   def eval_step(state: TrainState, teacher_variables, constants, batch):
     x = model_input(batch, input_key, forward.compute_dtype)

@@ -41,9 +41,21 @@ def _holder(path: str) -> str:
     return "a process whose details could not be read"
 
 
+def _is_primary() -> bool:
+  """Process 0 of the run, without initialising a JAX backend (which must not happen before
+  `jax.distributed.initialize`): before that call every process still counts as its own run,
+  unless JAX_PROCESS_ID says otherwise (see `mesh.initialize_distributed`)."""
+  if jax.distributed.is_initialized():
+    return jax.process_index() == 0
+  return os.environ.get("JAX_PROCESS_ID", "").strip() in ("", "0")
+
+
 def acquire(workdir: str) -> None:
-  """Takes the lock on `workdir` (created if needed) or raises WorkdirBusyError at once."""
-  if jax.process_index() != 0:
+  """Takes the lock on `workdir` (created if needed) or raises WorkdirBusyError at once.
+
+  On a multi-host run call it after `jax.distributed.initialize`, so that only process 0 locks.
+  """
+  if not _is_primary():
     return
   os.makedirs(workdir, exist_ok=True)
   key = os.path.realpath(workdir)
@@ -69,8 +81,6 @@ def acquire(workdir: str) -> None:
 
 def release(workdir: str) -> None:
   """Drops one level of the lock; the last release unlocks (the file itself stays)."""
-  if jax.process_index() != 0:
-    return
   key = os.path.realpath(workdir)
   if key not in _held:
     return

@@ -1,4 +1,4 @@
-"""User data: `get_source("csv:PATH?...")`, JSON lines, splits, label mapping, registered sources."""
+"""User data: `get_source("csv:PATH?...")`, JSON lines, splits, label names, registered sources."""
 
 import csv
 import json
@@ -110,3 +110,12 @@ def test_label_names_round_trip_through_a_workdir(reviews, tmp_path):
   user_data.write_label_names(source, str(tmp_path / "run"))
   assert user_data.read_label_names(str(tmp_path / "run")) == ("neg", "neutral", "pos")
   assert user_data.read_label_names(str(tmp_path)) is None
+
+
+def test_integral_float_labels_are_class_ids(tmp_path):
+  path = tmp_path / "d.jsonl"
+  path.write_text("".join(json.dumps({"text": t, "label": float(i % 2)}) + "\n"
+                          for i, t in enumerate("abcd")))
+  source = data.get_source(f"jsonl:{path}?split=random&fractions=1,0,0", "train")
+  assert sorted(source[i]["label"] for i in range(4)) == [0, 0, 1, 1]
+  assert source.label_names is None and source.num_classes == 2

@@ -14,6 +14,8 @@ import sys
 
 import pytest
 
+from experiments.reports import text_kd as text_kd_report
+
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 WORDS = {"pos": ("gripping", "lovely", "superb", "moving"),
          "neg": ("dull", "tedious", "awful", "boring"),
@@ -60,6 +62,8 @@ def test_own_data_then_evaluate_then_predict(tmp_path):
     results = json.load(f)
   assert set(results) == {"teacher", "student_kd", "student_ce"}
   assert 0 <= results["student_kd"]["agreement"] <= 1
+  table = text_kd_report.report(workdir)
+  assert "| student, distilled |" in table and "reviews.csv" in table
 
   (_, evaluate), (_, python) = readme_blocks("Predict and evaluate")
   lines = [json.loads(line) for line in run(evaluate, workdir, csv_path).splitlines()

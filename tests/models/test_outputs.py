@@ -1,4 +1,4 @@
-"""Requested outputs and the fused attention path: same numbers as the explicit path, f32 and bf16."""
+"""Requested outputs and the fused attention path: the explicit path's numbers, f32 and bf16."""
 import dataclasses
 import inspect
 

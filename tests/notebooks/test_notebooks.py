@@ -11,7 +11,7 @@ NOTEBOOKS = sorted(glob.glob(os.path.join(REPO, "notebooks", "*.ipynb")))
 
 def test_every_notebook_is_covered():
   names = {os.path.basename(path) for path in NOTEBOOKS}
-  assert {"quickstart.ipynb", "fidelity.ipynb"} <= names
+  assert {"quickstart.ipynb", "fidelity.ipynb", "reaugkd.ipynb"} <= names
 
 
 @pytest.mark.slow

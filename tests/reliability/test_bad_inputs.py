@@ -23,11 +23,13 @@ from kd_jax import retrieval
 from kd_jax.losses import logits as logit_losses
 from kd_jax.metrics import classification
 from kd_jax.models import get_model
+from kd_jax.train import build
 from kd_jax.train import checkpoint as checkpoint_lib
 from kd_jax.train import config as config_lib
 from kd_jax.train import guards
 from kd_jax.train import integrity
 from kd_jax.train import workdir_lock
+from tests.train import corruption
 from tests.train import helpers
 
 pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
@@ -145,6 +147,30 @@ def _label_too_large(tmp_path):
 def _float_labels(tmp_path):
   del tmp_path
   guards.check_labels({"label": np.array([1.0, 2.0], np.float32)}, 10, "train batch")
+
+
+@case("data/unknown_dataset", KeyError, r"Unknown dataset 'no_such_dataset'")
+def _unknown_dataset(tmp_path):
+  del tmp_path
+  build.get_source(helpers.tiny_config(dataset="no_such_dataset"), "train")
+
+
+@case("data/custom_source_not_importable", ValueError, r"Cannot import 'no_such_module:source'")
+def _custom_source_not_importable(tmp_path):
+  del tmp_path
+  build.get_source(helpers.tiny_config(dataset="no_such_module:source"), "train")
+
+
+@case("data/unknown_batch_transform", ValueError, r"Unknown batch transform 'mixupp'")
+def _unknown_batch_transform(tmp_path):
+  del tmp_path
+  build.batch_transform(helpers.tiny_config(batch_transforms=("mixupp",)))
+
+
+@case("model/unknown_name", KeyError, r"unknown model 'resnet9'")
+def _unknown_model(tmp_path):
+  del tmp_path
+  get_model("resnet9")
 
 
 @case("model/zero_classes", ValueError, r"num_classes must be a positive integer .* got 0")
@@ -319,11 +345,7 @@ def _data_files(step_dir):
       r"\(params.student.Dense_0.kernel\)")
 def _flipped_teacher(tmp_path):
   run = _saved_run(tmp_path)
-  largest = max(_data_files(run / "checkpoints" / "5"), key=lambda p: p.stat().st_size)
-  data = bytearray(largest.read_bytes())
-  middle = len(data) // 2
-  data[middle:middle + 8] = bytes(b ^ 0x5A for b in data[middle:middle + 8])
-  largest.write_bytes(bytes(data))
+  corruption.flip_silently(run / "checkpoints" / "5")
   checkpoint_lib.restore_exported_variables(str(run))
 
 
@@ -363,14 +385,17 @@ def _teacher_nan(tmp_path):
 
 
 @case("teacher/architecture_mismatch", ValueError,
-      r"teachers\[1\]: the checkpoint in /runs/t does not fit the declared network TinyCNN "
-      r"\(7 difference\(s\): params.BatchNorm_0.bias: expected \(8,\), checkpoint has \(4,\)")
+      r"teachers\[0\] \(tests.train.helpers:TinyCNN \{'width': 8\}\) does not match the "
+      r"checkpoint in /runs/t: \d+ parameter\(s\) differ")
 def _teacher_mismatch(tmp_path):
   del tmp_path
   x = jnp.zeros((1, 28, 28, 1))
-  narrow = helpers.TinyCNN(width=4)
-  variables = narrow.init(jax.random.key(0), x, train=False)
-  guards.check_teacher_variables(1, "/runs/t", helpers.TinyCNN(width=8), variables, x)
+  variables = helpers.TinyCNN(width=4).init(jax.random.key(0), x, train=False)
+  config = helpers.tiny_config(method=ml_collections.ConfigDict({"name": "vanilla_kd"}))
+  config.teachers = (ml_collections.ConfigDict(
+      {"model": "tests.train.helpers:TinyCNN", "model_kwargs": {"width": 8},
+       "workdir": "/runs/t"}),)
+  build.check_teacher_shapes(config, [helpers.TinyCNN(width=8)], [variables], x)
 
 
 @case("workdir/held_by_another_run", workdir_lock.WorkdirBusyError,
@@ -399,6 +424,7 @@ def test_valid_inputs_pass_the_same_checks(tmp_path):
   """The negative cases above mean something only if the valid versions are accepted."""
   config_lib.validate(helpers.tiny_config())
   guards.check_labels({"label": np.array([0, 9])}, 10, "batch")
+  guards.check_labels({"label": np.array([0, -1]), "mask": np.array([True, False])}, 10, "eval")
   logit_losses.cross_entropy(_LOGITS, jnp.array([0, 3, 1]))
   retrieval.KnowledgeBase(*_kb_arrays(), "teacher@1")
   directory, _ = _saved_kb(tmp_path)

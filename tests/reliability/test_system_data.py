@@ -27,3 +27,23 @@ def test_files_are_found_through_the_package_not_a_fixed_path():
   assert str(sounds / "digits" / "1.wav") in listed  # wherever Debian puts it (en_US_f_Allison)
   assert system_data.find("asterisk-core-sounds-en-wav", "/no/such/file.wav", "/nonexistent*") \
       is None
+
+
+_MARKED_TEST = """
+from tests import system_data
+
+@system_data.needs("no-such-data-package", False)
+def test_reads_the_package():
+  pass
+"""
+
+
+@pytest.mark.parametrize("ci,outcome", [("true", {"errors": 1}), ("", {"skipped": 1})])
+def test_marked_test_errors_under_ci_and_skips_locally(pytester, monkeypatch, ci, outcome):
+  monkeypatch.setenv("CI", ci)
+  pytester.makeconftest("from tests.conftest import pytest_configure, pytest_runtest_setup")
+  pytester.makepyfile(test_marked=_MARKED_TEST)
+  result = pytester.runpytest_inprocess("-p", "no:cacheprovider")
+  result.assert_outcomes(**outcome)
+  if ci:
+    result.stdout.fnmatch_lines(["*no-such-data-package is not installed*under CI=true*"])

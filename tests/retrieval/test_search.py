@@ -4,7 +4,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from kd_jax.retrieval import ExactSearcher, exact_top_k, recall_at_k
+from kd_jax.retrieval import ExactSearcher, ScannSearcher, exact_top_k, recall_at_k, search
 
 
 def unit_rows(rng, n, d):
@@ -56,3 +56,14 @@ def test_exact_searcher_normalizes(data):
   indices, scores = searcher.search(queries * 0.5, 5)
   np.testing.assert_array_equal(indices, best)
   assert np.all(scores <= 1.0 + 1e-6)
+
+
+def test_scann_leaves_to_search_at_query_time(data):
+  """Searching every leaf with a full reorder is exact; one leaf of 16 finds less."""
+  database, queries, best, _ = data
+  params = search.ScannParams(num_leaves=16, num_leaves_to_search=1, reorder=1000)
+  searcher = ScannSearcher(database, params=params, default_k=5)
+  every_leaf, _ = searcher.search(queries, 5, leaves_to_search=16)
+  np.testing.assert_array_equal(every_leaf, best)
+  one_leaf, _ = searcher.search(queries, 5)
+  assert recall_at_k(one_leaf, best) < 1.0

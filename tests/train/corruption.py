@@ -17,8 +17,16 @@ import orbax.checkpoint as ocp
 
 
 def _raw_arrays(state_dir: pathlib.Path):
-  with ocp.PyTreeCheckpointer() as checkpointer:
-    return [np.asarray(x) for x in jax.tree.leaves(checkpointer.restore(state_dir))]
+  sharding = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+  handler = ocp.PyTreeCheckpointHandler()
+  try:
+    target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=sharding),
+                          handler.metadata(state_dir).tree)
+    restored = handler.restore(state_dir, args=ocp.args.PyTreeRestore(
+        item=target, restore_args=ocp.checkpoint_utils.construct_restore_args(target)))
+  finally:
+    handler.close()
+  return [np.asarray(x) for x in jax.tree.leaves(restored)]
 
 
 def _xor(path: pathlib.Path, offset: int, count: int) -> None:

@@ -181,3 +181,56 @@ def test_sigkill_then_resume_is_bit_identical_with_constants(tmp_path):
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
   assert (json.load(open(tmp_path / "reference" / "results.json"))
           == json.load(open(victim_dir / "results.json")))
+
+
+def test_best_checkpoint_is_chosen_on_validation_and_early_stopping(tmp_path):
+  config = helpers.tiny_config(total_steps=24, checkpoint_every=8, validation_split="validation",
+                               optimizer=ml_collections.ConfigDict(dict(
+                                   name="sgd", learning_rate=0.3, momentum=0.9, nesterov=False,
+                                   weight_decay=0.0, schedule="constant", warmup_steps=0,
+                                   end_learning_rate=0.0)))
+  config.evals = ml_collections.ConfigDict({"validation": {"split": "validation", "every": 2}})
+  config.model_selection = ml_collections.ConfigDict(
+      dict(evaluator="validation", metric="accuracy", mode="max", patience=2))
+  results = loop.train_and_evaluate(config, str(tmp_path))
+  periodic = [r for r in writers.read_metrics(str(tmp_path)) if r["split"] == "validation"]
+  periodic, final = periodic[:-1], periodic[-1]
+  accuracies = [r["accuracy"] for r in periodic]
+  best = periodic[int(np.argmax(accuracies))]  # the first maximum: later ties do not replace it
+  selection = results["model_selection"]
+  assert selection["step"] == best["step"] and selection["value"] == best["accuracy"]
+  # The final evaluations read the best state: its validation accuracy is the selected one.
+  assert results["evals"]["validation"]["accuracy"] == best["accuracy"] == final["accuracy"]
+  after_best = [r for r in periodic if r["step"] > best["step"]]
+  if selection["stopped_early_at"] is not None:
+    assert len(after_best) == 2 and all(r["accuracy"] <= best["accuracy"] for r in after_best)
+    train_steps = [r["step"] for r in writers.read_metrics(str(tmp_path)) if r["split"] == "train"]
+    assert max(train_steps) == selection["stopped_early_at"] < 24
+  else:
+    assert len(after_best) < 2
+  # A rerun of the finished (or early-stopped) run only returns its results.
+  assert loop.train_and_evaluate(config, str(tmp_path)) == json.loads(json.dumps(results))
+
+
+def test_model_selection_on_the_test_split_is_refused(tmp_path):
+  config = helpers.tiny_config(validation_split="validation")
+  config.evals = ml_collections.ConfigDict({"peek": {"split": "test", "every": 2}})
+  config.model_selection = ml_collections.ConfigDict(
+      dict(evaluator="peek", metric="accuracy", mode="max", patience=0))
+  with pytest.raises(ValueError, match="test split"):
+    loop.train_and_evaluate(config, str(tmp_path))
+
+
+def test_a_teacher_declared_differently_from_its_checkpoint_is_named(tmp_path):
+  teacher_dir = tmp_path / "teacher"
+  loop.train_and_evaluate(helpers.tiny_config(total_steps=2, checkpoint_every=2,
+                                              eval_batch_size=256), str(teacher_dir))
+  os.remove(teacher_dir / "config.json")  # a teacher trained elsewhere: nothing to compare to
+  config = helpers.tiny_config(total_steps=2)
+  config.method = ml_collections.ConfigDict({"name": "vanilla_kd"})
+  config.teachers = (ml_collections.ConfigDict({"model": "tests.train.helpers:TinyCNN",
+                                                "model_kwargs": {"width": 6},
+                                                "workdir": str(teacher_dir)}),)
+  with pytest.raises(ValueError, match=r"teachers\[0\] \(tests.train.helpers:TinyCNN .*does not "
+                                       r"match the checkpoint.*in the checkpoint and"):
+    loop.train_and_evaluate(config, str(tmp_path / "student"))
