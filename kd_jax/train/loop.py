@@ -107,7 +107,10 @@ def _start(config, *, example, forward: steps_lib.Forward, teacher_variables) ->
   with jax.threefry_partitionable(False):
     student_variables = init({"params": init_rng, "dropout": dropout_rng}, x)
   if hasattr(forward.student, "load_pretrained"):
-    student_variables = forward.student.load_pretrained(student_variables)
+    # Copied: a module may hand out arrays it caches, and the train step donates (deletes) the
+    # buffers of the state they end up in.
+    student_variables = jax.tree.map(lambda a: jnp.array(a, copy=True),
+                                     forward.student.load_pretrained(student_variables))
 
   @jax.jit
   def apply(student_variables, teacher_variables, x):

@@ -234,3 +234,13 @@ def test_a_teacher_declared_differently_from_its_checkpoint_is_named(tmp_path):
   with pytest.raises(ValueError, match=r"teachers\[0\] \(tests.train.helpers:TinyCNN .*does not "
                                        r"match the checkpoint.*in the checkpoint and"):
     loop.train_and_evaluate(config, str(tmp_path / "student"))
+
+
+def test_pretrained_weights_are_loaded_after_init_and_survive_two_runs(tmp_path):
+  """`load_pretrained` runs after `init`; a cached array it returns is copied, so the donated
+  train state of the first run does not delete it under the second (two stages, one process)."""
+  for run in ("first", "second"):
+    config = helpers.tiny_config(total_steps=2, checkpoint_every=2,
+                                 model="tests.train.toy_method:CachedPretrainedCNN")
+    loop.train_and_evaluate(config, str(tmp_path / run))
+  assert float(toy_method._CACHED_BIAS["bias"][0]) == pytest.approx(0.01)  # pylint: disable=protected-access

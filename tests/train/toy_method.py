@@ -23,6 +23,7 @@ from kd_jax import metrics
 from kd_jax.losses import logits as logit_losses
 from kd_jax.methods import base
 from kd_jax.train import prepare
+from tests.train import helpers
 
 
 class Gate(nn.Module):
@@ -117,7 +118,6 @@ class SplitSummary:
 
 def toy_config(**overrides):
   import ml_collections  # pylint: disable=g-import-not-at-top
-  from tests.train import helpers  # pylint: disable=g-import-not-at-top
   settings = dict(total_steps=12, checkpoint_every=4, batch_size=64, max_to_keep=3,
                   validation_split="validation")
   c = helpers.tiny_config(**{**settings, **overrides})
@@ -129,3 +129,20 @@ def toy_config(**overrides):
 
 
 __all__ = ["Gate", "SplitSummary", "ToyEverything", "gate_weight", "toy_config"]
+
+
+_CACHED_BIAS = {}
+
+
+class CachedPretrainedCNN(helpers.TinyCNN):
+  """A TinyCNN whose `load_pretrained` returns one process-wide cached array (as a checkpoint
+  cache would): the engine must not let the train step donate it away."""
+
+  def load_pretrained(self, variables):
+    params = dict(variables["params"])
+    dense = dict(params["Dense_0"])
+    if "bias" not in _CACHED_BIAS:
+      _CACHED_BIAS["bias"] = jnp.full(dense["bias"].shape, 0.01, dense["bias"].dtype)
+    dense["bias"] = _CACHED_BIAS["bias"]
+    params["Dense_0"] = dense
+    return {**variables, "params": params}
