@@ -9,7 +9,7 @@ small frozen dataclasses at the bottom adapt the ops to the pipeline's transform
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Sequence
+from typing import Any, ClassVar, Sequence
 
 import numpy as np
 
@@ -113,6 +113,7 @@ class GaussianNoise:
 
 @dataclasses.dataclass(frozen=True)
 class NormalizeImage:
+  deterministic: ClassVar[bool] = True  # the same output for every draw: teacher outputs cacheable
   mean: tuple[float, ...] | float = 0.0
   std: tuple[float, ...] | float = 1.0
   key: str = "image"

@@ -57,6 +57,8 @@ def pad_batch(batch: Mapping[str, np.ndarray], batch_size: int) -> dict[str, np.
 class KeepKeys:
   """Per-example transform keeping only `keys` (e.g. drop string fields before a device mesh)."""
 
+  deterministic = True  # the same output for every draw: teacher outputs cacheable
+
   def __init__(self, *names: str, keys=()):
     # Positional names in code, `keys=` from a config entry {"name": "KeepKeys", "keys": [...]}.
     self.keys = tuple(names) + tuple(keys)

@@ -24,6 +24,7 @@ import numpy as np
 
 from kd_jax.data import batching
 
+INDEX_KEY = "index"
 Transform = Callable[[dict[str, Any], np.random.Generator], dict[str, Any]]
 
 
@@ -34,8 +35,10 @@ class _ReadBatch:
   depends only on (seed, k): exact replay after `set_state`, independent of thread scheduling.
   """
 
-  def __init__(self, source, transforms: Sequence[Transform], seed: int, batch_size: int):
+  def __init__(self, source, transforms: Sequence[Transform], seed: int, batch_size: int,
+               with_index: bool = False):
     self.source = source
+    self.with_index = with_index
     self.transforms = tuple(transforms)
     self.seed = seed
     self.batch_size = batch_size
@@ -58,7 +61,10 @@ class _ReadBatch:
         for transform in self.transforms:
           example = transform(example, rng)
         examples[j] = example
-    return batching.stack_examples(examples)
+    batch = batching.stack_examples(examples)
+    if self.with_index:  # the source index of every example (keys a teacher-output cache)
+      batch[INDEX_KEY] = np.asarray(indices, np.int32)
+    return batch
 
 
 def _resolve_shard(shard_index, shard_count) -> tuple[int, int]:
@@ -79,7 +85,8 @@ def _read_options(num_threads: int) -> grain.ReadOptions:
 
 def train_loader(source, *, batch_size: int, seed: int, transforms: Sequence[Transform] = (),
                  shard_index: int | None = None, shard_count: int | None = None,
-                 num_threads: int = 2) -> Iterator[dict[str, np.ndarray]]:
+                 num_threads: int = 2, with_index: bool = False
+                 ) -> Iterator[dict[str, np.ndarray]]:
   """Infinite iterator of NumPy batch dicts [batch_size, ...] with `get_state` / `set_state`.
 
   Args:
@@ -89,6 +96,7 @@ def train_loader(source, *, batch_size: int, seed: int, transforms: Sequence[Tra
     transforms: per-example `transform(example, rng) -> example`, applied in order.
     shard_index, shard_count: this host's shard; default `jax.process_index()/process_count()`.
     num_threads: grain read/transform threads (prefetching; order is unaffected).
+    with_index: add "index" [batch_size] int32, each example's index in `source`.
   """
   if batch_size <= 0:
     raise ValueError(f"batch_size must be positive, got {batch_size}.")
@@ -101,7 +109,8 @@ def train_loader(source, *, batch_size: int, seed: int, transforms: Sequence[Tra
   ds = ds[shard_index::shard_count]
   ds = ds.shuffle(seed=shuffle_seed).repeat()  # repeat() reshuffles each epoch.
   ds = ds.batch(batch_size, drop_remainder=True)
-  ds = ds.map_with_index(_ReadBatch(source, transforms, augment_seed, batch_size))
+  ds = ds.map_with_index(_ReadBatch(source, transforms, augment_seed, batch_size,
+                                    with_index=with_index))
   return iter(ds.to_iter_dataset(_read_options(num_threads)))
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
-from typing import Sequence
+from typing import ClassVar, Sequence
 
 import numpy as np
 
@@ -64,6 +64,7 @@ class Tokenize:
   The raw text is dropped (`keep_text=False`) because strings can't be placed on a device mesh.
   """
 
+  deterministic: ClassVar[bool] = True  # the same output for every draw: teacher outputs cacheable
   max_length: int = 128
   key: str = "text"
   tokenizer_path: str | None = None
@@ -89,6 +90,7 @@ class JoinText:
   written (then tokenised by `Tokenize(key=output)`).
   """
 
+  deterministic: ClassVar[bool] = True
   fields: tuple = ("sentence1", "sentence2")
   separator: str = " [SEP] "
   output: str = "text"

@@ -129,6 +129,7 @@ class Data:
   batches: Callable[..., Iterable[dict]]
   num_train_examples: int
   eval_split: str
+  train_transforms: Sequence[Callable]
 
   def eval_batches(self) -> Iterable[dict]:
     return self.batches(self.eval_split)
@@ -140,25 +141,28 @@ def build_data(config) -> Data:
   train_source = get_source(config, config.train_split)
   sources = {config.train_split: train_source}
   per_host_batch = config.batch_size // jax.process_count()
+  train_transforms = _transforms(config.train_transforms, api)
   train_iter = api.train_loader(
-      train_source, batch_size=per_host_batch, seed=config.seed,
-      transforms=_transforms(config.train_transforms, api),
-      shard_index=jax.process_index(), shard_count=jax.process_count())
+      train_source, batch_size=per_host_batch, seed=config.seed, transforms=train_transforms,
+      shard_index=jax.process_index(), shard_count=jax.process_count(),
+      with_index=config.teacher_cache)
   eval_transforms = _transforms(config.eval_transforms, api)
 
-  def batches(split: str, sharded: bool = True):
+  def batches(split: str, sharded: bool = True, *, train_view: bool = False):
+    """train_view: the train transforms instead of the eval ones (the teacher cache)."""
     if split not in sources:
       sources[split] = get_source(config, split)
     if not sharded:
       return api.eval_batches(sources[split], batch_size=config.eval_batch_size,
-                              transforms=eval_transforms, shard_index=0, shard_count=1)
+                              transforms=train_transforms if train_view else eval_transforms,
+                              shard_index=0, shard_count=1)
     # Each host reads its own contiguous slice of the split.
     return api.eval_batches(sources[split],
                             batch_size=config.eval_batch_size // jax.process_count(),
                             transforms=eval_transforms, shard_index=jax.process_index(),
                             shard_count=jax.process_count())
 
-  return Data(train_iter, batches, len(train_source), config.eval_split)
+  return Data(train_iter, batches, len(train_source), config.eval_split, train_transforms)
 
 
 def build_optimizer(opt, total_steps: int) -> tuple[optax.GradientTransformation,

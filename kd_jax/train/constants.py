@@ -1,6 +1,7 @@
 """A run's constants (what `Method.prepare` returns): saved once, reloaded on resume, verified.
 
-Layout: WORKDIR/constants/{constants.safetensors, manifest.json}. The arrays of the nested dict
+Layout: WORKDIR/constants/{constants.safetensors, manifest.json} (WORKDIR/teacher_cache/ for the
+engine's cache of teacher outputs, same format). The arrays of the nested dict
 are stored flat under "/"-joined keys (safetensors, no pickle); the manifest records each array's
 shape, dtype and SHA-256, and a fingerprint of what the constants were computed from (method
 hyper-parameters, teachers' checkpoint steps, data). On resume every one of these is compared and
@@ -52,9 +53,10 @@ def unflatten(flat: Mapping[str, np.ndarray]) -> dict[str, Any]:
   return traverse_util.unflatten_dict(dict(flat), sep="/")
 
 
-def save(workdir: str, constants: Mapping[str, Any], fingerprint: Mapping[str, Any]) -> str:
-  """Writes the constants atomically (temporary files, then rename); returns the directory."""
-  directory = os.path.join(workdir, DIRECTORY)
+def save(workdir: str, constants: Mapping[str, Any], fingerprint: Mapping[str, Any], *,
+         name: str = DIRECTORY) -> str:
+  """Writes WORKDIR/NAME atomically (temporary files, then rename); returns the directory."""
+  directory = os.path.join(workdir, name)
   os.makedirs(directory, exist_ok=True)
   flat = flatten(constants)
   manifest = {
@@ -74,13 +76,14 @@ def save(workdir: str, constants: Mapping[str, Any], fingerprint: Mapping[str, A
   return directory
 
 
-def exists(workdir: str) -> bool:
-  return os.path.exists(os.path.join(workdir, DIRECTORY, MANIFEST_FILE))
+def exists(workdir: str, *, name: str = DIRECTORY) -> bool:
+  return os.path.exists(os.path.join(workdir, name, MANIFEST_FILE))
 
 
-def load(workdir: str, fingerprint: Mapping[str, Any]) -> dict[str, Any]:
+def load(workdir: str, fingerprint: Mapping[str, Any], *, name: str = DIRECTORY
+         ) -> dict[str, Any]:
   """The saved constants, after checking the fingerprint, shapes, dtypes and checksums."""
-  directory = os.path.join(workdir, DIRECTORY)
+  directory = os.path.join(workdir, name)
   manifest_path = os.path.join(directory, MANIFEST_FILE)
   try:
     with open(manifest_path) as f:

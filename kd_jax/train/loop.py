@@ -33,6 +33,7 @@ from kd_jax.train import prepare as prepare_lib
 from kd_jax.train import selection as selection_lib
 from kd_jax.train import state as state_lib
 from kd_jax.train import steps as steps_lib
+from kd_jax.train import teacher_cache
 from kd_jax.train import workdir_lock
 from kd_jax.train import writers
 from kd_jax.train.state import TrainState, create_train_state
@@ -192,6 +193,8 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict
   evaluations = _build_evaluations(config)
 
   data = build.build_data(config)
+  if config.teacher_cache:
+    teacher_cache.check_cacheable(config, method, data.train_transforms)
   transform_batch = build.batch_transform(config)
   compute_dtype = jnp.dtype(config.compute_dtype)
   model_dtype = None if config.compute_dtype == "float32" else compute_dtype
@@ -227,6 +230,18 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict
       method, make_prepare_context, workdir=workdir,
       fingerprint=_fingerprint(config, teacher_steps), save=jax.process_index() == 0)
   constants = mesh_lib.replicate(jax.tree.map(jnp.asarray, constants), mesh)
+
+  train_teachers = teacher_variables  # what the train step gets: variables, or cached outputs
+  if config.teacher_cache:
+    fingerprint = {**_fingerprint(config, teacher_steps), "compute_dtype": config.compute_dtype,
+                   "teacher_outputs": sorted(teacher_outputs), "train_transforms":
+                   config_lib.listify(json.loads(config.to_json())["train_transforms"])}
+    cache = teacher_cache.load_or_compute(
+        workdir, fingerprint, lambda: teacher_cache.compute(
+            lambda batch: forward.teachers_eval(teacher_variables, model_input(batch)),
+            data.batches(config.train_split, sharded=False, train_view=True)),
+        save=jax.process_index() == 0)
+    train_teachers = mesh_lib.replicate(jax.tree.map(jnp.asarray, cache), mesh)
 
   student_tx, schedule = build.build_optimizer(config.optimizer, config.total_steps)
   tx = method.optimizer(student_tx, context)
@@ -264,7 +279,8 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict
   writer = writers.MetricWriter(workdir, start_step=start_step)
   train_step = steps_lib.build_train_step(forward=forward, method=method, tx=tx, mesh=mesh,
                                           input_key=config.input_key, context=context,
-                                          grad_accum_steps=config.grad_accum_steps)
+                                          grad_accum_steps=config.grad_accum_steps,
+                                          cached_teachers=config.teacher_cache)
   eval_step = steps_lib.build_eval_step(forward=forward, method=method, mesh=mesh,
                                         input_key=config.input_key, context=context)
 
@@ -296,7 +312,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict
     guards.check_labels(host_batch, config.num_classes,
                         f"train batch of step {step} ({config.dataset})")
     batch = mesh_lib.shard_batch(host_batch, mesh)
-    state, metrics = train_step(state, teacher_variables, constants, batch)
+    state, metrics = train_step(state, train_teachers, constants, batch)
     postfix = {}
     # Metrics are fetched from the device only on log steps, so dispatch stays asynchronous.
     if step % config.log_every == 0 or step == config.total_steps:

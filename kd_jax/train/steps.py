@@ -29,6 +29,7 @@ from kd_jax.methods import base
 from kd_jax.methods.base import Aux, Method
 from kd_jax.train import mesh as mesh_lib
 from kd_jax.train import state as state_lib
+from kd_jax.train import teacher_cache
 from kd_jax.train.state import TrainState
 
 PyTree = Any
@@ -162,10 +163,13 @@ def student_applier(forward: Forward):
 
 def build_train_step(*, forward: Forward, method: Method, tx: optax.GradientTransformation,
                      mesh: Mesh, input_key: str, context: base.RunContext,
-                     grad_accum_steps: int = 1
+                     grad_accum_steps: int = 1, cached_teachers: bool = False
                      ) -> Callable[[TrainState, Sequence[PyTree], PyTree, dict],
                                    tuple[TrainState, dict]]:
-  """Returns jit(train_step)(state, teacher_variables, constants, batch) -> (state, metrics).
+  """Returns jit(train_step)(state, teachers, constants, batch) -> (state, metrics).
+
+  `teachers` is the teachers' variables, or with `cached_teachers` their cached outputs on the
+  train split (`kd_jax.train.teacher_cache`), gathered by `batch["index"]`.
 
   The state argument is donated (its buffers are reused for the new state); teacher variables
   and constants are replicated and not donated. With `grad_accum_steps = k`, the global batch is
@@ -187,7 +191,12 @@ def build_train_step(*, forward: Forward, method: Method, tx: optax.GradientTran
   def micro_step(trainable, model_state, method_model_state, method_state, teacher_variables,
                  constants, batch, rng, step):
     x = model_input(batch, input_key, forward.compute_dtype)
-    teacher_out = forward.teachers_eval(teacher_variables, x) if method.uses_teacher else ()
+    if not method.uses_teacher:
+      teacher_out = ()
+    elif cached_teachers:
+      teacher_out = teacher_cache.lookup(teacher_variables, batch)
+    else:
+      teacher_out = forward.teachers_eval(teacher_variables, x)
     rng_model, rng_method = jax.random.split(rng)
 
     def loss_fn(trainable):

@@ -244,3 +244,36 @@ def test_pretrained_weights_are_loaded_after_init_and_survive_two_runs(tmp_path)
                                  model="tests.train.toy_method:CachedPretrainedCNN")
     loop.train_and_evaluate(config, str(tmp_path / run))
   assert float(toy_method._CACHED_BIAS["bias"][0]) == pytest.approx(0.01)  # pylint: disable=protected-access
+
+
+def test_teacher_cache_equals_running_the_teacher(tmp_path):
+  """Deterministic views: cached teacher outputs give the very same training as the teacher."""
+  teacher_dir = tmp_path / "teacher"
+  loop.train_and_evaluate(helpers.tiny_config(total_steps=4, checkpoint_every=4),
+                          str(teacher_dir))
+  runs = {}
+  for cached in (False, True):
+    config = helpers.tiny_config(total_steps=6, checkpoint_every=6, teacher_cache=cached,
+                                 train_transforms=("NormalizeImage",),
+                                 eval_transforms=("NormalizeImage",))
+    config.method = ml_collections.ConfigDict({"name": "vanilla_kd", "temperature": 2.0})
+    config.teachers = (ml_collections.ConfigDict({"model": "tests.train.helpers:TinyCNN",
+                                                  "model_kwargs": {"width": 8},
+                                                  "workdir": str(teacher_dir)}),)
+    workdir = tmp_path / f"cached_{cached}"
+    runs[cached] = loop.train_and_evaluate(config, str(workdir))
+    runs[cached, "loss"] = [r["loss"] for r in writers.read_metrics(str(workdir))
+                            if r["split"] == "train"]
+  assert os.path.exists(tmp_path / "cached_True" / "teacher_cache" / "manifest.json")
+  np.testing.assert_allclose(runs[True, "loss"], runs[False, "loss"], rtol=1e-5)
+  assert runs[True]["agreement"] == pytest.approx(runs[False]["agreement"], abs=1e-6)
+
+
+def test_teacher_cache_is_refused_under_random_augmentation(tmp_path):
+  config = helpers.tiny_config(teacher_cache=True,
+                               train_transforms=({"name": "PadCropFlip", "padding": 2},))
+  config.method = ml_collections.ConfigDict({"name": "vanilla_kd"})
+  config.teachers = (ml_collections.ConfigDict({"model": "tests.train.helpers:TinyCNN",
+                                                "workdir": str(tmp_path / "t")}),)
+  with pytest.raises(ValueError, match=r"deterministic train transforms, but \['PadCropFlip'\]"):
+    loop.train_and_evaluate(config, str(tmp_path / "run"))
