@@ -17,6 +17,7 @@ import datetime
 import math
 import pathlib
 import re
+import shlex
 import sys
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -63,7 +64,7 @@ def main(argv=None) -> None:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--batch", type=int, default=8)
   parser.add_argument("--seq_len", type=int, default=128)
-  parser.add_argument("--time_steps", type=int, default=3, help="CPU steps timed (0: none)")
+  parser.add_argument("--time_steps", type=int, default=5, help="single steps timed (0: none)")
   parser.add_argument("--out", default=str(REPO / "benchmarks/results/bf16_hlo_cpu.md"))
   args = parser.parse_args(argv)
   variants = [("float32", "float32", True), ("bfloat16, engine (params cast before apply)",
@@ -81,7 +82,7 @@ def main(argv=None) -> None:
     print(label, stats, flush=True)
   lines = [
       "# The bf16 KD step's graph (before backend optimisation)", "",
-      f"Command: `python benchmarks/hlo_report.py {' '.join(sys.argv[1:])}`  ",
+      f"Command: `{shlex.join(['python', 'benchmarks/hlo_report.py', *sys.argv[1:]])}`  ",
       f"Machine: {train_step.machine_description('cpu')}  ",
       f"Date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC  ",
       f"Step: BERT 6L → 3L h384, b{args.batch} × s{args.seq_len}, vanilla_kd, dropout 0.1, "

@@ -23,6 +23,7 @@ import inspect
 import os
 import pathlib
 import platform
+import shlex
 import statistics
 import sys
 import time
@@ -32,6 +33,11 @@ import numpy as np
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+# PyTorch's OpenMP threads spin at barriers by default. On a CPU with more runnable threads than
+# cores (a shared machine, or XLA's own pool beside them) the spinning starves the threads doing
+# the work: resnet56 → resnet20 eager went from 0.34 s to 9.3 s a step on the shared 2-core
+# machine of train_step_cpu.md. Passive waiting unless the caller chose otherwise.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import jax  # pylint: disable=wrong-import-position
 import jax.numpy as jnp  # pylint: disable=wrong-import-position
@@ -53,6 +59,7 @@ PRESETS = {
     "smoke": [("resnet", 4, None), ("bert", 2, 16)],
 }
 BERT_STUDENT_LAYERS, BERT_TEACHER_LAYERS, NUM_LABELS = 3, 6, 2
+CACHED_EXAMPLES = 50_000  # a CIFAR-sized train split for the teacher-output cache rows
 
 
 def make_batch(case: str, batch: int, seq_len: int | None, seed: int = 0) -> dict[str, np.ndarray]:
@@ -84,13 +91,17 @@ def _keyword_subset(function, candidates: dict) -> dict:
 
 
 def build_jax_step(case: str, batch: int, seq_len: int | None, dtype: str,
-                   attention_implementation: str | None = None, precast: bool = True):
+                   attention_implementation: str | None = None, precast: bool = True,
+                   cached: bool = False):
   """(run(n) -> seconds for n steps, jitted step, () -> its arguments) for kd_jax.
 
   `precast=False` keeps the engine's compute dtype at float32 and lets the bf16 modules cast
   their float32 params where they use them (flax's `dtype` vs `param_dtype`), instead of the
   engine casting the whole student tree to bf16 before `apply`: the difference is the embedding
   gradient, a scatter-add into a bf16 or a float32 table (see benchmarks/results/bf16_hlo_cpu.md).
+  `cached=True` runs the step on cached teacher logits (`kd_jax.train.teacher_cache`, the
+  engine's cache for deterministic views) of a CACHED_EXAMPLES-example split instead of the
+  teacher's forward pass; None when the engine has no cache.
   """
   compute = jnp.dtype(dtype)
   teacher, student, input_key = jax_models(case, compute, attention_implementation)
@@ -111,13 +122,23 @@ def build_jax_step(case: str, batch: int, seq_len: int | None, dtype: str,
   context = method_base.RunContext(total_steps=1000, steps_per_epoch=100,
                                    num_train_examples=100 * batch, batch_size=batch,
                                    num_classes=100 if case == "resnet" else NUM_LABELS)
-  step = steps_lib.build_train_step(**_keyword_subset(steps_lib.build_train_step, {
+  keywords = _keyword_subset(steps_lib.build_train_step, {
       "forward": forward, "method": method, "tx": tx, "mesh": mesh, "input_key": input_key,
-      "grad_accum_steps": 1, "context": context}))
+      "grad_accum_steps": 1, "context": context, "cached_teachers": cached})
+  if cached and "cached_teachers" not in keywords:
+    return None
+  step = steps_lib.build_train_step(**keywords)
   state = mesh_lib.replicate(state_lib.create_train_state(
       student_variables=student_variables, method_params={}, method_state={}, tx=tx,
       rng=jax.random.key_data(jax.random.key(0))), mesh)
   teacher_variables = mesh_lib.replicate((teacher_variables,), mesh)
+  if cached:  # the values do not matter for timing; the shapes and the gather do
+    rng = np.random.default_rng(1)
+    classes = 100 if case == "resnet" else NUM_LABELS
+    teacher_variables = mesh_lib.replicate({"0": {"logits": jnp.asarray(
+        rng.normal(size=(CACHED_EXAMPLES, classes)), jnp.float32)}}, mesh)
+    host_batch = {**host_batch,
+                  "index": rng.integers(0, CACHED_EXAMPLES, batch).astype(np.int32)}
   device_batch = mesh_lib.shard_batch(host_batch, mesh)
   takes_constants = len(inspect.signature(step).parameters) == 4
   holder = {"state": state}
@@ -199,8 +220,8 @@ def machine_description(device: str) -> str:
         break
   except OSError:
     pass
-  parts = [f"{cpu}, {os.cpu_count()} logical CPUs", f"JAX {jax.__version__} on "
-           f"{jax.devices()[0].device_kind}"]
+  parts = [f"{cpu}, {os.cpu_count()} logical CPUs (1-min load average {os.getloadavg()[0]:.1f} "
+           "when the run started)", f"JAX {jax.__version__} on {jax.devices()[0].device_kind}"]
   try:
     import torch  # pylint: disable=g-import-not-at-top
     parts.append(f"PyTorch {torch.__version__} on {device}")
@@ -241,6 +262,9 @@ def main(argv=None) -> None:
       continue
     for dtype in args.dtypes.split(","):
       runners = {"kd_jax": build_jax_step(case, batch, seq_len, dtype)[0]}
+      cached = build_jax_step(case, batch, seq_len, dtype, cached=True)
+      if cached is not None:
+        runners["kd_jax teacher cache"] = cached[0]
       if dtype != "float32":
         runners["kd_jax f32 params"] = build_jax_step(case, batch, seq_len, dtype,
                                                       precast=False)[0]
@@ -263,7 +287,8 @@ def main(argv=None) -> None:
 
 
 def write_results(out: pathlib.Path, rows, args, machine: str) -> None:
-  columns = ["kd_jax", "kd_jax f32 params", "kd_jax cudnn", "torch eager", "torch.compile"]
+  columns = ["kd_jax", "kd_jax teacher cache", "kd_jax f32 params", "kd_jax cudnn",
+             "torch eager", "torch.compile"]
   present = [c for c in columns if any(c in r for _, _, r in rows)]
   cell = lambda v: f"{v * 1e3:.1f} ms" if isinstance(v, float) else (v or "–")
   ratio = lambda r, c: (f"{r[c] / r['kd_jax']:.2f}×" if isinstance(r.get(c), float)
@@ -271,11 +296,12 @@ def write_results(out: pathlib.Path, rows, args, machine: str) -> None:
   lines = [
       "# KD train step: kd_jax vs PyTorch",
       "",
-      f"Command: `{' '.join(['python', 'benchmarks/train_step.py', *sys.argv[1:]])}`  ",
+      f"Command: `{shlex.join(['python', 'benchmarks/train_step.py', *sys.argv[1:]])}`  ",
       f"Machine: {machine}  ",
       f"Date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC  ",
       f"Timing: median of {args.windows} windows × {args.steps} steps after {args.warmup} "
-      "warm-up steps, runners interleaved window by window.",
+      "warm-up steps, runners interleaved window by window; "
+      f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}.",
   ]
   if args.note:
     lines += ["", args.note]
@@ -287,11 +313,13 @@ def write_results(out: pathlib.Path, rows, args, machine: str) -> None:
                  + " | " + " | ".join(ratio(result, c) for c in present if c.startswith("torch"))
                  + " |")
   lines += ["", "A ratio above 1 means kd_jax's step is faster than PyTorch's. kd_jax: the "
-            "engine's step as configured (compute dtype = the row's dtype). kd_jax f32 params: the same "
-            "step with the engine's compute dtype left at float32 and bf16 modules, which cast "
-            "their float32 params where they use them. kd_jax cudnn: that, with "
+            "engine's step as configured (compute dtype = the row's dtype). kd_jax f32 params: "
+            "the same step with the engine's compute dtype left at float32 and bf16 modules, "
+            "which cast their float32 params where they use them. kd_jax cudnn: that, with "
             "`attention_implementation='cudnn'` (the frozen teacher's attention; the student "
-            "keeps the explicit path while attention dropout is on)."]
+            "keeps the explicit path while attention dropout is on). kd_jax teacher cache: the "
+            "engine's step reading the teacher's logits from its cache (deterministic views) "
+            "instead of running the teacher; PyTorch still runs its teacher."]
   out.parent.mkdir(parents=True, exist_ok=True)
   out.write_text("\n".join(lines) + "\n")
   print(f"wrote {out}")

@@ -143,7 +143,9 @@ def evaluate(workdir: str, split: str, *, batch_size: int | None = None) -> dict
   from kd_jax.train import config as config_lib  # pylint: disable=g-import-not-at-top
   student = load(workdir)
   config = student.config
-  teachers = [load(spec.workdir) for spec in config_lib.teacher_specs(config)]
+  # Saved configs name a sibling stage's teacher relative to the run ("../teacher").
+  teachers = [load(os.path.normpath(os.path.join(workdir, spec.workdir)))
+              for spec in config_lib.teacher_specs(config)]
   source = data.get_source(config.dataset, split, data_dir=config.data_dir,
                            manual_dir=config.manual_dir)
   sums: dict[str, float] = {}

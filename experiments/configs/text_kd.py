@@ -27,7 +27,8 @@ Settings (`--config.settings.<key>=...`):
   temperature, alpha
 Variants: "cpu" (default; sizes above) and "smoke" (tiny BERTs from scratch, a few steps: what
 the tests run on a CSV they write). Measured runtime and results of the default on Rotten
-Tomatoes: not committed yet (see experiments/results/ once a run is recorded).
+Tomatoes: experiments/results/text_kd_rotten_tomatoes.md (`python -m experiments.reports.text_kd
+--workdir=WORKDIR --out=...` writes it from a finished run).
 """
 
 from __future__ import annotations

@@ -92,7 +92,8 @@ def claims(variant: str, cells: dict, results: dict) -> list[str]:
     worst = 100 * max(overheads)
     out.append(("Reproduced" if worst <= 5.0 else "Not reproduced") +
                f": the latency overhead of retrieval at batch 64 is small (at most {worst:+.1f} % "
-               "here, paper ~3 %; on 2 CPU cores, not the paper's GPU).")
+               "here, paper ~3 %). Timed on 2 CPU cores that other jobs shared, not the paper's "
+               "GPU: differences of a few percent, negative ones included, are noise.")
   return out
 
 

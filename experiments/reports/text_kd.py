@@ -19,8 +19,6 @@ from absl import flags
 STAGES = (("teacher", "teacher (fine-tuned)"), ("student_kd", "student, distilled"),
           ("student_ce", "student, labels only"))
 
-_WORKDIR = flags.DEFINE_string("workdir", None, "The text_kd run's workdir.")
-_OUT = flags.DEFINE_string("out", None, "Also write the Markdown here.")
 
 
 def _load(workdir: str, stage: str, name: str) -> dict:
@@ -56,13 +54,16 @@ def report(workdir: str) -> str:
 
 def main(argv):
   del argv
-  text = report(_WORKDIR.value)
+  text = report(flags.FLAGS.workdir)
   print(text)
-  if _OUT.value:
-    with open(_OUT.value, "w") as f:
+  if flags.FLAGS.out:
+    with open(flags.FLAGS.out, "w") as f:
       f.write(text)
 
 
 if __name__ == "__main__":
+  # Flags only when run as a command: tests import this module beside other commands.
+  flags.DEFINE_string("workdir", None, "The text_kd run's workdir.")
+  flags.DEFINE_string("out", None, "Also write the Markdown here.")
   flags.mark_flags_as_required(["workdir"])
   app.run(main)

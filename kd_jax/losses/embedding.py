@@ -4,6 +4,8 @@
   baseline of CompRess (§5).
 - `fitnets_hint`: FitNets hint regression through an explicit, caller-owned adapter.
 - `cosine_distance`: 1 − cos, a scale-free alternative.
+- `attention_transfer`: AT (Zagoruyko & Komodakis, ICLR 2017), normalised spatial attention maps
+  of feature maps, a DiSK-table baseline.
 
 Per-example outputs [batch], float32 inside.
 """
@@ -76,3 +78,36 @@ def cosine_distance(student_emb, teacher_emb):
   checks.require_same_shape("student_emb", student_emb, "teacher_emb", teacher_emb)
   student_emb, teacher_emb = checks.as_float32(student_emb, teacher_emb)
   return 1.0 - jnp.sum(l2_normalize(student_emb) * l2_normalize(teacher_emb), axis=-1)
+
+
+def spatial_attention(features, *, p: float = 2.0):
+  """q = vec(mean_c |A_c|^p) / ‖vec(mean_c |A_c|^p)‖₂: AT's attention map of [batch, h, w, c]."""
+  checks.require_rank("features", features, 4)
+  features = checks.as_float32(features)
+  maps = jnp.mean(jnp.abs(features) ** p, axis=-1).reshape(features.shape[0], -1)
+  return l2_normalize(maps)
+
+
+def attention_transfer(student_features, teacher_features, *, p: float = 2.0):
+  """Attention transfer, per example: mean_j (q_s,j − q_t,j)² over the h·w positions j.
+
+  q = vec(Σ_c |A_c|^p) / ‖·‖₂ (Zagoruyko & Komodakis, 2017, Eq. 2 with F = Σ|A_c|^p; the mean
+  over channels is the same map up to the normalisation). The paper's loss is
+  (β/2)·‖q_s − q_t‖_2 summed over layer pairs; the official code and the common baselines use the
+  squared difference averaged over positions, with β ≈ 1000 — the form here, β left to the
+  method. Channels may differ; the spatial sizes must match.
+
+  Args:
+    student_features: [batch, h, w, c_s]; teacher_features: [batch, h, w, c_t].
+  Returns:
+    [batch] float32.
+  """
+  checks.require_rank("student_features", student_features, 4)
+  checks.require_rank("teacher_features", teacher_features, 4)
+  if jnp.shape(student_features)[:3] != jnp.shape(teacher_features)[:3]:
+    raise ValueError(
+        f"student_features has shape {tuple(jnp.shape(student_features))} and teacher_features "
+        f"has shape {tuple(jnp.shape(teacher_features))}: attention transfer needs the same "
+        "batch and spatial size (pair stages of equal resolution).")
+  diff = spatial_attention(student_features, p=p) - spatial_attention(teacher_features, p=p)
+  return jnp.mean(jnp.square(diff), axis=-1)

@@ -1,8 +1,10 @@
 """Model zoo: teachers and students that return what distillation needs.
 
-Every model is a plain flax.linen module whose `__call__(x, *, train)` returns a dict with
-"logits" (float32, or None for a headless encoder), "embedding" (pooled), "features" (one entry
-per stage / layer) and, for transformers, "attentions" (one [batch, heads, q, k] per layer).
+Every model is a plain flax.linen module whose `__call__(x, *, train, outputs=None)` returns a
+dict with "logits" (float32, or None for a headless encoder), "embedding" (pooled), "features"
+(one entry per stage / layer) and, for transformers, "attentions" (one [batch, heads, q, k] per
+layer); `outputs=("logits", ...)` returns only those (`kd_jax.models.outputs`), and BERT / ViT
+then use fused attention unless "attentions" is among them.
 
     model = get_model("resnet20", num_classes=100)
     variables = model.init(jax.random.PRNGKey(0), jnp.zeros((1, 32, 32, 3)), train=False)

@@ -110,9 +110,7 @@ def batch_transform(config) -> Callable[[dict, int], dict]:
 
 
 def get_source(config, split: str):
-  if ":" in config.dataset:
-    return resolve_callable(config.dataset)(split, data_dir=config.data_dir,
-                                            manual_dir=config.manual_dir)
+  """`kd_jax.data.get_source`: registered names, "csv:PATH?..." files, "package.module:fn"."""
   return data_api().get_source(config.dataset, split, data_dir=config.data_dir,
                                manual_dir=config.manual_dir)
 
@@ -130,6 +128,7 @@ class Data:
   num_train_examples: int
   eval_split: str
   train_transforms: Sequence[Callable]
+  train_source: Any = None
 
   def eval_batches(self) -> Iterable[dict]:
     return self.batches(self.eval_split)
@@ -162,7 +161,8 @@ def build_data(config) -> Data:
                             transforms=eval_transforms, shard_index=jax.process_index(),
                             shard_count=jax.process_count())
 
-  return Data(train_iter, batches, len(train_source), config.eval_split, train_transforms)
+  return Data(train_iter, batches, len(train_source), config.eval_split, train_transforms,
+              train_source)
 
 
 def build_optimizer(opt, total_steps: int) -> tuple[optax.GradientTransformation,

@@ -218,6 +218,8 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict
 
   start = _start(config, example=example, forward=forward, teacher_variables=teacher_variables)
   _save_config(config, workdir)
+  if jax.process_index() == 0:  # class names of user data, for `kd_jax.predict`
+    build.data_api().user_data.write_label_names(data.train_source, workdir)
   model_input = lambda batch: steps_lib.model_input(batch, config.input_key, compute_dtype)
   roles = {"train": config.train_split}
   if config.validation_split:

@@ -80,6 +80,9 @@ CASES = {
     "fitnets_hint": Case(lambda s, t: L.fitnets_hint(s, t, _ADAPTER),
                          lambda rng, b: (rng.normal(size=(b, 2, 2, 3)).astype(np.float32),
                                          rng.normal(size=(b, 2, 2, 5)).astype(np.float32))),
+    "attention_transfer": Case(L.attention_transfer,
+                               lambda rng, b: (rng.normal(size=(b, 3, 3, 4)).astype(np.float32),
+                                               rng.normal(size=(b, 3, 3, 6)).astype(np.float32))),
     "cosine_distance": Case(L.cosine_distance, lambda rng, b: (rng.normal(size=(b, 8)).astype(np.float32),
                                                                 rng.normal(size=(b, 8)).astype(np.float32))),
     "disk_loss": Case(

@@ -192,6 +192,16 @@ def fitnets(s_feat, t_feat, kernel, bias):
   return np.array(out)
 
 
+def attention_transfer(s_feat, t_feat, p=2.0):
+  """Zagoruyko & Komodakis: q = vec(Σ_c |A_c|^p)/‖·‖₂ per example, loss = mean_j (q_s − q_t)²."""
+  out = []
+  for s, t in zip(s_feat, t_feat):
+    qs = (np.abs(np.asarray(s, np.float64)) ** p).sum(-1).ravel()
+    qt = (np.abs(np.asarray(t, np.float64)) ** p).sum(-1).ravel()
+    out.append(np.mean((qs / np.linalg.norm(qs) - qt / np.linalg.norm(qt))**2))
+  return np.array(out)
+
+
 def cosine_distance(s, t):
   return np.array([1 - normalize(a) @ normalize(b) for a, b in zip(s, t)])
 

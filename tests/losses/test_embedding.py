@@ -29,6 +29,18 @@ def test_fitnets_hint_matches_reference(student_shape, teacher_shape):
   np.testing.assert_allclose(out, ref.fitnets(s, t, kernel, bias), rtol=1e-4)
 
 
+@pytest.mark.parametrize("p", [1.0, 2.0, 4.0])
+def test_attention_transfer_matches_reference(p):
+  rng = np.random.default_rng(int(p))
+  s, t = rng.normal(size=(3, 4, 4, 8)), rng.normal(size=(3, 4, 4, 16))
+  np.testing.assert_allclose(L.attention_transfer(s, t, p=p), ref.attention_transfer(s, t, p),
+                             rtol=1e-4, atol=1e-9)
+  # Equal maps up to a channel-independent scale: zero (the maps are normalised).
+  np.testing.assert_allclose(L.attention_transfer(s, 3.0 * s, p=p), 0.0, atol=1e-9)
+  with pytest.raises(ValueError, match=r"\(3, 4, 4, 8\).*\(3, 2, 2, 16\).*same"):
+    L.attention_transfer(s, t[:, :2, :2])
+
+
 def test_embedding_errors_name_both_shapes():
   with pytest.raises(ValueError, match=r"\(4, 64\).*\(4, 128\)"):
     L.embedding_mse(np.zeros((4, 64)), np.zeros((4, 128)))
