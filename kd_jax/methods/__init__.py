@@ -10,6 +10,8 @@ import importlib
 
 from kd_jax.methods.base import (Aux, Method, PrepareContext, RunContext, StepIO, UpdateIO,
                                  Variables, teacher_ensemble_logits)
+from kd_jax.methods.attention_transfer import AttentionTransfer
+from kd_jax.methods.fitnets import FitNets
 from kd_jax.methods.reaugkd import ReAugKD
 from kd_jax.methods.rkd import RelationalKD
 from kd_jax.methods.supervised import Supervised
@@ -20,6 +22,8 @@ METHODS: dict[str, type[Method]] = {
     "vanilla_kd": VanillaKD,
     "reaugkd": ReAugKD,
     "rkd": RelationalKD,
+    "fitnets": FitNets,
+    "at": AttentionTransfer,
 }
 
 
@@ -46,6 +50,6 @@ def get_method(name: str, **hyper_parameters) -> Method:
   return cls(**hyper_parameters)
 
 
-__all__ = ["Aux", "METHODS", "Method", "PrepareContext", "ReAugKD", "RelationalKD", "RunContext",
+__all__ = ["AttentionTransfer", "Aux", "FitNets", "METHODS", "Method", "PrepareContext", "ReAugKD", "RelationalKD", "RunContext",
            "StepIO", "Supervised", "UpdateIO", "VanillaKD", "Variables", "get_method",
            "teacher_ensemble_logits"]
