@@ -3,9 +3,8 @@
 Only the trainable tree {"student", "method"} is differentiated; the teachers are applied in
 inference mode outside `value_and_grad` and wrapped in `stop_gradient`, so no gradient (and no
 backward computation) ever reaches them. Mixed precision follows the usual recipe: float32
-master params and optimiser state; the models are built with flax's `dtype=compute_dtype` and
-the student's params cast to it for the forward pass (the teachers' variables are cast once, when
-they are loaded); outputs are cast back to float32 before any loss (the losses are float32 inside
+master params and optimiser state; the models are built with flax's `dtype=compute_dtype`, which
+casts each float32 param where it is used (the teachers' variables are cast once, when loaded); outputs are cast back to float32 before any loss (the losses are float32 inside
 as well) and BatchNorm statistics are kept in float32.
 
 Models are asked only for the outputs the method reads (`Method.requested_outputs`): modules whose
@@ -109,15 +108,20 @@ class Forward:
     return select(result)
 
   def student_train(self, params, model_state, x, rng):
-    """Train-mode forward; returns (float32 outputs, updated non-param collections)."""
-    variables = {"params": cast_floats(params, self.compute_dtype), **model_state}
+    """Train-mode forward; returns (float32 outputs, updated non-param collections).
+
+    The float32 params go in as they are: modules built with `dtype=compute_dtype` cast each
+    param where they use it, so the weight gradients reach the optimiser in float32 rather than
+    rounded to the compute dtype (and the step converts fewer elements).
+    """
+    variables = {"params": params, **model_state}
     out, new_model_state = self._apply(self.student, variables, x, self.student_outputs,
                                        train=True, rngs={"dropout": rng},
                                        mutable=list(model_state))
     return _as_float32(out), _restore_dtypes(dict(new_model_state), model_state)
 
   def student_eval(self, params, model_state, x):
-    variables = {"params": cast_floats(params, self.compute_dtype), **model_state}
+    variables = {"params": params, **model_state}
     return _as_float32(self._apply(self.student, variables, x, self.student_outputs,
                                    train=False))
 
