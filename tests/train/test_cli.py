@@ -56,13 +56,11 @@ def train_losses(workdir):
   return steps, np.array([r["loss"] for r in rows])
 
 
-@pytest.mark.slow
-def test_sigkill_then_resume_is_bit_identical(tmp_path):
-  reference = cli(f"{TINY}:resume", tmp_path / "reference")
-  victim_dir = tmp_path / "victim"
-  victim = cli(f"{TINY}:resume", victim_dir)
+def start_and_kill(config, victim_dir, *, at_step=8):
+  """Starts a run of `config` and SIGKILLs it once checkpoint `at_step` exists."""
+  victim = cli(config, victim_dir)
   deadline = time.time() + 180
-  while not (victim_dir / "checkpoints" / "8").exists():
+  while not (victim_dir / "checkpoints" / str(at_step)).exists():
     assert victim.poll() is None, victim.communicate()[0][-3000:]
     assert time.time() < deadline, "no checkpoint appeared"
     time.sleep(0.05)
@@ -70,6 +68,13 @@ def test_sigkill_then_resume_is_bit_identical(tmp_path):
   victim.communicate()
   assert victim.returncode == -signal.SIGKILL
   assert not (victim_dir / "results.json").exists(), "the run finished before it was killed"
+
+
+@pytest.mark.slow
+def test_sigkill_then_resume_is_bit_identical(tmp_path):
+  reference = cli(f"{TINY}:resume", tmp_path / "reference")
+  victim_dir = tmp_path / "victim"
+  start_and_kill(f"{TINY}:resume", victim_dir)
   killed_at = sorted(int(p.name) for p in (victim_dir / "checkpoints").iterdir()
                      if p.name.isdigit())[-1]
   assert 8 <= killed_at < 24

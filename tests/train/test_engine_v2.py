@@ -5,12 +5,11 @@ SIGKILL with constants present (bit-identical, constants not recomputed)."""
 
 import json
 import os
-import signal
-import time
 
 import jax
 import ml_collections
 import numpy as np
+import orbax.checkpoint as ocp
 import pytest
 
 from kd_jax.train import checkpoint as checkpoint_lib
@@ -32,12 +31,12 @@ def toy_run(tmp_path_factory):
 
 
 def _state(workdir, step):
+  """The whole train state saved at `step` (the newest one fixes structure and placement)."""
   manager = checkpoint_lib.Checkpointer(workdir, async_save=False)
   try:
     like = checkpoint_lib.restore_latest_state(workdir)[1]
-    return manager.manager.restore(step, args=__import__("orbax.checkpoint").checkpoint.args
-                                   .Composite(state=__import__("orbax.checkpoint").checkpoint
-                                              .args.StandardRestore(like)))["state"]
+    return manager.manager.restore(step, args=ocp.args.Composite(
+        state=ocp.args.StandardRestore(like)))["state"]
   finally:
     manager.close()
 
@@ -159,15 +158,7 @@ def test_sigkill_then_resume_is_bit_identical_with_constants(tmp_path):
   config = f"{test_cli.TINY}:engine_v2"
   reference = test_cli.cli(config, tmp_path / "reference")
   victim_dir = tmp_path / "victim"
-  victim = test_cli.cli(config, victim_dir)
-  deadline = time.time() + 180
-  while not (victim_dir / "checkpoints" / "8").exists():
-    assert victim.poll() is None, victim.communicate()[0][-3000:]
-    assert time.time() < deadline, "no checkpoint appeared"
-    time.sleep(0.05)
-  victim.send_signal(signal.SIGKILL)
-  victim.communicate()
-  assert not (victim_dir / "results.json").exists(), "the run finished before it was killed"
+  test_cli.start_and_kill(config, victim_dir)
   constants_file = victim_dir / "constants" / "constants.safetensors"
   mtime = os.path.getmtime(constants_file)
   output = test_cli.finish(test_cli.cli(config, victim_dir))
