@@ -5,9 +5,10 @@ The generator is seeded from (seed, position of the example in the stream), so a
 augmentation depends only on where it sits in the stream: the stream is deterministic for a seed
 and an iterator restored from `get_state()` yields exactly the batches the uninterrupted one would.
 
-Train order (big_vision / Flax examples): shard -> shuffle -> repeat (reshuffled every epoch) ->
-batch(drop_remainder) -> read + augment. Sharding comes first so hosts read disjoint examples;
-the batch is per host, i.e. the global batch is `batch_size * shard_count`.
+Train order: shuffle -> repeat (reshuffled every epoch) -> global batch(drop_remainder) -> this
+host's contiguous rows -> read + augment. Every host draws the same global order and reads only
+its rows (disjoint within a step), so n hosts train on exactly the batches and augmentations of
+one host; the batch is per host, i.e. the global batch is `batch_size * shard_count`.
 
 The grain graph runs over example *indices* and reads each batch with one batched
 `source.__getitems__` call: array_record decompresses records in parallel inside one read, which
@@ -31,14 +32,18 @@ Transform = Callable[[dict[str, Any], np.random.Generator], dict[str, Any]]
 class _ReadBatch:
   """Reads a batch of example indices with one batched source read, then transforms each example.
 
-  The k-th example of the stream gets `np.random.default_rng([seed, k])`, so its augmentation
-  depends only on (seed, k): exact replay after `set_state`, independent of thread scheduling.
+  The k-th example of the (global) stream gets `np.random.default_rng([seed, k])`, so its
+  augmentation depends only on (seed, k): exact replay after `set_state`, independent of thread
+  scheduling and of how many hosts share the global batch (`offset`: this host's first row in
+  each global batch of `stride` rows).
   """
 
   def __init__(self, source, transforms: Sequence[Transform], seed: int, batch_size: int,
-               with_index: bool = False):
+               with_index: bool = False, *, offset: int = 0, stride: int | None = None):
     self.source = source
     self.with_index = with_index
+    self.offset = offset
+    self.stride = batch_size if stride is None else stride
     self.transforms = tuple(transforms)
     self.seed = seed
     self.batch_size = batch_size
@@ -55,7 +60,7 @@ class _ReadBatch:
   def __call__(self, batch_index: int, indices: np.ndarray) -> dict[str, np.ndarray]:
     examples = self.read(indices)
     if self.transforms:
-      first = batch_index * self.batch_size
+      first = batch_index * self.stride + self.offset
       for j, example in enumerate(examples):
         rng = np.random.default_rng([self.seed, first + j])
         for transform in self.transforms:
@@ -104,13 +109,18 @@ def train_loader(source, *, batch_size: int, seed: int, transforms: Sequence[Tra
   if len(source) < shard_count:
     raise ValueError(f"source of {len(source)} examples can't be split over {shard_count} shards.")
   shuffle_seed, augment_seed = (int(s) for s in np.random.SeedSequence(seed).generate_state(2))
+  # One global order for all hosts: every host draws the same shuffled global batches of
+  # batch_size × shard_count examples and reads its own contiguous rows of each, so a run on n
+  # hosts trains on exactly the batches (and augmentations) of a run on one.
   ds = grain.MapDataset.range(len(source))
-  # Strided shards differ in size by at most one example.
-  ds = ds[shard_index::shard_count]
   ds = ds.shuffle(seed=shuffle_seed).repeat()  # repeat() reshuffles each epoch.
-  ds = ds.batch(batch_size, drop_remainder=True)
+  ds = ds.batch(batch_size * shard_count, drop_remainder=True)
+  offset = shard_index * batch_size
+  if shard_count > 1:
+    ds = ds.map(lambda indices: indices[offset:offset + batch_size])
   ds = ds.map_with_index(_ReadBatch(source, transforms, augment_seed, batch_size,
-                                    with_index=with_index))
+                                    with_index=with_index, offset=offset,
+                                    stride=batch_size * shard_count))
   return iter(ds.to_iter_dataset(_read_options(num_threads)))
 
 

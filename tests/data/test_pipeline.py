@@ -78,6 +78,17 @@ def test_shards_are_disjoint_and_cover_the_source(train_source):
   assert not seen[0] & seen[1]
 
 
+def test_hosts_together_read_exactly_the_single_host_stream(train_source):
+  """Two shards of 50 rows are, row for row, the one-host stream of 100 (augmentation too)."""
+  one = data.train_loader(train_source, batch_size=100, seed=5, transforms=AUGMENT,
+                          shard_index=0, shard_count=1)
+  hosts = [data.train_loader(train_source, batch_size=50, seed=5, transforms=AUGMENT,
+                             shard_index=i, shard_count=2) for i in range(2)]
+  for _ in range(3):
+    together = np.concatenate([next(h)["image"] for h in hosts])
+    np.testing.assert_array_equal(together, next(one)["image"])
+
+
 def test_eval_batches_cover_every_example_once_with_mask(test_source):
   batches = list(data.eval_batches(test_source, batch_size=64, shard_index=0, shard_count=1))
   assert len(batches) == 8  # ceil(500 / 64)
