@@ -1,7 +1,6 @@
 """The fidelity table end to end at smoke size: stages → report (Markdown, CSV, plot)."""
 
 import csv
-import json
 import os
 
 import pytest
@@ -22,12 +21,16 @@ def smoke_run(tmp_path_factory):
 def test_every_stage_ran_and_students_distilled_from_their_ensembles(smoke_run):
   workdir, _ = smoke_run
   config = fidelity_config.get_config("smoke")
-  for stage in config.stage_order:
-    with open(os.path.join(workdir, stage, "results.json")) as f:
-      result = json.load(f)
-    assert 0.0 <= result["accuracy"] <= 1.0
+  results = tables.load_stage_results(workdir, config.stage_order)
+  for stage, result in results.items():
+    assert result["step"] == config.stages[stage].total_steps
+    assert result["accuracy"] == result["evals"]["eval"]["accuracy"]
     if stage.startswith("student_"):
       assert {"agreement", "predictive_kl", "teacher_accuracy"} <= set(result)
+      teachers = config.stages[stage].teachers
+      if len(teachers) == 1:  # the teacher's accuracy on the same test split, as it reported it
+        assert result["teacher_accuracy"] == pytest.approx(
+            results[teachers[0].workdir]["accuracy"], abs=1e-6)
   # The m = 2 student is evaluated against the 2-teacher ensemble, whose accuracy is its own
   # number, not either member's (up to a tie).
   assert len(config.stages["student_m2_baseline_s0"].teachers) == 2
