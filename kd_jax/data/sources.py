@@ -239,7 +239,12 @@ def get_source(name: str, split: str, *, data_dir=None, manual_dir=None,
   registered = user_data.registered(name)
   if registered is None and ":" in name:
     module_name, _, attribute = name.partition(":")
-    registered = getattr(importlib.import_module(module_name), attribute, None)
+    try:
+      module = importlib.import_module(module_name)
+    except ImportError as error:
+      raise ValueError(f"Cannot import {name!r} (a dataset given as 'package.module:function'): "
+                       f"{error}") from error
+    registered = getattr(module, attribute, None)
     if not callable(registered):
       raise ValueError(f"Dataset {name!r}: {module_name} has no callable {attribute!r}.")
   if registered is not None:
