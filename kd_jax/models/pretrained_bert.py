@@ -54,7 +54,9 @@ class PretrainedBert(bert.BertEncoder):
     params = dict(variables["params"])
     for name in params:
       if name != "classifier":  # the head is new for the task
-        params[name] = jax.tree.map(lambda new, old: jnp.asarray(old, new.dtype), params[name],
+        # A copy (jnp.array), never the cached array itself: the train step donates the state,
+        # which would delete the process-wide cache under the next stage that loads it.
+        params[name] = jax.tree.map(lambda new, old: jnp.array(old, new.dtype), params[name],
                                     selected["params"][name])
     return {**variables, "params": params}
 
