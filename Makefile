@@ -25,7 +25,11 @@ system-data:
 demo: $(STAMP) system-data
 	$(PY) -m experiments.demo
 
+# Formatting first (seconds): `.venv/bin/pyink kd_jax experiments tests benchmarks scripts` fixes it.
+FORMATTED := kd_jax experiments tests benchmarks scripts
+
 test: $(STAMP) system-data
+	$(PY) -m pyink --check --quiet $(FORMATTED)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 clean-venv:

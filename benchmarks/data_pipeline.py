@@ -46,6 +46,7 @@ def _torch_rate(source, transforms, batch_size, num_batches) -> float | None:
     return None
 
   class Mapped(torch_data.Dataset):
+
     def __len__(self):
       return len(source)
 
@@ -55,19 +56,31 @@ def _torch_rate(source, transforms, batch_size, num_batches) -> float | None:
         example = t(example, rng)
       return example
 
-  loader = torch_data.DataLoader(Mapped(), batch_size=batch_size, shuffle=True, drop_last=True,
-                                 num_workers=0, collate_fn=batching.stack_examples)
+  loader = torch_data.DataLoader(
+      Mapped(),
+      batch_size=batch_size,
+      shuffle=True,
+      drop_last=True,
+      num_workers=0,
+      collate_fn=batching.stack_examples,
+  )
+
   def forever():
     while True:
       yield from loader
+
   return _time_batches(forever(), num_batches)
 
 
 def _eval_rate(source, transforms, batch_size, num_batches) -> float:
   start = time.perf_counter()
   done = 0
-  for done, _ in enumerate(data.eval_batches(source, batch_size=batch_size, transforms=transforms,
-                                             shard_index=0, shard_count=1), start=1):
+  for done, _ in enumerate(
+      data.eval_batches(
+          source, batch_size=batch_size, transforms=transforms, shard_index=0, shard_count=1
+      ),
+      start=1,
+  ):
     if done == num_batches:
       break
   return done / (time.perf_counter() - start)
@@ -81,6 +94,7 @@ def main():
   parser.add_argument("--out", default=str(REPO / "benchmarks/results/data_pipeline.md"))
   args = parser.parse_args()
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+
   tfds.disable_progress_bar()
   with tempfile.TemporaryDirectory(prefix="kd_jax_bench_tfds_") as scratch:
     run(args, args.data_dir or scratch)
@@ -95,19 +109,37 @@ def run(args, data_dir: str) -> None:
   folds = "+".join(f"fold{k}" for k in range(1, 11))
   sound = data.get_source("sonic_pi", folds, data_dir=data_dir)
   cases = [
-      ("image", "fashion_mnist train", image, 128,
-       (data.PadCropFlip(padding=2), data.NormalizeImage(mean=0.286, std=0.353))),
+      (
+          "image",
+          "fashion_mnist train",
+          image,
+          128,
+          (data.PadCropFlip(padding=2), data.NormalizeImage(mean=0.286, std=0.353)),
+      ),
       ("text", "rotten_tomatoes train", text, 64, (tokenization.Tokenize(max_length=128),)),
-      ("audio", "sonic_pi (UrbanSound8K layout), 48 kHz", sound, 16,
-       (audio.CropOrPadAudio(seconds=1.0),)),
+      (
+          "audio",
+          "sonic_pi (UrbanSound8K layout), 48 kHz",
+          sound,
+          16,
+          (audio.CropOrPadAudio(seconds=1.0),),
+      ),
   ]
   rows = []
   for kind, name, source, batch_size, transforms in cases:
-    train = data.train_loader(source, batch_size=batch_size, seed=0, transforms=transforms,
-                              shard_index=0, shard_count=1, num_threads=args.threads)
+    train = data.train_loader(
+        source,
+        batch_size=batch_size,
+        seed=0,
+        transforms=transforms,
+        shard_index=0,
+        shard_count=1,
+        num_threads=args.threads,
+    )
     train_rate = _time_batches(train, args.num_batches)
-    eval_transforms = tuple(audio.CropOrPadAudio(1.0, random=False) if kind == "audio" else t
-                            for t in transforms)
+    eval_transforms = tuple(
+        audio.CropOrPadAudio(1.0, random=False) if kind == "audio" else t for t in transforms
+    )
     eval_rate = _eval_rate(source, eval_transforms, batch_size, args.num_batches)
     torch_rate = _torch_rate(source, transforms, batch_size, args.num_batches)
     rows.append((kind, name, len(source), batch_size, train_rate, eval_rate, torch_rate))
@@ -130,16 +162,20 @@ def run(args, data_dir: str) -> None:
   ]
   for kind, name, size, batch, train_rate, eval_rate, torch_rate in rows:
     peer = f"{torch_rate:.1f}" if torch_rate else "torch not installed"
-    lines.append(f"| {kind} | {name} | {size} | {batch} | {train_rate:.1f} | {eval_rate:.1f} "
-                 f"| {peer} |")
-  lines += ["", "Train: shuffled, repeated, augmented, `drop_remainder`; eval: ordered, padded "
-            "last batch with mask; eval rates include starting the iterator (no warm-up). The audio corpus is `sonic_pi`: 150 real recordings (Debian "
-            "`sonic-pi-samples`, <= 4 s) in the UrbanSound8K layout, decoded and resampled once "
-            "at prepare time, so the per-batch cost is reading up to 4 s of 48 kHz float32 audio "
-            "per example and cropping / padding it to 1 s. The text rows "
-            "tokenise inside the pipeline (MiniLM tokenizer, 128 tokens). The torch peer reads "
-            "the same `DataSource` one record at a time (its default sampler), while kd_jax reads "
-            "each batch with one batched array_record call; that read is most of the difference."]
+    lines.append(
+        f"| {kind} | {name} | {size} | {batch} | {train_rate:.1f} | {eval_rate:.1f} " f"| {peer} |"
+    )
+  lines += [
+      "",
+      "Train: shuffled, repeated, augmented, `drop_remainder`; eval: ordered, padded "
+      "last batch with mask; eval rates include starting the iterator (no warm-up). The audio corpus is `sonic_pi`: 150 real recordings (Debian "
+      "`sonic-pi-samples`, <= 4 s) in the UrbanSound8K layout, decoded and resampled once "
+      "at prepare time, so the per-batch cost is reading up to 4 s of 48 kHz float32 audio "
+      "per example and cropping / padding it to 1 s. The text rows "
+      "tokenise inside the pipeline (MiniLM tokenizer, 128 tokens). The torch peer reads "
+      "the same `DataSource` one record at a time (its default sampler), while kd_jax reads "
+      "each batch with one batched array_record call; that read is most of the difference.",
+  ]
   pathlib.Path(args.out).write_text("\n".join(lines) + "\n")
   print("\n".join(lines))
 

@@ -18,6 +18,7 @@ Rows: kd_jax `exact_top_k` (chunked matmul + top_k) against the plain recipe it 
 raw ScaNN with the same parameters at several `num_leaves_to_search`, and FAISS (exact
 `IndexFlatIP`, `IndexIVFFlat` at several `nprobe`, `IndexHNSWFlat`) as the peer.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -76,18 +77,23 @@ def _matmul_top_k(queries, database):
 
 def plain_top_k(queries, database, chunk: int):
   """The reference recipe: a jitted matmul + top_k per query chunk, chunks looped in Python."""
-  out = [_matmul_top_k(queries[i:i + chunk], database) for i in range(0, len(queries), chunk)]
+  out = [_matmul_top_k(queries[i : i + chunk], database) for i in range(0, len(queries), chunk)]
   return jax.block_until_ready(out)
 
 
 def raw_scann(database, params: search.ScannParams, leaves_to_search: int):
   import scann  # pylint: disable=g-import-not-at-top
+
   leaves = max(1, min(params.num_leaves, len(database) // 2))
   builder = scann.scann_ops_pybind.builder(database, K, "dot_product").tree(
-      num_leaves=leaves, num_leaves_to_search=leaves_to_search,
-      training_sample_size=min(params.training_sample_size, len(database)))
-  builder = builder.score_ah(params.dims_per_block, anisotropic_quantization_threshold=(
-      params.anisotropic_quantization_threshold))
+      num_leaves=leaves,
+      num_leaves_to_search=leaves_to_search,
+      training_sample_size=min(params.training_sample_size, len(database)),
+  )
+  builder = builder.score_ah(
+      params.dims_per_block,
+      anisotropic_quantization_threshold=(params.anisotropic_quantization_threshold),
+  )
   return builder.reorder(params.reorder).build()
 
 
@@ -122,31 +128,60 @@ def main(argv=None) -> None:
   device_db = jax.block_until_ready(jnp.asarray(database))
   put_s = time.perf_counter() - start
   device_q = jnp.asarray(queries)
-  truth = np.asarray(retrieval.exact_top_k(device_q, device_db, k=K,
-                                           precision=jax.lax.Precision.HIGHEST)[0])
+  truth = np.asarray(
+      retrieval.exact_top_k(device_q, device_db, k=K, precision=jax.lax.Precision.HIGHEST)[0]
+  )
   search_exact = lambda **kw: jax.block_until_ready(
-      retrieval.exact_top_k(device_q, device_db, k=K, **kw))
+      retrieval.exact_top_k(device_q, device_db, k=K, **kw)
+  )
   chunk = max(1, min(num_queries, search.MAX_CHUNK_SCORES // num))
-  timings = interleaved({
-      "exact": search_exact, "plain": lambda: plain_top_k(device_q, device_db, chunk),
-      "approx": lambda: search_exact(recall_target=0.95)}, args.repeats)
+  timings = interleaved(
+      {
+          "exact": search_exact,
+          "plain": lambda: plain_top_k(device_q, device_db, chunk),
+          "approx": lambda: search_exact(recall_target=0.95),
+      },
+      args.repeats,
+  )
   seconds, (indices, _) = timings["exact"]
-  add("kd_jax exact_top_k", put_s, seconds, indices, database.nbytes,
-      f"query chunks of {chunk}, default matmul precision")
+  add(
+      "kd_jax exact_top_k",
+      put_s,
+      seconds,
+      indices,
+      database.nbytes,
+      f"query chunks of {chunk}, default matmul precision",
+  )
   plain_s, plain_out = timings["plain"]
   plain_indices = np.concatenate([np.asarray(i) for _, i in plain_out])
-  add("plain jit(matmul + top_k) per query chunk", put_s, plain_s, plain_indices,
-      database.nbytes, f"kd_jax / plain QPS = {plain_s / seconds:.2f}")
+  add(
+      "plain jit(matmul + top_k) per query chunk",
+      put_s,
+      plain_s,
+      plain_indices,
+      database.nbytes,
+      f"kd_jax / plain QPS = {plain_s / seconds:.2f}",
+  )
   seconds, (indices, _) = timings["approx"]
-  add("kd_jax exact_top_k(recall_target=0.95)", put_s, seconds, indices, database.nbytes,
-      "lax.approx_max_k")
+  add(
+      "kd_jax exact_top_k(recall_target=0.95)",
+      put_s,
+      seconds,
+      indices,
+      database.nbytes,
+      "lax.approx_max_k",
+  )
 
   # ScaNN: kd_jax's wrapper against raw ScaNN, same parameters; one build each, and the
   # leaves searched (the recall/speed knob) varied at query time.
   leaves = int(round(np.sqrt(num)))
   sweep = (max(1, leaves // 40), max(2, leaves // 10), max(4, leaves // 4))
-  params = search.ScannParams(num_leaves=leaves, num_leaves_to_search=sweep[-1],
-                              training_sample_size=min(num, 100_000), reorder=100)
+  params = search.ScannParams(
+      num_leaves=leaves,
+      num_leaves_to_search=sweep[-1],
+      training_sample_size=min(num, 100_000),
+      reorder=100,
+  )
   start = time.perf_counter()
   wrapped = retrieval.ScannSearcher(database, params=params, default_k=K)
   wrapped_build_s = time.perf_counter() - start
@@ -157,16 +192,29 @@ def main(argv=None) -> None:
   raw_bytes = scann_bytes(raw)
   for to_search in sweep:
     label = f"leaves {leaves}, search {to_search}, AH 2 dims/block, reorder 100"
-    timings = interleaved({
-        "wrapped": lambda: wrapped.search(queries, K, leaves_to_search=to_search),
-        "raw": lambda: raw.search_batched_parallel(
-            queries, final_num_neighbors=K, pre_reorder_num_neighbors=100,
-            leaves_to_search=to_search)}, args.repeats)
+    timings = interleaved(
+        {
+            "wrapped": lambda: wrapped.search(queries, K, leaves_to_search=to_search),
+            "raw": lambda: raw.search_batched_parallel(
+                queries,
+                final_num_neighbors=K,
+                pre_reorder_num_neighbors=100,
+                leaves_to_search=to_search,
+            ),
+        },
+        args.repeats,
+    )
     wrapped_s, (indices, _) = timings["wrapped"]
     add("ScaNN via kd_jax.retrieval", wrapped_build_s, wrapped_s, indices, wrapped_bytes, label)
     raw_s, (indices, _) = timings["raw"]
-    add("raw ScaNN search_batched_parallel", raw_build_s, raw_s, indices, raw_bytes,
-        f"{label}; kd_jax / raw QPS = {raw_s / wrapped_s:.2f}")
+    add(
+        "raw ScaNN search_batched_parallel",
+        raw_build_s,
+        raw_s,
+        indices,
+        raw_bytes,
+        f"{label}; kd_jax / raw QPS = {raw_s / wrapped_s:.2f}",
+    )
 
   try:
     import faiss  # pylint: disable=g-import-not-at-top
@@ -178,19 +226,24 @@ def main(argv=None) -> None:
     flat.add(database)
     build_s = time.perf_counter() - start
     seconds, (_, indices) = timed(lambda: flat.search(queries, K), args.repeats)
-    add("faiss IndexFlatIP (exact)", build_s, seconds, indices,
-        faiss.serialize_index(flat).nbytes)
+    add("faiss IndexFlatIP (exact)", build_s, seconds, indices, faiss.serialize_index(flat).nbytes)
     start = time.perf_counter()
     quantizer = faiss.IndexFlatIP(DIM)  # kept referenced: the IVF index does not own it
     ivf = faiss.IndexIVFFlat(quantizer, DIM, leaves, faiss.METRIC_INNER_PRODUCT)
-    ivf.train(database[:min(num, 100_000)])
+    ivf.train(database[: min(num, 100_000)])
     ivf.add(database)
     build_s = time.perf_counter() - start
     for nprobe in (max(1, leaves // 40), max(2, leaves // 10), max(4, leaves // 4)):
       ivf.nprobe = nprobe
       seconds, (_, indices) = timed(lambda: ivf.search(queries, K), args.repeats)
-      add("faiss IndexIVFFlat", build_s, seconds, indices, faiss.serialize_index(ivf).nbytes,
-          f"nlist {leaves}, nprobe {nprobe}")
+      add(
+          "faiss IndexIVFFlat",
+          build_s,
+          seconds,
+          indices,
+          faiss.serialize_index(ivf).nbytes,
+          f"nlist {leaves}, nprobe {nprobe}",
+      )
     if not args.no_hnsw:
       start = time.perf_counter()
       hnsw = faiss.IndexHNSWFlat(DIM, 32, faiss.METRIC_INNER_PRODUCT)
@@ -199,16 +252,24 @@ def main(argv=None) -> None:
       for ef in (32, 128):
         hnsw.hnsw.efSearch = ef
         seconds, (_, indices) = timed(lambda: hnsw.search(queries, K), args.repeats)
-        add("faiss IndexHNSWFlat", build_s, seconds, indices,
-            faiss.serialize_index(hnsw).nbytes, f"M 32, efSearch {ef}")
+        add(
+            "faiss IndexHNSWFlat",
+            build_s,
+            seconds,
+            indices,
+            faiss.serialize_index(hnsw).nbytes,
+            f"M 32, efSearch {ef}",
+        )
   write_results(args, num, num_queries, rows)
 
 
 def write_results(args, num, num_queries, rows) -> None:
   from benchmarks.train_step import machine_description  # pylint: disable=g-import-not-at-top
+
   out = pathlib.Path(args.out or REPO / "benchmarks" / "results" / f"retrieval_{args.preset}.md")
   lines = [
-      "# Knowledge-base search: kd_jax vs ScaNN and FAISS", "",
+      "# Knowledge-base search: kd_jax vs ScaNN and FAISS",
+      "",
       f"Command: `{shlex.join(['python', 'benchmarks/retrieval.py', *sys.argv[1:]])}`  ",
       f"Machine: {machine_description('cpu')}  ",
       f"Date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC  ",
@@ -217,11 +278,16 @@ def write_results(args, num, num_queries, rows) -> None:
   ]
   if args.note:
     lines += ["", args.note]
-  lines += ["", "| search | build (s) | QPS | recall@10 | size (MB) | settings |",
-            "|---|---|---|---|---|---|"]
+  lines += [
+      "",
+      "| search | build (s) | QPS | recall@10 | size (MB) | settings |",
+      "|---|---|---|---|---|---|",
+  ]
   for name, build_s, qps, recall, size_bytes, note in rows:
-    lines.append(f"| {name} | {build_s:.2f} | {qps:,.0f} | {recall:.3f} | "
-                 f"{size_bytes / 1e6:.0f} | {note} |")
+    lines.append(
+        f"| {name} | {build_s:.2f} | {qps:,.0f} | {recall:.3f} | "
+        f"{size_bytes / 1e6:.0f} | {note} |"
+    )
   out.parent.mkdir(parents=True, exist_ok=True)
   out.write_text("\n".join(lines) + "\n")
   print(f"wrote {out}")

@@ -15,6 +15,7 @@ PyTorch runs eager and, where it compiles, with `torch.compile` on both nets; bf
 `torch.autocast`. Timing: warm-up steps, then windows of steps, interleaved across the runners so
 that a shared machine's load hits every runner alike; the table reports the median window.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -66,8 +67,10 @@ def make_batch(case: str, batch: int, seq_len: int | None, seed: int = 0) -> dic
   """Random uint8 CIFAR-shaped images, or token ids with right padding (id 0), plus labels."""
   rng = np.random.default_rng(seed)
   if case == "resnet":
-    return {"image": rng.integers(0, 256, (batch, 32, 32, 3), dtype=np.uint8),
-            "label": rng.integers(0, 100, batch).astype(np.int32)}
+    return {
+        "image": rng.integers(0, 256, (batch, 32, 32, 3), dtype=np.uint8),
+        "label": rng.integers(0, 100, batch).astype(np.int32),
+    }
   lengths = rng.integers(seq_len // 2, seq_len + 1, batch)
   ids = rng.integers(1, 30522, (batch, seq_len)).astype(np.int32)
   ids[np.arange(seq_len)[None, :] >= lengths[:, None]] = 0
@@ -76,11 +79,17 @@ def make_batch(case: str, batch: int, seq_len: int | None, seed: int = 0) -> dic
 
 def jax_models(case: str, dtype, attention_implementation=None):
   if case == "resnet":
-    return (models.get_model("resnet56", num_classes=100, dtype=dtype),
-            models.get_model("resnet20", num_classes=100, dtype=dtype), "image")
+    return (
+        models.get_model("resnet56", num_classes=100, dtype=dtype),
+        models.get_model("resnet20", num_classes=100, dtype=dtype),
+        "image",
+    )
   bert = lambda layers: models.BertEncoder(
-      models.BertConfig(num_layers=layers), num_classes=NUM_LABELS, dtype=dtype,
-      attention_implementation=attention_implementation)
+      models.BertConfig(num_layers=layers),
+      num_classes=NUM_LABELS,
+      dtype=dtype,
+      attention_implementation=attention_implementation,
+  )
   return bert(BERT_TEACHER_LAYERS), bert(BERT_STUDENT_LAYERS), "input_ids"
 
 
@@ -90,9 +99,15 @@ def _keyword_subset(function, candidates: dict) -> dict:
   return {k: v for k, v in candidates.items() if k in parameters}
 
 
-def build_jax_step(case: str, batch: int, seq_len: int | None, dtype: str,
-                   attention_implementation: str | None = None, precast: bool = True,
-                   cached: bool = False):
+def build_jax_step(
+    case: str,
+    batch: int,
+    seq_len: int | None,
+    dtype: str,
+    attention_implementation: str | None = None,
+    precast: bool = True,
+    cached: bool = False,
+):
   """(run(n) -> seconds for n steps, jitted step, () -> its arguments) for kd_jax.
 
   `precast=False` keeps the engine's compute dtype at float32 and lets the bf16 modules cast
@@ -111,34 +126,60 @@ def build_jax_step(case: str, batch: int, seq_len: int | None, dtype: str,
   init = jax.jit(lambda model, rng: model.init(rng, x, train=False), static_argnums=0)
   teacher_variables = steps_lib.cast_floats(init(teacher, jax.random.PRNGKey(1)), compute)
   student_variables = init(student, jax.random.PRNGKey(2))
-  tx = (optax.sgd(0.1, momentum=0.9) if case == "resnet"
-        else optax.adamw(1e-4, weight_decay=0.01))
+  tx = optax.sgd(0.1, momentum=0.9) if case == "resnet" else optax.adamw(1e-4, weight_decay=0.01)
   student_outputs, teacher_outputs = method.requested_outputs()
-  forward = steps_lib.Forward(student, (teacher,), compute if precast else jnp.float32,
-                              **_keyword_subset(
-      steps_lib.Forward.__init__, {"student_outputs": student_outputs,
-                                   "teacher_outputs": teacher_outputs}))
+  forward = steps_lib.Forward(
+      student,
+      (teacher,),
+      compute if precast else jnp.float32,
+      **_keyword_subset(
+          steps_lib.Forward.__init__,
+          {"student_outputs": student_outputs, "teacher_outputs": teacher_outputs},
+      ),
+  )
   mesh = mesh_lib.make_mesh()
-  context = method_base.RunContext(total_steps=1000, steps_per_epoch=100,
-                                   num_train_examples=100 * batch, batch_size=batch,
-                                   num_classes=100 if case == "resnet" else NUM_LABELS)
-  keywords = _keyword_subset(steps_lib.build_train_step, {
-      "forward": forward, "method": method, "tx": tx, "mesh": mesh, "input_key": input_key,
-      "grad_accum_steps": 1, "context": context, "cached_teachers": cached})
+  context = method_base.RunContext(
+      total_steps=1000,
+      steps_per_epoch=100,
+      num_train_examples=100 * batch,
+      batch_size=batch,
+      num_classes=100 if case == "resnet" else NUM_LABELS,
+  )
+  keywords = _keyword_subset(
+      steps_lib.build_train_step,
+      {
+          "forward": forward,
+          "method": method,
+          "tx": tx,
+          "mesh": mesh,
+          "input_key": input_key,
+          "grad_accum_steps": 1,
+          "context": context,
+          "cached_teachers": cached,
+      },
+  )
   if cached and "cached_teachers" not in keywords:
     return None
   step = steps_lib.build_train_step(**keywords)
-  state = mesh_lib.replicate(state_lib.create_train_state(
-      student_variables=student_variables, method_params={}, method_state={}, tx=tx,
-      rng=jax.random.key_data(jax.random.key(0))), mesh)
+  state = mesh_lib.replicate(
+      state_lib.create_train_state(
+          student_variables=student_variables,
+          method_params={},
+          method_state={},
+          tx=tx,
+          rng=jax.random.key_data(jax.random.key(0)),
+      ),
+      mesh,
+  )
   teacher_variables = mesh_lib.replicate((teacher_variables,), mesh)
   if cached:  # the values do not matter for timing; the shapes and the gather do
     rng = np.random.default_rng(1)
     classes = 100 if case == "resnet" else NUM_LABELS
-    teacher_variables = mesh_lib.replicate({"0": {"logits": jnp.asarray(
-        rng.normal(size=(CACHED_EXAMPLES, classes)), jnp.float32)}}, mesh)
-    host_batch = {**host_batch,
-                  "index": rng.integers(0, CACHED_EXAMPLES, batch).astype(np.int32)}
+    teacher_variables = mesh_lib.replicate(
+        {"0": {"logits": jnp.asarray(rng.normal(size=(CACHED_EXAMPLES, classes)), jnp.float32)}},
+        mesh,
+    )
+    host_batch = {**host_batch, "index": rng.integers(0, CACHED_EXAMPLES, batch).astype(np.int32)}
   device_batch = mesh_lib.shard_batch(host_batch, mesh)
   takes_constants = len(inspect.signature(step).parameters) == 4
   holder = {"state": state}
@@ -157,8 +198,9 @@ def build_jax_step(case: str, batch: int, seq_len: int | None, dtype: str,
   return run, step, arguments
 
 
-def build_torch_step(case: str, batch: int, seq_len: int | None, dtype: str, *, compile: bool,
-                     device: str):
+def build_torch_step(
+    case: str, batch: int, seq_len: int | None, dtype: str, *, compile: bool, device: str
+):
   import torch  # pylint: disable=g-import-not-at-top
 
   from benchmarks import torch_reference as ref  # pylint: disable=g-import-not-at-top
@@ -173,13 +215,23 @@ def build_torch_step(case: str, batch: int, seq_len: int | None, dtype: str, *, 
     images = torch.as_tensor(host_batch["image"], device=device)
     to_input = lambda: images.permute(0, 3, 1, 2).float().div_(255.0)
   else:
-    teacher, student = (ref.Bert(BERT_TEACHER_LAYERS, NUM_LABELS),
-                        ref.Bert(BERT_STUDENT_LAYERS, NUM_LABELS))
+    teacher, student = (
+        ref.Bert(BERT_TEACHER_LAYERS, NUM_LABELS),
+        ref.Bert(BERT_STUDENT_LAYERS, NUM_LABELS),
+    )
     optimizer = lambda p: torch.optim.AdamW(p, lr=1e-4, weight_decay=0.01)
     ids = torch.as_tensor(host_batch["input_ids"], dtype=torch.long, device=device)
     to_input = lambda: ids
-  kd_step = ref.TorchKDStep(teacher, student, optimizer, device=device, bf16=dtype == "bfloat16",
-                            compile=compile, temperature=TEMPERATURE, alpha=ALPHA)
+  kd_step = ref.TorchKDStep(
+      teacher,
+      student,
+      optimizer,
+      device=device,
+      bf16=dtype == "bfloat16",
+      compile=compile,
+      temperature=TEMPERATURE,
+      alpha=ALPHA,
+  )
 
   def run(n: int) -> float:
     kd_step.synchronize()
@@ -220,10 +272,14 @@ def machine_description(device: str) -> str:
         break
   except OSError:
     pass
-  parts = [f"{cpu}, {os.cpu_count()} logical CPUs (1-min load average {os.getloadavg()[0]:.1f} "
-           "when the run started)", f"JAX {jax.__version__} on {jax.devices()[0].device_kind}"]
+  parts = [
+      f"{cpu}, {os.cpu_count()} logical CPUs (1-min load average {os.getloadavg()[0]:.1f} "
+      "when the run started)",
+      f"JAX {jax.__version__} on {jax.devices()[0].device_kind}",
+  ]
   try:
     import torch  # pylint: disable=g-import-not-at-top
+
     parts.append(f"PyTorch {torch.__version__} on {device}")
     if device.startswith("cuda"):
       parts.append(torch.cuda.get_device_name())
@@ -242,14 +298,18 @@ def main(argv=None) -> None:
   parser.add_argument("--steps", type=int, default=3, help="steps per timed window")
   parser.add_argument("--no_compile", action="store_true", help="skip torch.compile")
   parser.add_argument("--no_torch", action="store_true", help="kd_jax rows only")
-  parser.add_argument("--cudnn", action="store_true",
-                      help="add a kd_jax row with attention_implementation='cudnn' (bf16)")
+  parser.add_argument(
+      "--cudnn",
+      action="store_true",
+      help="add a kd_jax row with attention_implementation='cudnn' (bf16)",
+  )
   parser.add_argument("--note", default="", help="a line for the results file (e.g. shared CPU)")
   parser.add_argument("--out", default=None)
   args = parser.parse_args(argv)
   out = pathlib.Path(args.out or REPO / "benchmarks" / "results" / f"train_step_{args.preset}.md")
   try:
     import torch  # pylint: disable=g-import-not-at-top
+
     device = "cuda" if torch.cuda.is_available() else "cpu"
   except ImportError:
     torch, device = None, "cpu"
@@ -266,33 +326,47 @@ def main(argv=None) -> None:
       if cached is not None:
         runners["kd_jax teacher cache"] = cached[0]
       if dtype != "float32":
-        runners["kd_jax f32 params"] = build_jax_step(case, batch, seq_len, dtype,
-                                                      precast=False)[0]
+        runners["kd_jax f32 params"] = build_jax_step(case, batch, seq_len, dtype, precast=False)[0]
       if args.cudnn and case == "bert" and dtype == "bfloat16":
-        runners["kd_jax cudnn"] = build_jax_step(case, batch, seq_len, dtype, "cudnn",
-                                                 precast=False)[0]
+        runners["kd_jax cudnn"] = build_jax_step(
+            case, batch, seq_len, dtype, "cudnn", precast=False
+        )[0]
       if torch is not None:
-        runners["torch eager"] = build_torch_step(case, batch, seq_len, dtype, compile=False,
-                                                  device=device)
+        runners["torch eager"] = build_torch_step(
+            case, batch, seq_len, dtype, compile=False, device=device
+        )
         if not args.no_compile:
-          runners["torch.compile"] = build_torch_step(case, batch, seq_len, dtype, compile=True,
-                                                      device=device)
+          runners["torch.compile"] = build_torch_step(
+              case, batch, seq_len, dtype, compile=True, device=device
+          )
       result = measure(runners, warmup=args.warmup, windows=args.windows, steps=args.steps)
       shape = f"b{batch}" + (f" × s{seq_len}" if seq_len else " × 32×32×3")
-      name = ("resnet56 → resnet20" if case == "resnet"
-              else f"BERT {BERT_TEACHER_LAYERS}L → {BERT_STUDENT_LAYERS}L h384")
+      name = (
+          "resnet56 → resnet20"
+          if case == "resnet"
+          else f"BERT {BERT_TEACHER_LAYERS}L → {BERT_STUDENT_LAYERS}L h384"
+      )
       rows.append((f"{name}, {shape}", dtype, result))
       print(rows[-1], flush=True)
       write_results(out, rows, args, machine)  # after every row: a time-out keeps what ran
 
 
 def write_results(out: pathlib.Path, rows, args, machine: str) -> None:
-  columns = ["kd_jax", "kd_jax teacher cache", "kd_jax f32 params", "kd_jax cudnn",
-             "torch eager", "torch.compile"]
+  columns = [
+      "kd_jax",
+      "kd_jax teacher cache",
+      "kd_jax f32 params",
+      "kd_jax cudnn",
+      "torch eager",
+      "torch.compile",
+  ]
   present = [c for c in columns if any(c in r for _, _, r in rows)]
   cell = lambda v: f"{v * 1e3:.1f} ms" if isinstance(v, float) else (v or "–")
-  ratio = lambda r, c: (f"{r[c] / r['kd_jax']:.2f}×" if isinstance(r.get(c), float)
-                        and isinstance(r.get("kd_jax"), float) else "–")
+  ratio = lambda r, c: (
+      f"{r[c] / r['kd_jax']:.2f}×"
+      if isinstance(r.get(c), float) and isinstance(r.get("kd_jax"), float)
+      else "–"
+  )
   lines = [
       "# KD train step: kd_jax vs PyTorch",
       "",
@@ -305,21 +379,34 @@ def write_results(out: pathlib.Path, rows, args, machine: str) -> None:
   ]
   if args.note:
     lines += ["", args.note]
-  lines += ["", "| step | dtype | " + " | ".join(present) + " | "
-            + " | ".join(f"{c} / kd_jax" for c in present if c.startswith("torch")) + " |",
-            "|" + "---|" * (2 + len(present) + sum(c.startswith("torch") for c in present))]
+  lines += [
+      "",
+      "| step | dtype | "
+      + " | ".join(present)
+      + " | "
+      + " | ".join(f"{c} / kd_jax" for c in present if c.startswith("torch"))
+      + " |",
+      "|" + "---|" * (2 + len(present) + sum(c.startswith("torch") for c in present)),
+  ]
   for label, dtype, result in rows:
-    lines.append(f"| {label} | {dtype} | " + " | ".join(cell(result.get(c)) for c in present)
-                 + " | " + " | ".join(ratio(result, c) for c in present if c.startswith("torch"))
-                 + " |")
-  lines += ["", "A ratio above 1 means kd_jax's step is faster than PyTorch's. kd_jax: the "
-            "engine's step as configured (compute dtype = the row's dtype). kd_jax f32 params: "
-            "the same step with the engine's compute dtype left at float32 and bf16 modules, "
-            "which cast their float32 params where they use them. kd_jax cudnn: that, with "
-            "`attention_implementation='cudnn'` (the frozen teacher's attention; the student "
-            "keeps the explicit path while attention dropout is on). kd_jax teacher cache: the "
-            "engine's step reading the teacher's logits from its cache (deterministic views) "
-            "instead of running the teacher; PyTorch still runs its teacher."]
+    lines.append(
+        f"| {label} | {dtype} | "
+        + " | ".join(cell(result.get(c)) for c in present)
+        + " | "
+        + " | ".join(ratio(result, c) for c in present if c.startswith("torch"))
+        + " |"
+    )
+  lines += [
+      "",
+      "A ratio above 1 means kd_jax's step is faster than PyTorch's. kd_jax: the "
+      "engine's step as configured (compute dtype = the row's dtype). kd_jax f32 params: "
+      "the same step with the engine's compute dtype left at float32 and bf16 modules, "
+      "which cast their float32 params where they use them. kd_jax cudnn: that, with "
+      "`attention_implementation='cudnn'` (the frozen teacher's attention; the student "
+      "keeps the explicit path while attention dropout is on). kd_jax teacher cache: the "
+      "engine's step reading the teacher's logits from its cache (deterministic views) "
+      "instead of running the teacher; PyTorch still runs its teacher.",
+  ]
   out.parent.mkdir(parents=True, exist_ok=True)
   out.write_text("\n".join(lines) + "\n")
   print(f"wrote {out}")

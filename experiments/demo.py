@@ -32,20 +32,27 @@ from kd_jax import data
 from kd_jax.train import stages
 
 _WORKDIR = flags.DEFINE_string("workdir", "/tmp/kd_jax/demo", "Where the three runs live.")
-_DATASET = flags.DEFINE_enum("dataset", None, sorted(demo_config.SPLITS),
-                             "Force a variant: fashion_mnist, mnist5k or smoke (a few steps, "
-                             "for tests). Default: Fashion-MNIST when installed.")
-_RESULTS_DIR = flags.DEFINE_string("results_dir", None,
-                                   "Also copy demo.md / demo.png here as demo_<dataset>.*.")
+_DATASET = flags.DEFINE_enum(
+    "dataset",
+    None,
+    sorted(demo_config.SPLITS),
+    "Force a variant: fashion_mnist, mnist5k or smoke (a few steps, "
+    "for tests). Default: Fashion-MNIST when installed.",
+)
+_RESULTS_DIR = flags.DEFINE_string(
+    "results_dir", None, "Also copy demo.md / demo.png here as demo_<dataset>.*."
+)
 
 
 def _commit() -> str:
   """The commit the code ran at, marked when the working tree had uncommitted changes."""
-  git = lambda *args: subprocess.run(["git", *args], capture_output=True, text=True,
-                                     check=True).stdout.strip()
+  git = lambda *args: subprocess.run(
+      ["git", *args], capture_output=True, text=True, check=True
+  ).stdout.strip()
   try:
-    return git("rev-parse", "--short", "HEAD") + (" (+ uncommitted changes)"
-                                                  if git("status", "--porcelain") else "")
+    return git("rev-parse", "--short", "HEAD") + (
+        " (+ uncommitted changes)" if git("status", "--porcelain") else ""
+    )
   except (OSError, subprocess.CalledProcessError):
     return "unknown"
 
@@ -71,34 +78,43 @@ def main(argv):
   config = demo_config.get_config(dataset)
   splits = demo_config.SPLITS[dataset]
   source = lambda split: data.get_source(splits["dataset"], split)
-  print(f"kd_jax demo on {dataset}: a teacher trained on all labels, then a small student "
-        f"trained on {splits['labelled']} only, and the same student distilled from the teacher "
-        f"on {splits['train']} without labels (workdir {workdir}).", flush=True)
-  trained = not all(os.path.exists(os.path.join(workdir, stage, "results.json"))
-                    for stage in config.stage_order)
+  print(
+      f"kd_jax demo on {dataset}: a teacher trained on all labels, then a small student "
+      f"trained on {splits['labelled']} only, and the same student distilled from the teacher "
+      f"on {splits['train']} without labels (workdir {workdir}).",
+      flush=True,
+  )
+  trained = not all(
+      os.path.exists(os.path.join(workdir, stage, "results.json")) for stage in config.stage_order
+  )
   results = stages.run(config, workdir)
   timing = _timing(workdir, (time.time() - start) / 60, trained)
   num_labelled, num_unlabelled = len(source(splits["labelled"])), len(source(splits["train"]))
   table = demo_report.format_table(results, dataset)
   sentence = demo_report.summary_sentence(results, num_labelled, num_unlabelled)
   print("\n" + table + "\n\n" + sentence, flush=True)
-  markdown = (f"# kd_jax demo ({dataset})\n\nMade by `python -m experiments.demo --dataset="
-              f"{dataset}` at commit {_commit()} on {platform.machine()} with "
-              f"{os.cpu_count()} CPU cores (load average at the end "
-              f"{timing['load_average']:.1f}: other jobs shared them when it was above the core "
-              f"count): {timing['minutes']:.1f} minutes including data preparation and "
-              f"compilation (resumed stages are not retrained). Settings: "
-              f"experiments/configs/demo.py.\n\n{table}\n\n{sentence}\n\n![plot](demo_{dataset}"
-              ".png)\n")
+  markdown = (
+      f"# kd_jax demo ({dataset})\n\nMade by `python -m experiments.demo --dataset="
+      f"{dataset}` at commit {_commit()} on {platform.machine()} with "
+      f"{os.cpu_count()} CPU cores (load average at the end "
+      f"{timing['load_average']:.1f}: other jobs shared them when it was above the core "
+      f"count): {timing['minutes']:.1f} minutes including data preparation and "
+      f"compilation (resumed stages are not retrained). Settings: "
+      f"experiments/configs/demo.py.\n\n{table}\n\n{sentence}\n\n![plot](demo_{dataset}"
+      ".png)\n"
+  )
   demo_report.plot(results, dataset, os.path.join(workdir, "demo.png"))
   with open(os.path.join(workdir, "demo.md"), "w") as f:
     f.write(markdown)
-  print(f"\nTable and plot: {workdir}/demo.md, {workdir}/demo.png ({timing['minutes']:.1f} "
-        "min).", flush=True)
+  print(
+      f"\nTable and plot: {workdir}/demo.md, {workdir}/demo.png ({timing['minutes']:.1f} " "min).",
+      flush=True,
+  )
   if _RESULTS_DIR.value:
     os.makedirs(_RESULTS_DIR.value, exist_ok=True)
-    shutil.copy(os.path.join(workdir, "demo.png"),
-                os.path.join(_RESULTS_DIR.value, f"demo_{dataset}.png"))
+    shutil.copy(
+        os.path.join(workdir, "demo.png"), os.path.join(_RESULTS_DIR.value, f"demo_{dataset}.png")
+    )
     with open(os.path.join(_RESULTS_DIR.value, f"demo_{dataset}.md"), "w") as f:
       f.write(markdown)
 

@@ -21,8 +21,9 @@ from absl import logging
 from kd_jax import predict
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "A run's workdir, or a staged run's.")
-_SPLIT = flags.DEFINE_string("split", None, "A split of the run's dataset, e.g. validation, "
-                             "test, train[:10%].")
+_SPLIT = flags.DEFINE_string(
+    "split", None, "A split of the run's dataset, e.g. validation, " "test, train[:10%]."
+)
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", None, "Eval batch size (default: the run's).")
 flags.mark_flags_as_required(["workdir", "split"])
 
@@ -32,11 +33,15 @@ def runs(workdir: str) -> list[str]:
   in the order they were trained."""
   if os.path.exists(os.path.join(workdir, "config.json")):
     return [workdir]
-  stages = [os.path.join(workdir, d) for d in sorted(os.listdir(workdir))
-            if os.path.exists(os.path.join(workdir, d, "config.json"))]
+  stages = [
+      os.path.join(workdir, d)
+      for d in sorted(os.listdir(workdir))
+      if os.path.exists(os.path.join(workdir, d, "config.json"))
+  ]
   if not stages:
-    raise FileNotFoundError(f"{workdir} holds no finished run (no config.json in it or in its "
-                            "subdirectories).")
+    raise FileNotFoundError(
+        f"{workdir} holds no finished run (no config.json in it or in its " "subdirectories)."
+    )
   return sorted(stages, key=lambda d: os.path.getmtime(os.path.join(d, "config.json")))
 
 

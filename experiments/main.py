@@ -29,8 +29,11 @@ from kd_jax.train import config as config_lib
 from kd_jax.train import stages
 
 _CONFIG = config_flags.DEFINE_config_file(
-    "config", None, "Config file and variant, e.g. experiments/configs/smoke.py:cpu.",
-    lock_config=True)
+    "config",
+    None,
+    "Config file and variant, e.g. experiments/configs/smoke.py:cpu.",
+    lock_config=True,
+)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs and results.")
 flags.mark_flags_as_required(["config", "workdir"])
 
@@ -41,8 +44,10 @@ def _parse_flags(argv):
     return flags.FLAGS(argv)
   except (AttributeError, KeyError) as error:
     overrides = [arg.split("=")[0] for arg in argv[1:] if arg.startswith("--config.")]
-    sys.exit(f"FATAL: unknown config key {error} in the overrides {overrides}; every "
-             "--config.<key> must name a key that the config file defines.")
+    sys.exit(
+        f"FATAL: unknown config key {error} in the overrides {overrides}; every "
+        "--config.<key> must name a key that the config file defines."
+    )
 
 
 def main(argv):
@@ -73,13 +78,14 @@ def fatal_line(error: BaseException, log_path: str | None) -> str:
   message = " ".join(str(error).split())  # multi-line messages (orbax tree diffs) on one line
   if len(message) > 1500:
     message = message[:1500] + " ..."
-  where = (f"full traceback in {log_path}" if log_path else "no log file could be written")
+  where = f"full traceback in {log_path}" if log_path else "no log file could be written"
   return f"FATAL: {type(error).__name__}: {message} ({where}; --verbosity=1 prints it)"
 
 
 def _write_traceback(workdir: str) -> str | None:
   """Appends the current exception's traceback to WORKDIR/error.log (one file per process)."""
   import jax  # pylint: disable=g-import-not-at-top  (already imported by the run)
+
   name = "error.log" if jax.process_count() == 1 else f"error.process_{jax.process_index()}.log"
   path = os.path.join(workdir, name)
   try:

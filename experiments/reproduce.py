@@ -25,8 +25,10 @@ _OUT_DIR = flags.DEFINE_string("out_dir", "experiments/results", "Where the repo
 
 def main(argv):
   if len(argv) != 2:
-    raise app.UsageError("Usage: python -m experiments.reproduce TABLE --variant=VARIANT "
-                         f"(TABLE one of {', '.join(tables.TABLES)}).")
+    raise app.UsageError(
+        "Usage: python -m experiments.reproduce TABLE --variant=VARIANT "
+        f"(TABLE one of {', '.join(tables.TABLES)})."
+    )
   if not flags.FLAGS["verbosity"].present:
     logging.set_verbosity(logging.WARNING)
   table = argv[1]

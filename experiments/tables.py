@@ -31,8 +31,10 @@ def load_stage_results(workdir: str, stage_names: Sequence[str]) -> dict[str, di
   for stage in stage_names:
     path = os.path.join(workdir, stage, "results.json")
     if not os.path.exists(path):
-      raise FileNotFoundError(f"{path} is missing: stage {stage!r} has not finished; rerun the "
-                              "reproduce command (it resumes) before writing the report.")
+      raise FileNotFoundError(
+          f"{path} is missing: stage {stage!r} has not finished; rerun the "
+          "reproduce command (it resumes) before writing the report."
+      )
     with open(path) as f:
       results[stage] = json.load(f)
   return results
@@ -47,5 +49,6 @@ def reproduce(table: str, variant: str, workdir: str, out_dir: str) -> dict[str,
   command = f"python -m experiments.reproduce {table} --variant={variant}"
   stages.run(config, workdir)
   results = load_stage_results(workdir, config.stage_order)
-  return report.write_report(config, results, out_dir=out_dir, name=f"{table}_{variant}",
-                             command=command, variant=variant)
+  return report.write_report(
+      config, results, out_dir=out_dir, name=f"{table}_{variant}", command=command, variant=variant
+  )

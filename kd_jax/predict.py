@@ -29,10 +29,18 @@ import numpy as np
 def load_config(workdir: str) -> ml_collections.ConfigDict:
   """The validated config a run was trained with (WORKDIR/config.json)."""
   from kd_jax.train import config as config_lib  # pylint: disable=g-import-not-at-top
+
   path = os.path.join(workdir, "config.json")
   if not os.path.exists(path):
-    stages = sorted(d for d in os.listdir(workdir) if os.path.exists(
-        os.path.join(workdir, d, "config.json"))) if os.path.isdir(workdir) else []
+    stages = (
+        sorted(
+            d
+            for d in os.listdir(workdir)
+            if os.path.exists(os.path.join(workdir, d, "config.json"))
+        )
+        if os.path.isdir(workdir)
+        else []
+    )
     hint = f" It holds the stages {stages}: give one of them." if stages else ""
     raise FileNotFoundError(f"{workdir} holds no run (no config.json).{hint}")
   with open(path) as f:
@@ -41,19 +49,26 @@ def load_config(workdir: str) -> ml_collections.ConfigDict:
 
 def _label_names(workdir: str, config, source=None) -> tuple[str, ...] | None:
   from kd_jax.data import user_data  # pylint: disable=g-import-not-at-top
+
   names = user_data.read_label_names(workdir)
   if names is None:
     if source is None:
       from kd_jax import data  # pylint: disable=g-import-not-at-top
+
       try:
-        source = data.get_source(config.dataset, config.train_split, data_dir=config.data_dir,
-                                 manual_dir=config.manual_dir)
+        source = data.get_source(
+            config.dataset,
+            config.train_split,
+            data_dir=config.data_dir,
+            manual_dir=config.manual_dir,
+        )
       except Exception:  # pylint: disable=broad-except  (names are optional; ids still work)
         return None
     names = getattr(source, "label_names", None)
   if names is not None and len(names) != config.num_classes:
-    raise ValueError(f"{workdir}: {len(names)} class names for num_classes="
-                     f"{config.num_classes}.")
+    raise ValueError(
+        f"{workdir}: {len(names)} class names for num_classes=" f"{config.num_classes}."
+    )
   return tuple(names) if names else None
 
 
@@ -63,10 +78,12 @@ class Model:
   def __init__(self, workdir: str):
     from kd_jax.train import build  # pylint: disable=g-import-not-at-top
     from kd_jax.train import checkpoint  # pylint: disable=g-import-not-at-top
+
     self.workdir = workdir
     self.config = load_config(workdir)
-    self.module = build.build_model(self.config.model, self.config.num_classes,
-                                    self.config.model_kwargs)
+    self.module = build.build_model(
+        self.config.model, self.config.num_classes, self.config.model_kwargs
+    )
     self.step, self.variables = checkpoint.restore_exported_variables(workdir)
     # pylint: disable-next=protected-access
     self.transforms = build._transforms(self.config.eval_transforms, build.data_api())
@@ -79,8 +96,12 @@ class Model:
 
   def _outputs(self, batch: dict[str, np.ndarray]) -> dict[str, Any]:
     from kd_jax.train import steps  # pylint: disable=g-import-not-at-top
-    x = steps.model_input({k: jnp.asarray(v) for k, v in batch.items()
-                           if k == self.config.input_key}, self.config.input_key, jnp.float32)
+
+    x = steps.model_input(
+        {k: jnp.asarray(v) for k, v in batch.items() if k == self.config.input_key},
+        self.config.input_key,
+        jnp.float32,
+    )
     return self._apply(self.variables, x)
 
   def _example(self, value) -> dict[str, Any]:
@@ -97,9 +118,11 @@ class Model:
     for transform in self.transforms:
       example = transform(example, rng)
     if self.config.input_key not in example:
-      raise ValueError(f"Input {str(value)[:60]!r} became {sorted(example)} after the run's "
-                       f"eval_transforms, without its input_key {self.config.input_key!r}; give "
-                       "texts as str, images as [H, W(, C)] arrays, or records as dicts.")
+      raise ValueError(
+          f"Input {str(value)[:60]!r} became {sorted(example)} after the run's "
+          f"eval_transforms, without its input_key {self.config.input_key!r}; give "
+          "texts as str, images as [H, W(, C)] arrays, or records as dicts."
+      )
     return example
 
   def batch(self, inputs: Sequence[Any]) -> dict[str, np.ndarray]:
@@ -117,8 +140,10 @@ class Model:
     """Class ids, names (when the run has them) and probabilities for each input."""
     if isinstance(inputs, (str, dict)):
       raise TypeError("predict expects a list of inputs; wrap a single one in a list.")
-    logits = [self.logits(self.batch(inputs[start:start + batch_size]))
-              for start in range(0, len(inputs), batch_size)]
+    logits = [
+        self.logits(self.batch(inputs[start : start + batch_size]))
+        for start in range(0, len(inputs), batch_size)
+    ]
     logits = np.concatenate(logits) if logits else np.zeros((0, self.config.num_classes))
     labels = logits.argmax(-1)
     out = {"label": labels.tolist(), "probabilities": jax.nn.softmax(logits).tolist()}
@@ -141,16 +166,25 @@ def evaluate(workdir: str, split: str, *, batch_size: int | None = None) -> dict
   from kd_jax import data  # pylint: disable=g-import-not-at-top
   from kd_jax import losses, metrics  # pylint: disable=g-import-not-at-top
   from kd_jax.train import config as config_lib  # pylint: disable=g-import-not-at-top
+
   student = load(workdir)
   config = student.config
   # Saved configs name a sibling stage's teacher relative to the run ("../teacher").
-  teachers = [load(os.path.normpath(os.path.join(workdir, spec.workdir)))
-              for spec in config_lib.teacher_specs(config)]
-  source = data.get_source(config.dataset, split, data_dir=config.data_dir,
-                           manual_dir=config.manual_dir)
+  teachers = [
+      load(os.path.normpath(os.path.join(workdir, spec.workdir)))
+      for spec in config_lib.teacher_specs(config)
+  ]
+  source = data.get_source(
+      config.dataset, split, data_dir=config.data_dir, manual_dir=config.manual_dir
+  )
   sums: dict[str, float] = {}
-  for batch in data.eval_batches(source, batch_size=batch_size or config.eval_batch_size,
-                                 transforms=student.transforms, shard_index=0, shard_count=1):
+  for batch in data.eval_batches(
+      source,
+      batch_size=batch_size or config.eval_batch_size,
+      transforms=student.transforms,
+      shard_index=0,
+      shard_count=1,
+  ):
     mask = batch["mask"].astype(np.float64)
     logits = student.logits(batch)
     per_example = {"accuracy": metrics.accuracy(logits, batch["label"])}
@@ -159,12 +193,17 @@ def evaluate(workdir: str, split: str, *, batch_size: int | None = None) -> dict
       per_example.update(
           agreement=metrics.top_k_agreement(logits, teacher_logits, k=1),
           predictive_kl=metrics.predictive_kl(teacher_logits, logits),
-          teacher_accuracy=metrics.accuracy(teacher_logits, batch["label"]))
+          teacher_accuracy=metrics.accuracy(teacher_logits, batch["label"]),
+      )
     for name, values in per_example.items():
       sums[name] = sums.get(name, 0.0) + float(np.sum(np.asarray(values) * mask))
     sums["count"] = sums.get("count", 0.0) + float(mask.sum())
   if not sums.get("count"):
     raise ValueError(f"Split {split!r} of {config.dataset!r} holds no examples.")
   count = sums.pop("count")
-  return {**{name: value / count for name, value in sums.items()}, "count": int(count),
-          "split": split, "step": student.step}
+  return {
+      **{name: value / count for name, value in sums.items()},
+      "count": int(count),
+      "split": split,
+      "step": student.step,
+  }

@@ -20,6 +20,7 @@ PyTorch is used here only, never by kd_jax. Run it once in a separate environmen
           'import kd_jax.models.bert as b; print(b.minilm_directory())')" \
       --out tests/models/fixtures/minilm_reference.npz
 """
+
 import argparse
 import pathlib
 

@@ -8,6 +8,7 @@ Numbers come from `kd_jax.models.summary` (methods in its docstring): parameters
 analysis, activation memory from XLA's memory analysis of the compiled forward pass (batch 1,
 CPU backend). The published column quotes the paper each model comes from.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -49,14 +50,34 @@ ROWS = [
     ("", "resnet34", {}, CIFAR, ""),
     ("Vision Transformers", "vit_micro", {}, CIFAR, ""),
     ("", "vit_tiny", {}, CIFAR, ""),
-    ("", "vit_tiny", {"patch_size": 16, "num_classes": 1000}, (1, 224, 224, 3),
-     "5.7 M, 1.3 G MACs [DeiT-Ti]"),
-    ("", "vit_small", {"patch_size": 16, "num_classes": 1000}, (1, 224, 224, 3),
-     "22.1 M, 4.6 G MACs [DeiT-S]"),
-    ("BERT (sequence length 128, no head)", "minilm_l6", {}, (1, 128),
-     "22.7 M incl. 0.15 M pooler [MiniLM]"),
-    ("SEA audio networks (spectrogram input; SEA's params = our params + state)", "l3_teacher", {},
-     (1, 256, 199, 1), "4.69 M, 18.80 MB, 12.74 MB act. [SEA]"),
+    (
+        "",
+        "vit_tiny",
+        {"patch_size": 16, "num_classes": 1000},
+        (1, 224, 224, 3),
+        "5.7 M, 1.3 G MACs [DeiT-Ti]",
+    ),
+    (
+        "",
+        "vit_small",
+        {"patch_size": 16, "num_classes": 1000},
+        (1, 224, 224, 3),
+        "22.1 M, 4.6 G MACs [DeiT-S]",
+    ),
+    (
+        "BERT (sequence length 128, no head)",
+        "minilm_l6",
+        {},
+        (1, 128),
+        "22.7 M incl. 0.15 M pooler [MiniLM]",
+    ),
+    (
+        "SEA audio networks (spectrogram input; SEA's params = our params + state)",
+        "l3_teacher",
+        {},
+        (1, 256, 199, 1),
+        "4.69 M, 18.80 MB, 12.74 MB act. [SEA]",
+    ),
     ("", "sea_student0", {}, (1, 64, 50, 1), "4.69 M, 18.80 MB, 0.82 MB act. [SEA]"),
     ("", "sea_student1", {}, (1, 64, 50, 1), "1.17 M, 4.70 MB, 0.41 MB act. [SEA]"),
     ("", "sea_student2", {}, (1, 64, 50, 1), "0.58 M, 2.34 MB, 0.41 MB act. [SEA]"),
@@ -114,25 +135,60 @@ def main() -> None:
   parser.add_argument("--no_compile", action="store_true")
   args = parser.parse_args()
   command = "python scripts/model_table.py" + (" --no_compile" if args.no_compile else "")
-  lines = [HEADER.format(command=command, date=time.strftime("%Y-%m-%d"), jax=jax.__version__,
-                         machine=f"{platform.machine()} CPU")]
-  columns = ("model", "input", "params", "+ state", "MB (f32)", "MACs", "XLA MACs",
-             "activation MB", "published")
+  lines = [
+      HEADER.format(
+          command=command,
+          date=time.strftime("%Y-%m-%d"),
+          jax=jax.__version__,
+          machine=f"{platform.machine()} CPU",
+      )
+  ]
+  columns = (
+      "model",
+      "input",
+      "params",
+      "+ state",
+      "MB (f32)",
+      "MACs",
+      "XLA MACs",
+      "activation MB",
+      "published",
+  )
   for section, name, kwargs, shape, published in ROWS:
     if section:
-      lines += ["", f"### {section}", "", "| " + " | ".join(columns) + " |",
-                "|" + "---|" * len(columns)]
+      lines += [
+          "",
+          f"### {section}",
+          "",
+          "| " + " | ".join(columns) + " |",
+          "|" + "---|" * len(columns),
+      ]
     start = time.time()
     report = summary(get_model(name, **kwargs), example_for(shape), compile=not args.no_compile)
     label = name + (f" ({', '.join(f'{k}={v}' for k, v in kwargs.items())})" if kwargs else "")
-    activation = (f"{report['activation_bytes'] / 1e6:.2f}" if "activation_bytes" in report
-                  else "–")
-    lines.append("| " + " | ".join([
-        label, "×".join(map(str, shape[1:])), f"{report['params']:,}",
-        f"{report['total']:,}", f"{report['bytes'] / 1e6:.2f}", fmt_millions(report["macs"]),
-        fmt_millions(report["xla_macs"]), activation, published]) + " |")
-    print(f"{label}: {report['params']:,} params, {fmt_millions(report['macs'])} MACs "
-          f"({time.time() - start:.1f} s)", flush=True)
+    activation = f"{report['activation_bytes'] / 1e6:.2f}" if "activation_bytes" in report else "–"
+    lines.append(
+        "| "
+        + " | ".join(
+            [
+                label,
+                "×".join(map(str, shape[1:])),
+                f"{report['params']:,}",
+                f"{report['total']:,}",
+                f"{report['bytes'] / 1e6:.2f}",
+                fmt_millions(report["macs"]),
+                fmt_millions(report["xla_macs"]),
+                activation,
+                published,
+            ]
+        )
+        + " |"
+    )
+    print(
+        f"{label}: {report['params']:,} params, {fmt_millions(report['macs'])} MACs "
+        f"({time.time() - start:.1f} s)",
+        flush=True,
+    )
   args.out.parent.mkdir(parents=True, exist_ok=True)
   args.out.write_text("\n".join(lines) + "\n")
   print(f"wrote {args.out}")

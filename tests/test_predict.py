@@ -21,11 +21,18 @@ def finished(tmp_path_factory):
   config = ml_collections.ConfigDict()
   config.stages = ml_collections.ConfigDict()
   config.stages.teacher = helpers.tiny_config(total_steps=8)
-  student = helpers.tiny_config(total_steps=4,
-                                method=ml_collections.ConfigDict({"name": "vanilla_kd"}))
-  student.teachers = (ml_collections.ConfigDict(
-      {"model": "tests.train.helpers:TinyCNN", "workdir": "teacher",
-       "model_kwargs": {"width": 8}}),)
+  student = helpers.tiny_config(
+      total_steps=4, method=ml_collections.ConfigDict({"name": "vanilla_kd"})
+  )
+  student.teachers = (
+      ml_collections.ConfigDict(
+          {
+              "model": "tests.train.helpers:TinyCNN",
+              "workdir": "teacher",
+              "model_kwargs": {"width": 8},
+          }
+      ),
+  )
   config.stages.student = student
   config.stage_order = ("teacher", "student")
   results = stages.run(config, workdir)

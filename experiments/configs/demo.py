@@ -36,33 +36,56 @@ STUDENT = ("preact_resnet20", {"depth": 8, "widths": (4, 8, 16)})
 # Per variant: the dataset, the split every model may train on, the few labels of the CE
 # student, the validation split (settings chosen there), the test split (reported only), steps.
 SPLITS = {
-    "fashion_mnist": dict(dataset="fashion_mnist", train="train[:90%]", labelled="train[:1000]",
-                          validation="train[90%:]", test="test",
-                          teacher_steps=1000, ce_steps=300, kd_steps=600),
+    "fashion_mnist": dict(
+        dataset="fashion_mnist",
+        train="train[:90%]",
+        labelled="train[:1000]",
+        validation="train[90%:]",
+        test="test",
+        teacher_steps=1000,
+        ce_steps=300,
+        kd_steps=600,
+    ),
     # Where Fashion-MNIST cannot be installed; the same settings, not tuned again.
-    "mnist5k": dict(dataset="mnist5k", train="train", labelled="train[:200]",
-                    validation="validation", test="test", teacher_steps=300, ce_steps=150,
-                    kd_steps=300),
+    "mnist5k": dict(
+        dataset="mnist5k",
+        train="train",
+        labelled="train[:200]",
+        validation="validation",
+        test="test",
+        teacher_steps=300,
+        ce_steps=150,
+        kd_steps=300,
+    ),
     # What the tests run through the command line: the pipeline, not a result.
-    "smoke": dict(dataset="mnist5k", train="train", labelled="train[:200]",
-                  validation="validation", test="test", teacher_steps=20, ce_steps=6,
-                  kd_steps=6),
+    "smoke": dict(
+        dataset="mnist5k",
+        train="train",
+        labelled="train[:200]",
+        validation="validation",
+        test="test",
+        teacher_steps=20,
+        ce_steps=6,
+        kd_steps=6,
+    ),
 }
 
 # A train transform of the distilled student: the image stays, the label goes.
 drop_labels = KeepKeys("image")
 
 
-def _run(dataset: str, model, steps: int, train_split: str, validation_split: str,
-         test_split: str) -> ml_collections.ConfigDict:
+def _run(
+    dataset: str, model, steps: int, train_split: str, validation_split: str, test_split: str
+) -> ml_collections.ConfigDict:
   c = default_config()
   c.dataset = dataset
   c.num_classes = 10
   c.train_split = train_split
   c.validation_split = validation_split
   c.eval_split = test_split  # the evaluator "eval": reported, never used for a choice
-  c.evals = ml_collections.ConfigDict({"validation": {"kind": "metrics",
-                                                      "split": validation_split}})
+  c.evals = ml_collections.ConfigDict(
+      {"validation": {"kind": "metrics", "split": validation_split}}
+  )
   c.model, c.model_kwargs = model[0], ml_collections.ConfigDict(model[1])
   c.batch_size = 128
   c.eval_batch_size = 500
@@ -87,18 +110,22 @@ def get_config(variant: str = "fashion_mnist") -> ml_collections.ConfigDict:
   student_ce.method = ml_collections.ConfigDict({"name": "supervised"})
   student_kd = _run(s["dataset"], STUDENT, s["kd_steps"], s["train"], s["validation"], s["test"])
   student_kd.method = ml_collections.ConfigDict(
-      {"name": "vanilla_kd", "temperature": 2.0, "alpha": 0.0})
+      {"name": "vanilla_kd", "temperature": 2.0, "alpha": 0.0}
+  )
   # The distilled student never sees a label: they are dropped before batching.
   student_kd.train_transforms = student_kd.train_transforms + (
-      "experiments.configs.demo:drop_labels",)
+      "experiments.configs.demo:drop_labels",
+  )
   teacher_ref = ml_collections.ConfigDict(
-      {"model": TEACHER[0], "model_kwargs": TEACHER[1], "workdir": "teacher"})
+      {"model": TEACHER[0], "model_kwargs": TEACHER[1], "workdir": "teacher"}
+  )
   student_kd.teachers = (teacher_ref,)
   # The CE student is evaluated against the same teacher (its fidelity is the baseline the KD
   # student improves on); "supervised" ignores teachers in its loss.
   student_ce.teachers = (teacher_ref,)
   config = ml_collections.ConfigDict()
   config.stages = ml_collections.ConfigDict(
-      {"teacher": teacher, "student_ce": student_ce, "student_kd": student_kd})
+      {"teacher": teacher, "student_ce": student_ce, "student_kd": student_kd}
+  )
   config.stage_order = ("teacher", "student_ce", "student_kd")
   return config

@@ -35,26 +35,62 @@ AUGMENTATIONS = ("baseline", "mixup", "noise")
 def _settings(variant: str) -> dict:
   if variant == "cpu":
     return dict(
-        dataset="fashion_mnist", num_classes=10, teachers=5, ensemble_sizes=(1, 3, 5),
-        seeds=(0, 1, 2), teacher_model=("preact_resnet20", dict(depth=8, widths=(16, 32, 64))),
+        dataset="fashion_mnist",
+        num_classes=10,
+        teachers=5,
+        ensemble_sizes=(1, 3, 5),
+        seeds=(0, 1, 2),
+        teacher_model=("preact_resnet20", dict(depth=8, widths=(16, 32, 64))),
         student_model=("preact_resnet20", dict(depth=8, widths=(8, 16, 32))),
-        teacher_steps=500, teacher_batch=128, student_steps=300, student_batch=128,
-        padding=2, noise_stddev=0.1, teacher_lr=0.1, student_lr=0.05, weight_decay=1e-4)
+        teacher_steps=500,
+        teacher_batch=128,
+        student_steps=300,
+        student_batch=128,
+        padding=2,
+        noise_stddev=0.1,
+        teacher_lr=0.1,
+        student_lr=0.05,
+        weight_decay=1e-4,
+    )
   if variant == "smoke":
     return dict(
-        dataset="mnist5k", num_classes=10, teachers=2, ensemble_sizes=(1, 2), seeds=(0,),
+        dataset="mnist5k",
+        num_classes=10,
+        teachers=2,
+        ensemble_sizes=(1, 2),
+        seeds=(0,),
         teacher_model=("preact_resnet20", dict(depth=8, widths=(4, 8, 8))),
         student_model=("preact_resnet20", dict(depth=8, widths=(4, 4, 8))),
-        teacher_steps=12, teacher_batch=32, student_steps=8, student_batch=32,
-        padding=2, noise_stddev=0.1, teacher_lr=0.1, student_lr=0.05, weight_decay=1e-4)
+        teacher_steps=12,
+        teacher_batch=32,
+        student_steps=8,
+        student_batch=32,
+        padding=2,
+        noise_stddev=0.1,
+        teacher_lr=0.1,
+        student_lr=0.05,
+        weight_decay=1e-4,
+    )
   if variant == "paper":
     # 200 epochs of 50 000 images at batch 256 ≈ 39 000 steps; 300 epochs at 128 ≈ 117 000.
     return dict(
-        dataset="cifar100", num_classes=100, teachers=5, ensemble_sizes=(1, 3, 5),
-        seeds=(0, 1, 2), teacher_model=("preact_resnet56", {}),
-        student_model=("preact_resnet56", {}), teacher_steps=39_063, teacher_batch=256,
-        student_steps=117_188, student_batch=128, padding=4, noise_stddev=0.1,
-        teacher_lr=0.1, student_lr=0.05, weight_decay=1e-4)
+        dataset="cifar100",
+        num_classes=100,
+        teachers=5,
+        ensemble_sizes=(1, 3, 5),
+        seeds=(0, 1, 2),
+        teacher_model=("preact_resnet56", {}),
+        student_model=("preact_resnet56", {}),
+        teacher_steps=39_063,
+        teacher_batch=256,
+        student_steps=117_188,
+        student_batch=128,
+        padding=4,
+        noise_stddev=0.1,
+        teacher_lr=0.1,
+        student_lr=0.05,
+        weight_decay=1e-4,
+    )
   raise ValueError(f"fidelity.py variants are 'cpu', 'smoke' and 'paper', got {variant!r}.")
 
 
@@ -117,14 +153,19 @@ def get_config(variant: str = "cpu") -> ml_collections.ConfigDict:
       c.batch_transforms = ({"name": "mixup", "alpha": 1.0},)
     elif augmentation == "noise":
       c.train_transforms = c.train_transforms + (
-          {"name": "GaussianNoise", "stddev": s["noise_stddev"]},)
+          {"name": "GaussianNoise", "stddev": s["noise_stddev"]},
+      )
     c.teachers = tuple(
-        ml_collections.ConfigDict({"model": teacher_name, "model_kwargs": teacher_kwargs,
-                                   "workdir": teacher_stage(i)}) for i in range(members))
+        ml_collections.ConfigDict(
+            {"model": teacher_name, "model_kwargs": teacher_kwargs, "workdir": teacher_stage(i)}
+        )
+        for i in range(members)
+    )
     stages[student_stage(members, augmentation, seed)] = c
   config = ml_collections.ConfigDict()
   config.stages = stages
   config.stage_order = tuple(
       [teacher_stage(i) for i in range(s["teachers"])]
-      + [student_stage(*cell) for cell in student_grid(s)])
+      + [student_stage(*cell) for cell in student_grid(s)]
+  )
   return config

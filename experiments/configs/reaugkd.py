@@ -68,45 +68,108 @@ def _settings(variant: str) -> dict:
   if variant in ("cpu", "cpu_scratch"):
     scratch = variant == "cpu_scratch"
     return dict(
-        tasks={t: dict(dataset=d, num_classes=c, max_length=n, text=None, eval_split="test",
-                       train_split="train", validation_split="validation")
-               for t, (d, c, n) in TASKS_CPU.items()},
+        tasks={
+            t: dict(
+                dataset=d,
+                num_classes=c,
+                max_length=n,
+                text=None,
+                eval_split="test",
+                train_split="train",
+                validation_split="validation",
+            )
+            for t, (d, c, n) in TASKS_CPU.items()
+        },
         teacher=dict(num_layers=6, init_from="minilm"),
-        student=(dict(num_layers=3, init_from="scratch", hidden_size=384, num_heads=12,
-                      intermediate_size=1536) if scratch else
-                 dict(num_layers=3, init_from="minilm", init_layers=(0, 2, 4))),
-        teacher_steps=250, student_steps=STUDENT_STEPS_CPU, batch=32, eval_batch=64,
-        teacher_lr=5e-5, student_lr=5e-4 if scratch else 1e-4, warmup=20,
-        projection_dim=384, projection_steps=300, num_neighbors=16, seeds=(0, 1, 2))
+        student=(
+            dict(
+                num_layers=3,
+                init_from="scratch",
+                hidden_size=384,
+                num_heads=12,
+                intermediate_size=1536,
+            )
+            if scratch
+            else dict(num_layers=3, init_from="minilm", init_layers=(0, 2, 4))
+        ),
+        teacher_steps=250,
+        student_steps=STUDENT_STEPS_CPU,
+        batch=32,
+        eval_batch=64,
+        teacher_lr=5e-5,
+        student_lr=5e-4 if scratch else 1e-4,
+        warmup=20,
+        projection_dim=384,
+        projection_steps=300,
+        num_neighbors=16,
+        seeds=(0, 1, 2),
+    )
   if variant == "smoke":
-    tiny = dict(init_from="scratch", hidden_size=32, num_heads=2, intermediate_size=64,
-                dropout=0.0)
+    tiny = dict(init_from="scratch", hidden_size=32, num_heads=2, intermediate_size=64, dropout=0.0)
     return dict(
-        tasks={"rt": dict(dataset="rotten_tomatoes", num_classes=2, max_length=32, text=None,
-                          eval_split="test[:100]", train_split="train[:200]",
-                          validation_split="validation[:100]")},
-        teacher=dict(num_layers=2, **tiny), student=dict(num_layers=1, **tiny),
-        teacher_steps=12, student_steps=6, batch=16, eval_batch=50,
-        teacher_lr=1e-3, student_lr=1e-3, warmup=0,
-        projection_dim=32, projection_steps=20, num_neighbors=4, seeds=(0, 1))
+        tasks={
+            "rt": dict(
+                dataset="rotten_tomatoes",
+                num_classes=2,
+                max_length=32,
+                text=None,
+                eval_split="test[:100]",
+                train_split="train[:200]",
+                validation_split="validation[:100]",
+            )
+        },
+        teacher=dict(num_layers=2, **tiny),
+        student=dict(num_layers=1, **tiny),
+        teacher_steps=12,
+        student_steps=6,
+        batch=16,
+        eval_batch=50,
+        teacher_lr=1e-3,
+        student_lr=1e-3,
+        warmup=0,
+        projection_dim=32,
+        projection_steps=20,
+        num_neighbors=4,
+        seeds=(0, 1),
+    )
   if variant == "paper":
     source = os.environ.get("KD_JAX_BERT_BASE", "")
     tasks = {}
     for task, (name, classes, keys, eval_split) in GLUE.items():
-      join = ({"name": "JoinText", "fields": keys, "separator": " [SEP] "} if len(keys) > 1
-              else {"name": "JoinText", "fields": keys, "separator": ""})
+      join = (
+          {"name": "JoinText", "fields": keys, "separator": " [SEP] "}
+          if len(keys) > 1
+          else {"name": "JoinText", "fields": keys, "separator": ""}
+      )
       # GLUE test labels are hidden: results on dev (as the paper), β chosen on held-out train.
-      tasks[task] = dict(dataset=name, num_classes=classes, max_length=128, text=join,
-                         eval_split=eval_split, train_split="train[:95%]",
-                         validation_split="train[95%:]")
+      tasks[task] = dict(
+          dataset=name,
+          num_classes=classes,
+          max_length=128,
+          text=join,
+          eval_split=eval_split,
+          train_split="train[:95%]",
+          validation_split="train[95%:]",
+      )
     return dict(
-        tasks=tasks, teacher=dict(num_layers=12, init_from=source),
+        tasks=tasks,
+        teacher=dict(num_layers=12, init_from=source),
         student=dict(num_layers=6, init_from=source, init_layers=(0, 2, 4, 6, 8, 10)),
-        teacher_steps=3 * 12_000, student_steps=3 * 12_000, batch=32, eval_batch=256,
-        teacher_lr=2e-5, student_lr=5e-5, warmup=1000,
-        projection_dim=768, projection_steps=2000, num_neighbors=32, seeds=(0, 1, 2))
-  raise ValueError(f"reaugkd.py variants are 'smoke', 'cpu', 'cpu_scratch' and 'paper', got "
-                   f"{variant!r}.")
+        teacher_steps=3 * 12_000,
+        student_steps=3 * 12_000,
+        batch=32,
+        eval_batch=256,
+        teacher_lr=2e-5,
+        student_lr=5e-5,
+        warmup=1000,
+        projection_dim=768,
+        projection_steps=2000,
+        num_neighbors=32,
+        seeds=(0, 1, 2),
+    )
+  raise ValueError(
+      f"reaugkd.py variants are 'smoke', 'cpu', 'cpu_scratch' and 'paper', got " f"{variant!r}."
+  )
 
 
 def stage_name(task: str, row: str, seed: int | None = None) -> str:
@@ -122,7 +185,9 @@ def _run(s: dict, task: dict, *, steps: int, lr: float, model: dict) -> ml_colle
   c.validation_split = task["validation_split"]
   c.input_key = "input_ids"
   transforms = ((task["text"],) if task["text"] else ()) + (
-      {"name": "Tokenize", "max_length": task["max_length"]}, KEEP_MODEL_INPUTS)
+      {"name": "Tokenize", "max_length": task["max_length"]},
+      KEEP_MODEL_INPUTS,
+  )
   c.train_transforms = c.eval_transforms = transforms
   c.model = MODEL
   c.model_kwargs = ml_collections.ConfigDict(model)
@@ -134,8 +199,9 @@ def _run(s: dict, task: dict, *, steps: int, lr: float, model: dict) -> ml_colle
   c.optimizer.learning_rate = lr
   c.optimizer.weight_decay = 0.01
   c.optimizer.warmup_steps = s["warmup"]
-  c.evals = ml_collections.ConfigDict({"validation": {"kind": "metrics",
-                                                      "split": task["validation_split"]}})
+  c.evals = ml_collections.ConfigDict(
+      {"validation": {"kind": "metrics", "split": task["validation_split"]}}
+  )
   return c
 
 
@@ -144,9 +210,13 @@ def _reaugkd_evals(task: dict, *, first_seed: bool) -> dict:
   latency of retrieval measured on the first seed only (they do not depend on the seed)."""
   return {
       "val_reaug": {"kind": "retrieval_augmented", "split": task["validation_split"]},
-      "test_reaug": {"kind": "retrieval_augmented", "split": task["eval_split"],
-                     "select_on": "val_reaug", "scann": first_seed,
-                     "latency_batch_sizes": (1, 64) if first_seed else ()},
+      "test_reaug": {
+          "kind": "retrieval_augmented",
+          "split": task["eval_split"],
+          "select_on": "val_reaug",
+          "scann": first_seed,
+          "latency_batch_sizes": (1, 64) if first_seed else (),
+      },
   }
 
 
@@ -165,10 +235,12 @@ def get_config(variant: str = "cpu") -> ml_collections.ConfigDict:
         "ce": {"name": "supervised"},
         "kd": {"name": "vanilla_kd", "temperature": 2.0, "alpha": 0.5},
         "rkd": {"name": "rkd"},
-        "reaugkd": {"name": "reaugkd",
-                    "projection_dim": s["projection_dim"],
-                    "projection_steps": s["projection_steps"],
-                    "num_neighbors": s["num_neighbors"]},
+        "reaugkd": {
+            "name": "reaugkd",
+            "projection_dim": s["projection_dim"],
+            "projection_steps": s["projection_steps"],
+            "num_neighbors": s["num_neighbors"],
+        },
     }
     for seed in s["seeds"]:
       for row, method in methods.items():

@@ -57,10 +57,14 @@ def get_config(arg: str = "cpu") -> ml_collections.ConfigDict:
   student.model = "resnet8"
   student.model_kwargs = ml_collections.ConfigDict({"widths": (4, 4, 8, 16)})
   student.method = ml_collections.ConfigDict(
-      {"name": "vanilla_kd", "temperature": 4.0, "alpha": 0.5})
+      {"name": "vanilla_kd", "temperature": 4.0, "alpha": 0.5}
+  )
   # A relative teacher workdir names an earlier stage of this config (WORKDIR/teacher).
-  student.teachers = (ml_collections.ConfigDict(
-      {"model": TEACHER, "model_kwargs": TEACHER_KWARGS, "workdir": "teacher"}),)
+  student.teachers = (
+      ml_collections.ConfigDict(
+          {"model": TEACHER, "model_kwargs": TEACHER_KWARGS, "workdir": "teacher"}
+      ),
+  )
 
   config = ml_collections.ConfigDict()
   config.stages = ml_collections.ConfigDict()

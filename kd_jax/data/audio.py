@@ -19,6 +19,7 @@ import numpy as np
 def resample(audio: np.ndarray, orig_rate: int, target_rate: int) -> np.ndarray:
   """Resamples mono float audio [T] from `orig_rate` to `target_rate` Hz (float32 out)."""
   from scipy import signal  # pylint: disable=g-import-not-at-top
+
   audio = np.asarray(audio, np.float32)
   if audio.ndim != 1:
     raise ValueError(f"resample expects mono audio [T], got shape {audio.shape}.")
@@ -31,8 +32,9 @@ def resample(audio: np.ndarray, orig_rate: int, target_rate: int) -> np.ndarray:
   return out.astype(np.float32)
 
 
-def decode_audio(path_or_bytes: str | os.PathLike | bytes, *, sample_rate: int | None = None,
-                 mono: bool = True) -> tuple[np.ndarray, int]:
+def decode_audio(
+    path_or_bytes: str | os.PathLike | bytes, *, sample_rate: int | None = None, mono: bool = True
+) -> tuple[np.ndarray, int]:
   """Decodes WAV / FLAC / OGG (anything libsndfile reads) to float32 in [-1, 1].
 
   Args:
@@ -45,6 +47,7 @@ def decode_audio(path_or_bytes: str | os.PathLike | bytes, *, sample_rate: int |
     (audio [T] if mono else [T, channels], sample rate).
   """
   import soundfile  # pylint: disable=g-import-not-at-top
+
   source = io.BytesIO(path_or_bytes) if isinstance(path_or_bytes, bytes) else path_or_bytes
   try:
     audio, rate = soundfile.read(source, dtype="float32", always_2d=True)
@@ -62,8 +65,9 @@ def decode_audio(path_or_bytes: str | os.PathLike | bytes, *, sample_rate: int |
   return audio.astype(np.float32), int(rate)
 
 
-def crop_or_pad(audio: np.ndarray, length: int, *, rng: np.random.Generator | None = None
-                ) -> np.ndarray:
+def crop_or_pad(
+    audio: np.ndarray, length: int, *, rng: np.random.Generator | None = None
+) -> np.ndarray:
   """Returns exactly `length` samples: a crop (random if `rng`, else centred) or zero padding.
 
   Short clips are padded at the end, so the signal keeps its onset (UrbanSound8K slices start at
@@ -78,7 +82,7 @@ def crop_or_pad(audio: np.ndarray, length: int, *, rng: np.random.Generator | No
   if excess < 0:
     return np.concatenate([audio, np.zeros(-excess, np.float32)])
   start = int(rng.integers(0, excess + 1)) if rng is not None else excess // 2
-  return audio[start:start + length]
+  return audio[start : start + length]
 
 
 @dataclasses.dataclass(frozen=True)

@@ -21,8 +21,9 @@ def _check_image(image: np.ndarray, name: str) -> np.ndarray:
   return image
 
 
-def pad_crop_flip(image: np.ndarray, rng: np.random.Generator, *, padding: int = 4,
-                  flip: bool = True) -> np.ndarray:
+def pad_crop_flip(
+    image: np.ndarray, rng: np.random.Generator, *, padding: int = 4, flip: bool = True
+) -> np.ndarray:
   """Zero-pads by `padding` pixels, takes a random H x W crop, flips left-right with p = 0.5.
 
   The standard CIFAR augmentation (He et al., 2016, "Deep residual learning", Sec. 4.2): crop
@@ -32,9 +33,9 @@ def pad_crop_flip(image: np.ndarray, rng: np.random.Generator, *, padding: int =
   height, width = image.shape[:2]
   # Explicit zero canvas: several times faster than np.pad for small images.
   padded = np.zeros((height + 2 * padding, width + 2 * padding, image.shape[2]), image.dtype)
-  padded[padding:padding + height, padding:padding + width] = image
+  padded[padding : padding + height, padding : padding + width] = image
   top, left = rng.integers(0, 2 * padding + 1, size=2)
-  out = padded[top:top + height, left:left + width]
+  out = padded[top : top + height, left : left + width]
   if flip and rng.random() < 0.5:
     out = out[:, ::-1]
   return np.ascontiguousarray(out)
@@ -48,8 +49,9 @@ def gaussian_noise(x: np.ndarray, rng: np.random.Generator, *, stddev: float) ->
   return x + rng.normal(0.0, stddev, size=x.shape).astype(np.float32)
 
 
-def normalize_image(image: np.ndarray, *, mean: Sequence[float] | float = 0.0,
-                    std: Sequence[float] | float = 1.0) -> np.ndarray:
+def normalize_image(
+    image: np.ndarray, *, mean: Sequence[float] | float = 0.0, std: Sequence[float] | float = 1.0
+) -> np.ndarray:
   """uint8 [H, W, C] -> float32 (image / 255 - mean) / std, mean and std per channel."""
   image = _check_image(image, "normalize_image")
   mean = np.asarray(mean, np.float32)
@@ -59,8 +61,14 @@ def normalize_image(image: np.ndarray, *, mean: Sequence[float] | float = 0.0,
   return (image.astype(np.float32) / 255.0 - mean) / std
 
 
-def mixup(batch: dict[str, Any], rng: np.random.Generator, *, alpha: float = 1.0,
-          key: str = "image", per_example: bool = False) -> dict[str, Any]:
+def mixup(
+    batch: dict[str, Any],
+    rng: np.random.Generator,
+    *,
+    alpha: float = 1.0,
+    key: str = "image",
+    per_example: bool = False,
+) -> dict[str, Any]:
   """MixUp (Zhang et al., ICLR 2018) of the inputs of one batch.
 
   x~_i = lam * x_i + (1 - lam) * x_{pi(i)},  lam ~ Beta(alpha, alpha),  pi a random permutation.
@@ -98,8 +106,10 @@ class PadCropFlip:
   flip: bool = True
 
   def __call__(self, example, rng):
-    return {**example, self.key: pad_crop_flip(example[self.key], rng, padding=self.padding,
-                                               flip=self.flip)}
+    return {
+        **example,
+        self.key: pad_crop_flip(example[self.key], rng, padding=self.padding, flip=self.flip),
+    }
 
 
 @dataclasses.dataclass(frozen=True)
@@ -120,5 +130,4 @@ class NormalizeImage:
 
   def __call__(self, example, rng):
     del rng  # Deterministic.
-    return {**example, self.key: normalize_image(example[self.key], mean=self.mean,
-                                                 std=self.std)}
+    return {**example, self.key: normalize_image(example[self.key], mean=self.mean, std=self.std)}

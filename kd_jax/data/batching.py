@@ -21,15 +21,19 @@ def stack_examples(examples: Sequence[Mapping[str, Any]]) -> dict[str, np.ndarra
   batch = {}
   for i, example in enumerate(examples):
     if set(example) != keys:
-      raise ValueError(f"stack_examples: example {i} has keys {sorted(example)}, example 0 has "
-                       f"{sorted(keys)}.")
+      raise ValueError(
+          f"stack_examples: example {i} has keys {sorted(example)}, example 0 has "
+          f"{sorted(keys)}."
+      )
   for key in examples[0]:
     values = [np.asarray(e[key]) for e in examples]
     shapes = {v.shape for v in values}
     if len(shapes) > 1:
-      raise ValueError(f"stack_examples: key {key!r} has different shapes in one batch "
-                       f"{sorted(shapes)}; add a transform that fixes its shape (crop/pad, "
-                       f"tokenise to max_length) before batching.")
+      raise ValueError(
+          f"stack_examples: key {key!r} has different shapes in one batch "
+          f"{sorted(shapes)}; add a transform that fixes its shape (crop/pad, "
+          f"tokenise to max_length) before batching."
+      )
     batch[key] = np.stack(values)
   return batch
 

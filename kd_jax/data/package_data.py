@@ -17,8 +17,9 @@ class MissingPackageDataError(FileNotFoundError):
   """A data file that should come from an installed package is missing."""
 
 
-def package_file(module: str, relative_path: str, *, pip_name: str,
-                 pip_flags: str = "") -> pathlib.Path:
+def package_file(
+    module: str, relative_path: str, *, pip_name: str, pip_flags: str = ""
+) -> pathlib.Path:
   """Returns the path of `relative_path` inside the installed top-level package `module`.
 
   Args:
@@ -35,11 +36,13 @@ def package_file(module: str, relative_path: str, *, pip_name: str,
   if spec is None or not spec.submodule_search_locations:
     raise MissingPackageDataError(
         f"Python package {pip_name!r} (module {module!r}) is not installed; it carries the data "
-        f"file {relative_path!r}. Install it with: {install}")
+        f"file {relative_path!r}. Install it with: {install}"
+    )
   for location in spec.submodule_search_locations:
     candidate = pathlib.Path(location) / relative_path
     if candidate.exists():
       return candidate
   raise MissingPackageDataError(
       f"Package {pip_name!r} is installed at {list(spec.submodule_search_locations)} but has no "
-      f"{relative_path!r}; reinstall a version that ships it: {install}")
+      f"{relative_path!r}; reinstall a version that ships it: {install}"
+  )

@@ -38,8 +38,17 @@ class _ReadBatch:
   each global batch of `stride` rows).
   """
 
-  def __init__(self, source, transforms: Sequence[Transform], seed: int, batch_size: int,
-               with_index: bool = False, *, offset: int = 0, stride: int | None = None):
+  def __init__(
+      self,
+      source,
+      transforms: Sequence[Transform],
+      seed: int,
+      batch_size: int,
+      with_index: bool = False,
+      *,
+      offset: int = 0,
+      stride: int | None = None,
+  ):
     self.source = source
     self.with_index = with_index
     self.offset = offset
@@ -75,10 +84,13 @@ class _ReadBatch:
 def _resolve_shard(shard_index, shard_count) -> tuple[int, int]:
   if shard_index is None and shard_count is None:
     import jax  # pylint: disable=g-import-not-at-top  # Only needed for the default.
+
     return jax.process_index(), jax.process_count()
   if shard_index is None or shard_count is None:
-    raise ValueError("Pass both shard_index and shard_count, or neither (then jax.process_index()"
-                     " / jax.process_count() are used).")
+    raise ValueError(
+        "Pass both shard_index and shard_count, or neither (then jax.process_index()"
+        " / jax.process_count() are used)."
+    )
   if not 0 <= shard_index < shard_count:
     raise ValueError(f"shard_index {shard_index} must be in [0, shard_count={shard_count}).")
   return int(shard_index), int(shard_count)
@@ -88,10 +100,17 @@ def _read_options(num_threads: int) -> grain.ReadOptions:
   return grain.ReadOptions(num_threads=num_threads, prefetch_buffer_size=max(2, 2 * num_threads))
 
 
-def train_loader(source, *, batch_size: int, seed: int, transforms: Sequence[Transform] = (),
-                 shard_index: int | None = None, shard_count: int | None = None,
-                 num_threads: int = 2, with_index: bool = False
-                 ) -> Iterator[dict[str, np.ndarray]]:
+def train_loader(
+    source,
+    *,
+    batch_size: int,
+    seed: int,
+    transforms: Sequence[Transform] = (),
+    shard_index: int | None = None,
+    shard_count: int | None = None,
+    num_threads: int = 2,
+    with_index: bool = False,
+) -> Iterator[dict[str, np.ndarray]]:
   """Infinite iterator of NumPy batch dicts [batch_size, ...] with `get_state` / `set_state`.
 
   Args:
@@ -117,10 +136,18 @@ def train_loader(source, *, batch_size: int, seed: int, transforms: Sequence[Tra
   ds = ds.batch(batch_size * shard_count, drop_remainder=True)
   offset = shard_index * batch_size
   if shard_count > 1:
-    ds = ds.map(lambda indices: indices[offset:offset + batch_size])
-  ds = ds.map_with_index(_ReadBatch(source, transforms, augment_seed, batch_size,
-                                    with_index=with_index, offset=offset,
-                                    stride=batch_size * shard_count))
+    ds = ds.map(lambda indices: indices[offset : offset + batch_size])
+  ds = ds.map_with_index(
+      _ReadBatch(
+          source,
+          transforms,
+          augment_seed,
+          batch_size,
+          with_index=with_index,
+          offset=offset,
+          stride=batch_size * shard_count,
+      )
+  )
   return iter(ds.to_iter_dataset(_read_options(num_threads)))
 
 
@@ -132,9 +159,17 @@ class EvalBatches:
   multi-host eval steps stay in lock-step.
   """
 
-  def __init__(self, source, *, batch_size: int, transforms: Sequence[Transform] = (),
-               shard_index: int | None = None, shard_count: int | None = None,
-               num_threads: int = 2, seed: int = 0):
+  def __init__(
+      self,
+      source,
+      *,
+      batch_size: int,
+      transforms: Sequence[Transform] = (),
+      shard_index: int | None = None,
+      shard_count: int | None = None,
+      num_threads: int = 2,
+      seed: int = 0,
+  ):
     if batch_size <= 0:
       raise ValueError(f"batch_size must be positive, got {batch_size}.")
     shard_index, shard_count = _resolve_shard(shard_index, shard_count)
@@ -160,17 +195,33 @@ class EvalBatches:
         emitted += 1
         yield last
     if last is None and self._num_batches:
-      raise ValueError("This eval shard is empty, so the shape of a padding batch is unknown; "
-                       "use fewer shards than examples.")
+      raise ValueError(
+          "This eval shard is empty, so the shape of a padding batch is unknown; "
+          "use fewer shards than examples."
+      )
     while emitted < self._num_batches:
-      yield {**{k: np.zeros_like(v) for k, v in last.items()},
-             batching.MASK_KEY: np.zeros(self.batch_size, bool)}
+      yield {
+          **{k: np.zeros_like(v) for k, v in last.items()},
+          batching.MASK_KEY: np.zeros(self.batch_size, bool),
+      }
       emitted += 1
 
 
-def eval_batches(source, *, batch_size: int, transforms: Sequence[Transform] = (),
-                 shard_index: int | None = None, shard_count: int | None = None,
-                 num_threads: int = 2) -> EvalBatches:
+def eval_batches(
+    source,
+    *,
+    batch_size: int,
+    transforms: Sequence[Transform] = (),
+    shard_index: int | None = None,
+    shard_count: int | None = None,
+    num_threads: int = 2,
+) -> EvalBatches:
   """Ordered eval batches with a "mask" key; see `EvalBatches`."""
-  return EvalBatches(source, batch_size=batch_size, transforms=transforms,
-                     shard_index=shard_index, shard_count=shard_count, num_threads=num_threads)
+  return EvalBatches(
+      source,
+      batch_size=batch_size,
+      transforms=transforms,
+      shard_index=shard_index,
+      shard_count=shard_count,
+      num_threads=num_threads,
+  )

@@ -18,8 +18,9 @@ from kd_jax.data import sources
 def main(argv=None) -> None:
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("names", nargs="+", help="dataset names as accepted by get_source")
-  parser.add_argument("--data_dir", default=None, help="default: $KD_JAX_DATA_DIR or "
-                      "~/tensorflow_datasets")
+  parser.add_argument(
+      "--data_dir", default=None, help="default: $KD_JAX_DATA_DIR or " "~/tensorflow_datasets"
+  )
   parser.add_argument("--manual_dir", default=None)
   args = parser.parse_args(argv)
   for name in args.names:

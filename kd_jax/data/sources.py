@@ -41,13 +41,17 @@ def _builders() -> dict[str, Callable[..., tfds.core.DatasetBuilder]]:
     def make(data_dir, manual_dir, config):
       # Audio builders need soundfile/scipy; import them only when an audio dataset is asked for.
       from kd_jax.data.builders import audio_datasets  # pylint: disable=g-import-not-at-top
-      return getattr(audio_datasets, class_name)(data_dir=data_dir, config=config,
-                                                 manual_dir=manual_dir)
+
+      return getattr(audio_datasets, class_name)(
+          data_dir=data_dir, config=config, manual_dir=manual_dir
+      )
+
     return make
 
   return {
       "fashion_mnist": lambda data_dir, manual_dir, config: idx_images.FashionMnist(
-          data_dir=data_dir, idx_dir=manual_dir),
+          data_dir=data_dir, idx_dir=manual_dir
+      ),
       "mnist5k": plain(mnist5k.Mnist5k),
       "rotten_tomatoes": plain(rotten_tomatoes.RottenTomatoes),
       "bbc_news": plain(bbc_news.BbcNews),
@@ -61,6 +65,7 @@ def _builders() -> dict[str, Callable[..., tfds.core.DatasetBuilder]]:
 def _sonic_pi(data_dir, manual_dir, config):
   """The offline Sonic Pi corpus; written once into data_dir/manual/sonic_pi unless given."""
   from kd_jax.data import offline_audio  # pylint: disable=g-import-not-at-top
+
   if manual_dir is None:
     manual_dir = pathlib.Path(data_dir) / "manual" / "sonic_pi"
     if not (manual_dir / "metadata" / "UrbanSound8K.csv").exists():
@@ -103,8 +108,10 @@ class DataSource:
     if not isinstance(index, (int, np.integer)):
       raise TypeError(f"DataSource index must be an int, got {type(index).__name__}.")
     if not -len(self) <= index < len(self):
-      raise IndexError(f"index {index} out of range for {self.info.name}[{self.split}] of "
-                       f"length {len(self)}.")
+      raise IndexError(
+          f"index {index} out of range for {self.info.name}[{self.split}] of "
+          f"length {len(self)}."
+      )
     return self._convert(self._source[int(index) % len(self)])
 
   def __getitems__(self, indices) -> list[dict[str, Any]]:
@@ -128,16 +135,28 @@ class DataSource:
 
 
 def _prepare(builder, name: str, manual_dir) -> None:
-  download_config = tfds.download.DownloadConfig(
-      manual_dir=str(manual_dir) if manual_dir else None)
+  download_config = tfds.download.DownloadConfig(manual_dir=str(manual_dir) if manual_dir else None)
   builder.download_and_prepare(file_format="array_record", download_config=download_config)
 
 
 # TFDS finds new-style builders (tensorflow_datasets/datasets/<name>/) lazily, but legacy ones
 # such as glue only register when their category package is imported.
-_LEGACY_CATEGORIES = ("text", "image_classification", "image", "audio", "video", "structured",
-                      "question_answering", "translate", "summarization", "object_detection",
-                      "vision_language", "graphs", "time_series", "recommendation")
+_LEGACY_CATEGORIES = (
+    "text",
+    "image_classification",
+    "image",
+    "audio",
+    "video",
+    "structured",
+    "question_answering",
+    "translate",
+    "summarization",
+    "object_detection",
+    "vision_language",
+    "graphs",
+    "time_series",
+    "recommendation",
+)
 
 
 def _tfds_builder(name: str, data_dir: str):
@@ -163,32 +182,39 @@ def _internet_reachable(host: str = "storage.googleapis.com", timeout: float = 3
 
 def _standard_builder(name: str, data_dir: str, *, download: bool, manual_dir):
   """Prepares (if allowed) and returns a builder from TFDS's own catalogue."""
-  how = (f"Prepare it where the internet (and, for image/audio datasets, TensorFlow) is available: "
-         f"`tfds build {name} --file_format=array_record --data_dir=DIR` (for manual-download "
-         f"datasets such as imagenet2012 add --manual_dir=WHERE_THE_ARCHIVES_ARE), then copy DIR "
-         f"here and pass data_dir=DIR or set ${DATA_DIR_ENV}=DIR. A dataset already prepared as "
-         f"tfrecord can be converted with `tfds convert_format --dataset_dir=... "
-         f"--out_file_format=array_record`.")
+  how = (
+      f"Prepare it where the internet (and, for image/audio datasets, TensorFlow) is available: "
+      f"`tfds build {name} --file_format=array_record --data_dir=DIR` (for manual-download "
+      f"datasets such as imagenet2012 add --manual_dir=WHERE_THE_ARCHIVES_ARE), then copy DIR "
+      f"here and pass data_dir=DIR or set ${DATA_DIR_ENV}=DIR. A dataset already prepared as "
+      f"tfrecord can be converted with `tfds convert_format --dataset_dir=... "
+      f"--out_file_format=array_record`."
+  )
   try:
     builder = _tfds_builder(name, data_dir)
   except tfds.core.registered.DatasetNotFoundError as e:
-    raise KeyError(f"Unknown dataset {name!r}: neither a kd_jax dataset "
-                   f"({sorted(_builders())}) nor in the TFDS catalogue.") from e
+    raise KeyError(
+        f"Unknown dataset {name!r}: neither a kd_jax dataset "
+        f"({sorted(_builders())}) nor in the TFDS catalogue."
+    ) from e
   if builder.is_prepared():
     return builder
   if download is None and not _internet_reachable():
     raise DatasetUnavailableError(
         f"TFDS dataset {name!r} is not prepared in {data_dir} and this machine has no internet "
-        f"connection to download it. {how}")
+        f"connection to download it. {how}"
+    )
   if download is False:
     raise DatasetUnavailableError(
-        f"TFDS dataset {name!r} is not prepared in {data_dir} and download=False. {how}")
+        f"TFDS dataset {name!r} is not prepared in {data_dir} and download=False. {how}"
+    )
   try:
     _prepare(builder, name, manual_dir)
   except Exception as e:  # Network, manual-dir and TensorFlow-encoding failures all end here.
     raise DatasetUnavailableError(
         f"TFDS dataset {name!r} is not prepared in {data_dir} and could not be prepared here "
-        f"({type(e).__name__}: {str(e)[:300]}). {how}") from e
+        f"({type(e).__name__}: {str(e)[:300]}). {how}"
+    ) from e
   return builder
 
 
@@ -212,8 +238,9 @@ def get_builder(name: str, *, data_dir=None, manual_dir=None, download: bool | N
   return builder
 
 
-def get_source(name: str, split: str, *, data_dir=None, manual_dir=None,
-               download: bool | None = None) -> DataSource:
+def get_source(
+    name: str, split: str, *, data_dir=None, manual_dir=None, download: bool | None = None
+) -> DataSource:
   """Random-access source of `split` of dataset `name`, preparing it into `data_dir` once.
 
   Args:
@@ -242,8 +269,9 @@ def get_source(name: str, split: str, *, data_dir=None, manual_dir=None,
     try:
       module = importlib.import_module(module_name)
     except ImportError as error:
-      raise ValueError(f"Cannot import {name!r} (a dataset given as 'package.module:function'): "
-                       f"{error}") from error
+      raise ValueError(
+          f"Cannot import {name!r} (a dataset given as 'package.module:function'): " f"{error}"
+      ) from error
     registered = getattr(module, attribute, None)
     if not callable(registered):
       raise ValueError(f"Dataset {name!r}: {module_name} has no callable {attribute!r}.")
@@ -254,11 +282,13 @@ def get_source(name: str, split: str, *, data_dir=None, manual_dir=None,
   try:
     tfds_source = builder.as_data_source(split=split)
   except (ValueError, KeyError) as e:
-    raise ValueError(f"Bad split {split!r} for {name!r}; available splits: "
-                     f"{sorted(available)}.") from e
+    raise ValueError(
+        f"Bad split {split!r} for {name!r}; available splits: " f"{sorted(available)}."
+    ) from e
   except NotImplementedError as e:  # Prepared, but as tfrecord: no random access.
     raise DatasetUnavailableError(
         f"{name!r} in {builder.data_dir} is stored as {builder.info.file_format}, which has no "
         f"random access; convert it once with `tfds convert_format --dataset_version_dir="
-        f"{builder.data_dir} --out_file_format=array_record`.") from e
+        f"{builder.data_dir} --out_file_format=array_record`."
+    ) from e
   return DataSource(tfds_source, builder.info, split)

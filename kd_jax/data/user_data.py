@@ -54,8 +54,9 @@ def register_source(name: str, fn: Callable[..., Any]) -> None:
   if not name or ":" in name or "/" in name:
     raise ValueError(f"register_source: name must be a plain word (no ':' or '/'), got {name!r}.")
   if not callable(fn):
-    raise TypeError(f"register_source: {fn!r} is not callable as fn(split, data_dir=..., "
-                    "manual_dir=...).")
+    raise TypeError(
+        f"register_source: {fn!r} is not callable as fn(split, data_dir=..., " "manual_dir=...)."
+    )
   _REGISTRY[name] = fn
 
 
@@ -70,7 +71,7 @@ def is_user_file(name: str) -> bool:
 
 
 def parse_spec(spec: str) -> tuple[str, str, dict[str, str]]:
-  """"csv:data.csv?text=t&label=y" -> ("csv", absolute path, {"text": "t", "label": "y"})."""
+  """ "csv:data.csv?text=t&label=y" -> ("csv", absolute path, {"text": "t", "label": "y"})."""
   scheme, _, rest = spec.partition(":")
   path, _, query = rest.partition("?")
   options = dict(parse_qsl(query, keep_blank_values=True))
@@ -113,8 +114,9 @@ def _columns(rows, path: str) -> list[str]:
 
 def _need(column: str, columns: list[str], path: str, option: str) -> str:
   if column not in columns:
-    raise UserDataError(f"{path} has no column {column!r} (given as {option}=); its columns "
-                        f"are {columns}.")
+    raise UserDataError(
+        f"{path} has no column {column!r} (given as {option}=); its columns " f"are {columns}."
+    )
   return column
 
 
@@ -125,8 +127,9 @@ def _is_number(text: str) -> bool:
     return False
 
 
-def _encode_labels(values: list[str], given: str | None, path: str, column: str
-                   ) -> tuple[np.ndarray, tuple[str, ...] | None]:
+def _encode_labels(
+    values: list[str], given: str | None, path: str, column: str
+) -> tuple[np.ndarray, tuple[str, ...] | None]:
   """Class ids [n] int64 and the class names (None when the file holds integer ids)."""
   for row, value in enumerate(values):
     if value == "":
@@ -136,8 +139,10 @@ def _encode_labels(values: list[str], given: str | None, path: str, column: str
     index = {name: i for i, name in enumerate(names)}
     unknown = sorted(set(values) - set(index))
     if unknown:
-      raise UserDataError(f"{path}: label(s) {unknown[:5]} of column {column!r} are not in "
-                          f"labels={','.join(names)}.")
+      raise UserDataError(
+          f"{path}: label(s) {unknown[:5]} of column {column!r} are not in "
+          f"labels={','.join(names)}."
+      )
     return np.array([index[v] for v in values], np.int64), names
   if all(_is_number(v) and float(v).is_integer() for v in values):  # 3, or 3.0 from a float column
     ids = np.array([int(float(v)) for v in values], np.int64)
@@ -149,7 +154,8 @@ def _encode_labels(values: list[str], given: str | None, path: str, column: str
     raise UserDataError(
         f"{path}: label column {column!r} holds non-integer values such as {numbers[0]!r}; a "
         f"label must be an integer class id or a class name (for names that look like numbers "
-        f"give their order: labels=A,B,...).")
+        f"give their order: labels=A,B,...)."
+    )
   names = tuple(sorted(set(values)))
   index = {name: i for i, name in enumerate(names)}
   return np.array([index[v] for v in values], np.int64), names
@@ -165,11 +171,14 @@ def _split_assignment(rows, columns, options, path: str) -> np.ndarray:
     fractions = [float(f) for f in options.get("fractions", "0.8,0.1,0.1").split(",")]
     seed = int(options.get("seed", "0"))
   except ValueError as error:
-    raise UserDataError(f"{path}: fractions= must be numbers and seed= an integer "
-                        f"({error}).") from error
+    raise UserDataError(
+        f"{path}: fractions= must be numbers and seed= an integer " f"({error})."
+    ) from error
   if len(fractions) != 3 or min(fractions) < 0 or abs(sum(fractions) - 1) > 1e-6:
-    raise UserDataError(f"{path}: fractions= must be three numbers >= 0 (train, validation, "
-                        f"test) summing to 1, got {fractions}.")
+    raise UserDataError(
+        f"{path}: fractions= must be three numbers >= 0 (train, validation, "
+        f"test) summing to 1, got {fractions}."
+    )
   n = len(rows)
   order = np.random.default_rng(seed).permutation(n)
   cuts = np.round(np.cumsum(fractions) * n).astype(int)
@@ -188,28 +197,34 @@ class UserTable:
     rows = _read_rows(fmt, path)
     columns = _columns(rows, path)
     self.inputs: dict[str, Any] = {}
-    text = options.get("text") or ("text" if "text" in columns and "features" not in options
-                                   else None)
+    text = options.get("text") or (
+        "text" if "text" in columns and "features" not in options else None
+    )
     if text:
       text_columns = [_need(c, columns, path, "text") for c in text.split(",")]
       self.inputs["text"] = [" [SEP] ".join(str(row[c]) for c in text_columns) for row in rows]
     if options.get("features"):
-      wanted = [c for pattern in options["features"].split(",")
-                for c in (fnmatch.filter(columns, pattern) or [_need(pattern, columns, path,
-                                                                     "features")])]
+      wanted = [
+          c
+          for pattern in options["features"].split(",")
+          for c in (fnmatch.filter(columns, pattern) or [_need(pattern, columns, path, "features")])
+      ]
       try:
-        self.inputs["features"] = np.array([[float(row[c]) for c in wanted] for row in rows],
-                                           np.float32)
+        self.inputs["features"] = np.array(
+            [[float(row[c]) for c in wanted] for row in rows], np.float32
+        )
       except (TypeError, ValueError) as error:
         raise UserDataError(f"{path}: feature columns {wanted} must hold numbers ({error}).")
     if not self.inputs:
-      raise UserDataError(f"{path}: say which columns are the inputs, text=COL or "
-                          f"features=COLS; its columns are {columns}.")
+      raise UserDataError(
+          f"{path}: say which columns are the inputs, text=COL or "
+          f"features=COLS; its columns are {columns}."
+      )
     label = _need(options.get("label", "label"), columns, path, "label")
     self.labels, self.label_names = _encode_labels(
-        [str(row[label]).strip() for row in rows], options.get("labels"), path, label)
-    self.num_classes = (len(self.label_names) if self.label_names
-                        else int(self.labels.max()) + 1)
+        [str(row[label]).strip() for row in rows], options.get("labels"), path, label
+    )
+    self.num_classes = len(self.label_names) if self.label_names else int(self.labels.max()) + 1
     self.splits = _split_assignment(rows, columns, options, path)
 
   def rows_of(self, split: str) -> np.ndarray:
@@ -222,11 +237,16 @@ class UserTable:
       name, start, stop = match.groups()
       rows = np.flatnonzero(self.splits == name)
       if not len(rows):
-        raise ValueError(f"Bad split {split!r} for {self.spec!r}: no rows in split {name!r}; "
-                         f"available splits: {sorted(set(self.splits))}.")
-      bound = lambda b: None if b is None else (
-          round(int(b[:-1]) * len(rows) / 100) if b.endswith("%") else int(b))
-      indices.append(rows[bound(start):bound(stop)])
+        raise ValueError(
+            f"Bad split {split!r} for {self.spec!r}: no rows in split {name!r}; "
+            f"available splits: {sorted(set(self.splits))}."
+        )
+      bound = (
+          lambda b: None
+          if b is None
+          else (round(int(b[:-1]) * len(rows) / 100) if b.endswith("%") else int(b))
+      )
+      indices.append(rows[bound(start) : bound(stop)])
     return np.concatenate(indices)
 
 

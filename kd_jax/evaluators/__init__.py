@@ -37,14 +37,17 @@ def get_evaluator(kind: str, **options: Any) -> Callable[[EvalRun], dict]:
   elif kind in EVALUATORS:
     cls = EVALUATORS[kind]
   else:
-    raise ValueError(f"Unknown evaluator kind {kind!r}; known: {sorted(EVALUATORS)} (or "
-                     "'package.module:Class').")
+    raise ValueError(
+        f"Unknown evaluator kind {kind!r}; known: {sorted(EVALUATORS)} (or "
+        "'package.module:Class')."
+    )
   if dataclasses.is_dataclass(cls):
     known = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(options) - known)
     if unknown:
-      raise ValueError(f"Unknown option(s) {unknown} for evaluator {kind!r}; it accepts "
-                       f"{sorted(known)}.")
+      raise ValueError(
+          f"Unknown option(s) {unknown} for evaluator {kind!r}; it accepts " f"{sorted(known)}."
+      )
   return cls(**options)
 
 

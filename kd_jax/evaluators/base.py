@@ -32,6 +32,7 @@ class EvalRun:
   eval_step: the run's jitted per-example metrics step (compiled once per run).
   forward: the student / teacher forward passes (`kd_jax.train.steps.Forward`).
   """
+
   name: str
   split: str
   step: int
@@ -54,12 +55,16 @@ class EvalRun:
   def result_of(self, evaluator: str, key: str, *, wanted_by: str):
     """A number an earlier evaluator of this round produced (clear error when it did not)."""
     if evaluator not in self.previous:
-      raise ValueError(f"evaluator {self.name!r} needs {key!r} from evaluator {evaluator!r}, "
-                       f"which must be declared before it in config.evals (ran so far: "
-                       f"{sorted(self.previous)}). ({wanted_by})")
+      raise ValueError(
+          f"evaluator {self.name!r} needs {key!r} from evaluator {evaluator!r}, "
+          f"which must be declared before it in config.evals (ran so far: "
+          f"{sorted(self.previous)}). ({wanted_by})"
+      )
     if key not in self.previous[evaluator]:
-      raise ValueError(f"evaluator {evaluator!r} produced no {key!r} (it has "
-                       f"{sorted(self.previous[evaluator])}); {wanted_by}")
+      raise ValueError(
+          f"evaluator {evaluator!r} produced no {key!r} (it has "
+          f"{sorted(self.previous[evaluator])}); {wanted_by}"
+      )
     return self.previous[evaluator][key]
 
 
@@ -70,8 +75,11 @@ class PerExampleMetrics:
   def __call__(self, run: EvalRun) -> dict[str, float]:
     totals: dict[str, float] = {}
     for batch in run.batches():
-      sums = jax.device_get(run.eval_step(run.state, run.teacher_variables, run.constants,
-                                          mesh_lib.shard_batch(batch, run.mesh)))
+      sums = jax.device_get(
+          run.eval_step(
+              run.state, run.teacher_variables, run.constants, mesh_lib.shard_batch(batch, run.mesh)
+          )
+      )
       for name, value in sums.items():
         totals[name] = totals.get(name, 0.0) + float(value)
     count = totals.pop("count", 0.0)

@@ -49,6 +49,7 @@ class RetrievalAugmented:
     latency_batch_sizes: batch sizes at which the inference latency of the student alone and
       with retrieval is timed (median of 30 jitted calls); empty: not timed.
   """
+
   betas: tuple = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
   select_on: str = ""
   scann: bool = False
@@ -60,8 +61,9 @@ class RetrievalAugmented:
   def __post_init__(self):
     self.betas = tuple(float(b) for b in self.betas)
     if not self.betas or any(not 0.0 <= b <= 1.0 for b in self.betas):
-      raise ValueError(f"retrieval_augmented: betas must be a non-empty grid in [0, 1], got "
-                       f"{self.betas}.")
+      raise ValueError(
+          f"retrieval_augmented: betas must be a non-empty grid in [0, 1], got " f"{self.betas}."
+      )
     if 0.0 not in self.betas:
       self.betas = (0.0,) + self.betas  # the student alone is always reported
     self.latency_batch_sizes = tuple(int(b) for b in self.latency_batch_sizes)
@@ -77,17 +79,23 @@ class RetrievalAugmented:
       @jax.jit
       def outputs(variables, method_params, batch):
         variables = dict(variables)
-        out = forward.student_eval(variables.pop("params"), variables,
-                                   steps.model_input(batch, input_key, forward.compute_dtype))
+        out = forward.student_eval(
+            variables.pop("params"),
+            variables,
+            steps.model_input(batch, input_key, forward.compute_dtype),
+        )
         return {"logits": out["logits"], "embedding": method.student_embedding(method_params, out)}
+
       self._outputs = outputs
     return self._outputs
 
   def __call__(self, run: EvalRun) -> dict[str, float]:
     method = run.method
     if not isinstance(method, reaugkd.ReAugKD):
-      raise ValueError(f"evaluator {run.name!r} (retrieval_augmented) needs a reaugkd run, got "
-                       f"{type(method).__name__}.")
+      raise ValueError(
+          f"evaluator {run.name!r} (retrieval_augmented) needs a reaugkd run, got "
+          f"{type(method).__name__}."
+      )
     kb_embeddings = run.constants["kb_embeddings"]
     kb_soft_labels = run.constants["kb_soft_labels"]
     k, temperature = method.num_neighbors, method.student_temperature
@@ -95,30 +103,56 @@ class RetrievalAugmented:
     variables, method_params = run.student_variables(), run.state.params["method"]
     split = prepare.map_batches(
         lambda batch: {**outputs(variables, method_params, batch), "label": batch["label"]},
-        run.all_batches(), description=f"{run.name}: student outputs")
+        run.all_batches(),
+        description=f"{run.name}: student outputs",
+    )
     z, s, y = (jnp.asarray(split["logits"]), jnp.asarray(split["embedding"]), split["label"])
-    probs = jax.jit(functools.partial(reaugkd.retrieval_augmented_probs, k=k,
-                                      temperature=temperature))(
-                                          z, s, kb_embeddings, kb_soft_labels,
-                                          beta=jnp.asarray(self.betas))
+    probs = jax.jit(
+        functools.partial(reaugkd.retrieval_augmented_probs, k=k, temperature=temperature)
+    )(z, s, kb_embeddings, kb_soft_labels, beta=jnp.asarray(self.betas))
     accuracy = np.mean(np.argmax(np.asarray(probs), -1) == y[None], axis=1)
     result = {f"accuracy_beta{b:.2f}": float(a) for b, a in zip(self.betas, accuracy)}
     result["accuracy_no_retrieval"] = float(accuracy[self.betas.index(0.0)])
     result["best_beta"] = self.betas[int(np.argmax(accuracy))]  # first maximum: smallest β
     if self.select_on:
-      beta = float(run.result_of(self.select_on, "best_beta",
-                                 wanted_by="β is chosen on the validation split"))
+      beta = float(
+          run.result_of(
+              self.select_on, "best_beta", wanted_by="β is chosen on the validation split"
+          )
+      )
       result["beta"] = beta
-      result["accuracy"] = float(np.mean(np.argmax(np.asarray(jax.jit(functools.partial(
-          reaugkd.retrieval_augmented_probs, k=k, temperature=temperature))(
-              z, s, kb_embeddings, kb_soft_labels, beta=beta)), -1) == y))
+      result["accuracy"] = float(
+          np.mean(
+              np.argmax(
+                  np.asarray(
+                      jax.jit(
+                          functools.partial(
+                              reaugkd.retrieval_augmented_probs, k=k, temperature=temperature
+                          )
+                      )(z, s, kb_embeddings, kb_soft_labels, beta=beta)
+                  ),
+                  -1,
+              )
+              == y
+          )
+      )
     else:
       beta = result["best_beta"]
     result["kb_size"] = int(kb_embeddings.shape[0])
     result["k"] = k
     if self.scann:
-      result.update(self._scann(np.asarray(s), z, y, kb_embeddings, kb_soft_labels, k=k,
-                                temperature=temperature, beta=beta))
+      result.update(
+          self._scann(
+              np.asarray(s),
+              z,
+              y,
+              kb_embeddings,
+              kb_soft_labels,
+              k=k,
+              temperature=temperature,
+              beta=beta,
+          )
+      )
     for size in self.latency_batch_sizes:
       result.update(self._latency(run, outputs, variables, method_params, size, beta))
     return result
@@ -127,15 +161,24 @@ class RetrievalAugmented:
     database = np.asarray(kb_embeddings)
     leaves = self.scann_num_leaves or max(1, int(round(np.sqrt(database.shape[0]))))
     params = retrieval.ScannParams(
-        num_leaves=leaves, num_leaves_to_search=self.scann_leaves_to_search or max(1, leaves // 4),
-        reorder=self.scann_reorder)
+        num_leaves=leaves,
+        num_leaves_to_search=self.scann_leaves_to_search or max(1, leaves // 4),
+        reorder=self.scann_reorder,
+    )
     scann = retrieval.ScannSearcher(database, default_k=k, params=params)
     approx, scores = scann.search(queries, k)
     exact, _ = retrieval.ExactSearcher(database).search(queries, k)
-    probs = reaugkd.mix_retrieved(z, jnp.asarray(scores), kb_soft_labels[jnp.asarray(approx)],
-                                  temperature=temperature, beta=beta)
-    return {"scann_recall": float(retrieval.recall_at_k(approx, exact)),
-            "scann_accuracy": float(np.mean(np.argmax(np.asarray(probs), -1) == y))}
+    probs = reaugkd.mix_retrieved(
+        z,
+        jnp.asarray(scores),
+        kb_soft_labels[jnp.asarray(approx)],
+        temperature=temperature,
+        beta=beta,
+    )
+    return {
+        "scann_recall": float(retrieval.recall_at_k(approx, exact)),
+        "scann_accuracy": float(np.mean(np.argmax(np.asarray(probs), -1) == y)),
+    }
 
   def _latency(self, run: EvalRun, outputs, variables, method_params, size: int, beta: float):
     """Student alone vs student + exact top-k + mixing, jitted, on `size` examples."""
@@ -155,11 +198,19 @@ class RetrievalAugmented:
     def with_retrieval(batch):
       out = outputs(variables, method_params, batch)
       return reaugkd.retrieval_augmented_probs(
-          out["logits"], out["embedding"], kb_embeddings, kb_soft_labels,
-          k=method.num_neighbors, temperature=method.student_temperature, beta=beta)
+          out["logits"],
+          out["embedding"],
+          kb_embeddings,
+          kb_soft_labels,
+          k=method.num_neighbors,
+          temperature=method.student_temperature,
+          beta=beta,
+      )
 
     plain = _median_seconds(student_only, batch)
     augmented = _median_seconds(with_retrieval, batch)
-    return {f"latency_b{size}_student_ms": 1e3 * plain,
-            f"latency_b{size}_reaugkd_ms": 1e3 * augmented,
-            f"latency_b{size}_overhead": augmented / plain - 1.0}
+    return {
+        f"latency_b{size}_student_ms": 1e3 * plain,
+        f"latency_b{size}_reaugkd_ms": 1e3 * augmented,
+        f"latency_b{size}_overhead": augmented / plain - 1.0,
+    }

@@ -47,10 +47,12 @@ def project_student_maps(student_attn, projection):
     raise ValueError("projection must be a dict with keys 'kernel' [k_t, k_s] and 'bias' [k_t].")
   kernel, bias = checks.as_float32(projection["kernel"], projection["bias"])
   checks.require_rank("projection['kernel']", kernel, 2)
-  checks.require_dim("projection['kernel']", kernel, 1, "student_attn", student_attn, -1,
-                     "Student key lengths")
-  checks.require_dim("projection['kernel']", kernel, 0, "projection['bias']", bias, 0,
-                     "Projected key lengths")
+  checks.require_dim(
+      "projection['kernel']", kernel, 1, "student_attn", student_attn, -1, "Student key lengths"
+  )
+  checks.require_dim(
+      "projection['kernel']", kernel, 0, "projection['bias']", bias, 0, "Projected key lengths"
+  )
   projected = jax.nn.relu(jnp.einsum("...k,tk->...t", student_attn, kernel) + bias)
   return projected / jnp.maximum(jnp.sum(projected, axis=-1, keepdims=True), _EPS)
 
@@ -77,8 +79,10 @@ def _amad_kl_one(t, s, query_mask):
 
 def _amad_token_kl_one(t, s, query_mask):
   """Eq. 12 for one example: Σ_l KL(T_l ‖ softmax(cos(T_l, S_l)) S_l), T_l = row l of all heads."""
+
   def at_query(t_l, s_l):  # [H_t, k], [H_s, k]
     return jnp.sum(_kl_rows(t_l, _alignment(t_l, s_l) @ s_l))
+
   per_query = jax.vmap(at_query, in_axes=(1, 1))(t, s)
   return jnp.sum(per_query * query_mask)
 
@@ -86,10 +90,12 @@ def _amad_token_kl_one(t, s, query_mask):
 def _check_maps(teacher_attn, student_attn):
   checks.require_rank("teacher_attn", teacher_attn, 4)
   checks.require_rank("student_attn", student_attn, 4)
-  checks.require_dim("teacher_attn", teacher_attn, 0, "student_attn", student_attn, 0,
-                     "Batch sizes")
-  checks.require_dim("teacher_attn", teacher_attn, 2, "student_attn", student_attn, 2,
-                     "Query lengths")
+  checks.require_dim(
+      "teacher_attn", teacher_attn, 0, "student_attn", student_attn, 0, "Batch sizes"
+  )
+  checks.require_dim(
+      "teacher_attn", teacher_attn, 2, "student_attn", student_attn, 2, "Query lengths"
+  )
 
 
 def _query_mask(query_mask, teacher_attn):
@@ -97,8 +103,10 @@ def _query_mask(query_mask, teacher_attn):
     return jnp.ones(teacher_attn.shape[::2], jnp.float32)  # [batch, q]
   mask = jnp.asarray(query_mask, jnp.float32)
   if mask.shape != (teacher_attn.shape[0], teacher_attn.shape[2]):
-    raise ValueError(f"query_mask has shape {mask.shape} but the maps need "
-                     f"[batch, q] = {(teacher_attn.shape[0], teacher_attn.shape[2])}.")
+    raise ValueError(
+        f"query_mask has shape {mask.shape} but the maps need "
+        f"[batch, q] = {(teacher_attn.shape[0], teacher_attn.shape[2])}."
+    )
   return mask
 
 
@@ -134,8 +142,15 @@ def amad(teacher_attn, student_attn, *, variant: str = "mse", projection=None, q
   teacher_attn, student_attn = checks.as_float32(teacher_attn, student_attn)
   if projection is not None:
     student_attn = project_student_maps(student_attn, projection)
-  checks.require_dim("teacher_attn", teacher_attn, 3, "student_attn", student_attn, 3,
-                     "Key lengths (pass a projection to map the student's keys)")
+  checks.require_dim(
+      "teacher_attn",
+      teacher_attn,
+      3,
+      "student_attn",
+      student_attn,
+      3,
+      "Key lengths (pass a projection to map the student's keys)",
+  )
   if variant == "mse":
     if query_mask is not None:
       raise ValueError("query_mask applies to the 'kl' and 'token_kl' variants only.")
@@ -146,7 +161,7 @@ def amad(teacher_attn, student_attn, *, variant: str = "mse", projection=None, q
 
 
 def _compare_maps(teacher_attn, student_attn, kind):
-  """"mse": mean over heads, queries and keys of (t − s)²; "kl": KL over keys, mean over rows."""
+  """ "mse": mean over heads, queries and keys of (t − s)²; "kl": KL over keys, mean over rows."""
   if kind == "mse":
     return jnp.mean(jnp.square(teacher_attn - student_attn), axis=(-3, -2, -1))
   if kind == "kl":
@@ -169,7 +184,8 @@ def one_to_one_attention(teacher_attn, student_attn, *, kind: str = "mse"):
     raise ValueError(
         f"one_to_one_attention needs equal head counts, but teacher_attn has {h_t} heads (shape "
         f"{tuple(jnp.shape(teacher_attn))}) and student_attn has {h_s} (shape "
-        f"{tuple(jnp.shape(student_attn))}); use amad() or head_pooled_attention().")
+        f"{tuple(jnp.shape(student_attn))}); use amad() or head_pooled_attention()."
+    )
   checks.require_same_shape("teacher_attn", teacher_attn, "student_attn", student_attn)
   return _compare_maps(*checks.as_float32(teacher_attn, student_attn), kind)
 
@@ -181,8 +197,9 @@ def head_pooled_attention(teacher_attn, student_attn, *, kind: str = "mse"):
     [batch] float32.
   """
   _check_maps(teacher_attn, student_attn)
-  checks.require_dim("teacher_attn", teacher_attn, 3, "student_attn", student_attn, 3,
-                     "Key lengths")
+  checks.require_dim(
+      "teacher_attn", teacher_attn, 3, "student_attn", student_attn, 3, "Key lengths"
+  )
   teacher_attn, student_attn = checks.as_float32(teacher_attn, student_attn)
   pooled_t = jnp.mean(teacher_attn, axis=1, keepdims=True)
   pooled_s = jnp.mean(student_attn, axis=1, keepdims=True)

@@ -16,7 +16,8 @@ def require_same_shape(name_a: str, a, name_b: str, b) -> None:
   if jnp.shape(a) != jnp.shape(b):
     raise ValueError(
         f"{name_a} has shape {tuple(jnp.shape(a))} but {name_b} has shape "
-        f"{tuple(jnp.shape(b))}; they must be equal.")
+        f"{tuple(jnp.shape(b))}; they must be equal."
+    )
 
 
 def require_rank(name: str, x, rank: int | tuple[int, ...]) -> None:
@@ -24,8 +25,7 @@ def require_rank(name: str, x, rank: int | tuple[int, ...]) -> None:
   ranks = (rank,) if isinstance(rank, int) else rank
   if jnp.ndim(x) not in ranks:
     wanted = " or ".join(str(r) for r in ranks)
-    raise ValueError(
-        f"{name} must have rank {wanted}, got shape {tuple(jnp.shape(x))}.")
+    raise ValueError(f"{name} must have rank {wanted}, got shape {tuple(jnp.shape(x))}.")
 
 
 def require_dim(name_a: str, a, axis_a: int, name_b: str, b, axis_b: int, what: str) -> None:
@@ -34,7 +34,8 @@ def require_dim(name_a: str, a, axis_a: int, name_b: str, b, axis_b: int, what: 
   if da != db:
     raise ValueError(
         f"{what} differ: {name_a} has shape {tuple(jnp.shape(a))} and {name_b} has shape "
-        f"{tuple(jnp.shape(b))}.")
+        f"{tuple(jnp.shape(b))}."
+    )
 
 
 def require_labels(logits, labels) -> None:
@@ -49,17 +50,21 @@ def require_labels(logits, labels) -> None:
     raise ValueError(
         f"labels have shape {tuple(jnp.shape(labels))} but logits have shape "
         f"{tuple(jnp.shape(logits))}; labels must be integer class ids of shape "
-        f"{tuple(jnp.shape(logits)[:-1])}.")
+        f"{tuple(jnp.shape(logits)[:-1])}."
+    )
   if not jnp.issubdtype(jnp.result_type(labels), jnp.integer):
     raise ValueError(f"labels must be integer class ids, got dtype {jnp.result_type(labels)}.")
   concrete = not isinstance(labels, jax.core.Tracer) and (
-      not isinstance(labels, jax.Array) or labels.is_fully_addressable)
+      not isinstance(labels, jax.Array) or labels.is_fully_addressable
+  )
   if concrete and np.size(labels):
     values = np.asarray(labels)
     low, high, classes = values.min(), values.max(), jnp.shape(logits)[-1]
     if low < 0 or high >= classes:
-      raise ValueError(f"labels must be class ids in [0, {classes}) for logits with {classes} "
-                       f"classes, got values from {low} to {high}.")
+      raise ValueError(
+          f"labels must be class ids in [0, {classes}) for logits with {classes} "
+          f"classes, got values from {low} to {high}."
+      )
 
 
 def as_float32(*arrays):

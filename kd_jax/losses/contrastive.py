@@ -47,8 +47,9 @@ def supervised_contrastive(embeddings, labels, *, temperature: float):
   not_self = ~jnp.eye(n, dtype=bool)
   logits = (z @ z.T) / temperature
   # The anchor itself is excluded from the denominator: −inf gives it zero weight exactly.
-  log_prob = logits - jax.nn.logsumexp(jnp.where(not_self, logits, -jnp.inf), axis=-1,
-                                       keepdims=True)
+  log_prob = logits - jax.nn.logsumexp(
+      jnp.where(not_self, logits, -jnp.inf), axis=-1, keepdims=True
+  )
   positive = (labels[:, None] == labels[None, :]) & not_self
   num_positive = jnp.sum(positive, axis=-1)
   # where() before the sum: log_prob is finite everywhere, but keep the diagonal out explicitly.

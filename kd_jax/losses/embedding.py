@@ -41,10 +41,12 @@ def apply_adapter(features, adapter):
     raise ValueError("adapter must be a dict with keys 'kernel' [c_s, c_t] and 'bias' [c_t].")
   kernel, bias = checks.as_float32(adapter["kernel"], adapter["bias"])
   checks.require_rank("adapter['kernel']", kernel, 2)
-  checks.require_dim("student_features", features, -1, "adapter['kernel']", kernel, 0,
-                     "Student channels")
-  checks.require_dim("adapter['kernel']", kernel, 1, "adapter['bias']", bias, 0,
-                     "Adapter output channels")
+  checks.require_dim(
+      "student_features", features, -1, "adapter['kernel']", kernel, 0, "Student channels"
+  )
+  checks.require_dim(
+      "adapter['kernel']", kernel, 1, "adapter['bias']", bias, 0, "Adapter output channels"
+  )
   return jnp.einsum("...c,cd->...d", checks.as_float32(features), kernel) + bias
 
 
@@ -66,7 +68,8 @@ def fitnets_hint(student_features, teacher_features, adapter):
     raise ValueError(
         f"student_features has shape {tuple(jnp.shape(student_features))} and teacher_features "
         f"has shape {tuple(jnp.shape(teacher_features))}: all axes but the channels must match "
-        "(resize or pool the student's map first).")
+        "(resize or pool the student's map first)."
+    )
   regressed = apply_adapter(student_features, adapter)
   diff = jnp.square(regressed - checks.as_float32(teacher_features))
   return jnp.mean(jnp.reshape(diff, (diff.shape[0], -1)), axis=-1)
@@ -108,6 +111,7 @@ def attention_transfer(student_features, teacher_features, *, p: float = 2.0):
     raise ValueError(
         f"student_features has shape {tuple(jnp.shape(student_features))} and teacher_features "
         f"has shape {tuple(jnp.shape(teacher_features))}: attention transfer needs the same "
-        "batch and spatial size (pair stages of equal resolution).")
+        "batch and spatial size (pair stages of equal resolution)."
+    )
   diff = spatial_attention(student_features, p=p) - spatial_attention(teacher_features, p=p)
   return jnp.mean(jnp.square(diff), axis=-1)

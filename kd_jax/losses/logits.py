@@ -87,7 +87,8 @@ def ensemble_logits(member_logits):
   if jnp.ndim(member_logits) < 2:
     raise ValueError(
         "member_logits must be [members, ..., classes] (member axis first), got shape "
-        f"{tuple(jnp.shape(member_logits))}.")
+        f"{tuple(jnp.shape(member_logits))}."
+    )
   member_logits = checks.as_float32(member_logits)
   members = member_logits.shape[0]
   log_probs = jax.nn.log_softmax(member_logits, axis=-1)

@@ -41,8 +41,15 @@ def _anchor_similarities(emb, anchors, temperature):
   return jax.nn.log_softmax(logits / temperature, axis=-1)
 
 
-def similarity_kl(student_emb, student_anchors, teacher_emb, teacher_anchors, *,
-                  temperature: float, student_temperature: float | None = None):
+def similarity_kl(
+    student_emb,
+    student_anchors,
+    teacher_emb,
+    teacher_anchors,
+    *,
+    temperature: float,
+    student_temperature: float | None = None,
+):
   """KL between the teacher's and the student's similarity distributions over anchors.
 
   p^T_i(j) = softmax_j(t_i·a^T_j / τ),  p^S_i(j) = softmax_j(s_i·a^S_j / τ_s),
@@ -68,23 +75,46 @@ def similarity_kl(student_emb, student_anchors, teacher_emb, teacher_anchors, *,
   checks.require_rank("teacher_emb", teacher_emb, 2)
   checks.require_rank("student_anchors", student_anchors, (2, 3))
   checks.require_rank("teacher_anchors", teacher_anchors, (2, 3))
-  checks.require_dim("student_emb", student_emb, 0, "teacher_emb", teacher_emb, 0,
-                     "Batch sizes")
-  checks.require_dim("student_emb", student_emb, -1, "student_anchors", student_anchors, -1,
-                     "Student embedding dimensions")
-  checks.require_dim("teacher_emb", teacher_emb, -1, "teacher_anchors", teacher_anchors, -1,
-                     "Teacher embedding dimensions")
-  checks.require_dim("student_anchors", student_anchors, -2, "teacher_anchors", teacher_anchors,
-                     -2, "Numbers of anchors")
+  checks.require_dim("student_emb", student_emb, 0, "teacher_emb", teacher_emb, 0, "Batch sizes")
+  checks.require_dim(
+      "student_emb",
+      student_emb,
+      -1,
+      "student_anchors",
+      student_anchors,
+      -1,
+      "Student embedding dimensions",
+  )
+  checks.require_dim(
+      "teacher_emb",
+      teacher_emb,
+      -1,
+      "teacher_anchors",
+      teacher_anchors,
+      -1,
+      "Teacher embedding dimensions",
+  )
+  checks.require_dim(
+      "student_anchors",
+      student_anchors,
+      -2,
+      "teacher_anchors",
+      teacher_anchors,
+      -2,
+      "Numbers of anchors",
+  )
   for name, anchors in (("student_anchors", student_anchors), ("teacher_anchors", teacher_anchors)):
     if jnp.ndim(anchors) == 3:
       checks.require_dim(name, anchors, 0, "student_emb", student_emb, 0, "Batch sizes")
   if temperature <= 0 or (student_temperature is not None and student_temperature <= 0):
-    raise ValueError("temperatures must be positive, got "
-                     f"temperature={temperature}, student_temperature={student_temperature}.")
+    raise ValueError(
+        "temperatures must be positive, got "
+        f"temperature={temperature}, student_temperature={student_temperature}."
+    )
   tau_s = temperature if student_temperature is None else student_temperature
   student_emb, student_anchors, teacher_emb, teacher_anchors = checks.as_float32(
-      student_emb, student_anchors, teacher_emb, teacher_anchors)
+      student_emb, student_anchors, teacher_emb, teacher_anchors
+  )
   log_p_t = _anchor_similarities(teacher_emb, teacher_anchors, temperature)
   log_p_s = _anchor_similarities(student_emb, student_anchors, tau_s)
   return jnp.sum(jnp.exp(log_p_t) * (log_p_t - log_p_s), axis=-1)
@@ -98,8 +128,10 @@ def _smooth_l1(x, y):
 
 def _pairwise_distances(emb):
   """ψ_D(i, j) = ‖e_i − e_j‖₂ with a zero diagonal; sqrt clamped away from 0 for finite grads."""
+
   def row(e_i):
     return jnp.sum(jnp.square(emb - e_i), axis=-1)
+
   squared = jax.vmap(row)(emb)
   dist = jnp.sqrt(jnp.maximum(squared, _EPS))
   return dist * (1.0 - jnp.eye(emb.shape[0], dtype=dist.dtype))
@@ -119,7 +151,8 @@ def _check_pair(student_emb, teacher_emb):
   checks.require_dim("student_emb", student_emb, 0, "teacher_emb", teacher_emb, 0, "Batch sizes")
   if jnp.shape(student_emb)[0] < 2:
     raise ValueError(
-        f"relational losses need at least 2 examples, got shape {tuple(jnp.shape(student_emb))}.")
+        f"relational losses need at least 2 examples, got shape {tuple(jnp.shape(student_emb))}."
+    )
 
 
 def rkd_distance(student_emb, teacher_emb):
@@ -136,15 +169,19 @@ def rkd_distance(student_emb, teacher_emb):
   """
   _check_pair(student_emb, teacher_emb)
   student_emb, teacher_emb = checks.as_float32(student_emb, teacher_emb)
-  return jnp.mean(_smooth_l1(_mean_normalized_distances(student_emb),
-                             _mean_normalized_distances(teacher_emb)), axis=-1)
+  return jnp.mean(
+      _smooth_l1(_mean_normalized_distances(student_emb), _mean_normalized_distances(teacher_emb)),
+      axis=-1,
+  )
 
 
 def _angles_at(emb):
   """[n, n, n] cosines ψ_A(i, j, k) of the angle at apex x_i between x_j and x_k."""
+
   def at_apex(x_i):
     directions = l2_normalize(emb - x_i)
     return directions @ directions.T
+
   return jax.vmap(at_apex)(emb)
 
 
@@ -168,18 +205,23 @@ def _correlation_matrix(emb, kernel, gamma, order):
   if kernel == "bilinear":
     return emb @ emb.T
   if kernel == "gaussian":
+
     def row(e_i):
       return jnp.exp(-gamma * jnp.sum(jnp.square(emb - e_i), axis=-1))
+
     return jax.vmap(row)(emb)
   # Taylor series of the Gaussian RBF for unit vectors: ‖a − b‖² = 2 − 2a·b, so
   # exp(−γ‖a − b‖²) = e^{−2γ} Σ_p (2γ)^p (a·b)^p / p!, truncated at p = order.
   dots = emb @ emb.T
-  return sum(math.exp(-2 * gamma) * (2 * gamma)**p / math.factorial(p) * dots**p
-             for p in range(order + 1))
+  return sum(
+      math.exp(-2 * gamma) * (2 * gamma) ** p / math.factorial(p) * dots**p
+      for p in range(order + 1)
+  )
 
 
-def correlation_congruence(student_emb, teacher_emb, *, kernel: str = "gaussian_taylor",
-                           gamma: float = 0.4, order: int = 2):
+def correlation_congruence(
+    student_emb, teacher_emb, *, kernel: str = "gaussian_taylor", gamma: float = 0.4, order: int = 2
+):
   """Correlation congruence (CC, Peng et al., 2019), per example.
 
   With L2-normalised embeddings and a kernel k, C_ij = k(f_i, f_j) on each side and
@@ -192,8 +234,7 @@ def correlation_congruence(student_emb, teacher_emb, *, kernel: str = "gaussian_
   """
   _check_pair(student_emb, teacher_emb)
   if kernel not in ("gaussian_taylor", "gaussian", "bilinear"):
-    raise ValueError(
-        f"kernel must be 'gaussian_taylor', 'gaussian' or 'bilinear', got {kernel!r}.")
+    raise ValueError(f"kernel must be 'gaussian_taylor', 'gaussian' or 'bilinear', got {kernel!r}.")
   if order < 0:
     raise ValueError(f"order must be >= 0, got {order}.")
   student_emb, teacher_emb = checks.as_float32(student_emb, teacher_emb)

@@ -24,8 +24,10 @@ def _check_disk_inputs(student_logits, teacher_logits, gate, labels):
   checks.require_labels(student_logits, labels)
   gate = jnp.asarray(gate)
   if gate.shape not in ((student_logits.shape[0],), (student_logits.shape[0], 1)):
-    raise ValueError(f"gate has shape {tuple(gate.shape)} but must be [batch] or [batch, 1] with "
-                     f"batch = {student_logits.shape[0]} (student_logits {tuple(student_logits.shape)}).")
+    raise ValueError(
+        f"gate has shape {tuple(gate.shape)} but must be [batch] or [batch, 1] with "
+        f"batch = {student_logits.shape[0]} (student_logits {tuple(student_logits.shape)})."
+    )
   return checks.as_float32(jnp.reshape(gate, (-1,)))
 
 
@@ -39,8 +41,16 @@ def plausible_class_mask(teacher_logits, labels, *, top_k: int):
   return jnp.maximum(mask, jax.nn.one_hot(labels, classes))
 
 
-def disk_loss(student_logits, teacher_logits, gate, labels, *, student_temperature: float,
-              teacher_temperature: float, top_k: int):
+def disk_loss(
+    student_logits,
+    teacher_logits,
+    gate,
+    labels,
+    *,
+    student_temperature: float,
+    teacher_temperature: float,
+    top_k: int,
+):
   """DiSK's scaffolded distillation term (official code), per example.
 
   m = top-K(l_T) ∪ {y};  t̃ = softmax((l_T/τ_t)·m + min_c(l_T)·(1 − m)) ⊙ m;
@@ -68,8 +78,7 @@ def disk_loss(student_logits, teacher_logits, gate, labels, *, student_temperatu
   return student_temperature * teacher_temperature * jnp.sum(-teacher * log_helped, axis=-1)
 
 
-def disk_budget(student_logits, teacher_logits, gate, labels, *, delta: float,
-                max_ce: float = 5.0):
+def disk_budget(student_logits, teacher_logits, gate, labels, *, delta: float, max_ce: float = 5.0):
   """DiSK's budget penalty on the gate (official code): a batch-level scalar.
 
   b_i = min(CE(l_S(x_i), argmax l_T(x_i)), max_ce);  n_err = #{i : argmax l_S(x_i) ≠ y_i};

@@ -8,8 +8,16 @@ from __future__ import annotations
 import dataclasses
 import importlib
 
-from kd_jax.methods.base import (Aux, Method, PrepareContext, RunContext, StepIO, UpdateIO,
-                                 Variables, teacher_ensemble_logits)
+from kd_jax.methods.base import (
+    Aux,
+    Method,
+    PrepareContext,
+    RunContext,
+    StepIO,
+    UpdateIO,
+    Variables,
+    teacher_ensemble_logits,
+)
 from kd_jax.methods.attention_transfer import AttentionTransfer
 from kd_jax.methods.fitnets import FitNets
 from kd_jax.methods.reaugkd import ReAugKD
@@ -40,16 +48,34 @@ def get_method(name: str, **hyper_parameters) -> Method:
   elif name in METHODS:
     cls = METHODS[name]
   else:
-    raise ValueError(f"Unknown method {name!r}; known methods: {sorted(METHODS)} (or give "
-                     "'package.module:ClassName').")
+    raise ValueError(
+        f"Unknown method {name!r}; known methods: {sorted(METHODS)} (or give "
+        "'package.module:ClassName')."
+    )
   known = {f.name for f in dataclasses.fields(cls)}
   unknown = sorted(set(hyper_parameters) - known)
   if unknown:
-    raise ValueError(f"Unknown hyper-parameter(s) {unknown} for method {name!r}; "
-                     f"it accepts {sorted(known)}.")
+    raise ValueError(
+        f"Unknown hyper-parameter(s) {unknown} for method {name!r}; " f"it accepts {sorted(known)}."
+    )
   return cls(**hyper_parameters)
 
 
-__all__ = ["AttentionTransfer", "Aux", "FitNets", "METHODS", "Method", "PrepareContext", "ReAugKD", "RelationalKD", "RunContext",
-           "StepIO", "Supervised", "UpdateIO", "VanillaKD", "Variables", "get_method",
-           "teacher_ensemble_logits"]
+__all__ = [
+    "AttentionTransfer",
+    "Aux",
+    "FitNets",
+    "METHODS",
+    "Method",
+    "PrepareContext",
+    "ReAugKD",
+    "RelationalKD",
+    "RunContext",
+    "StepIO",
+    "Supervised",
+    "UpdateIO",
+    "VanillaKD",
+    "Variables",
+    "get_method",
+    "teacher_ensemble_logits",
+]

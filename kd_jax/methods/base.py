@@ -76,6 +76,7 @@ Outputs = Mapping[str, Any]  # a model's output dict: "logits", "embedding", "fe
 @dataclasses.dataclass(frozen=True)
 class RunContext:
   """Static facts of the run, for schedules measured in epochs and for `prepare`."""
+
   total_steps: int
   steps_per_epoch: int
   num_train_examples: int
@@ -91,8 +92,9 @@ class RunContext:
 
 class Variables(NamedTuple):
   """What a method adds to the train state."""
-  params: PyTree = {}       # trainable, updated by the optimiser together with the student
-  state: PyTree = {}        # non-trainable, updated by `Method.update_state`
+
+  params: PyTree = {}  # trainable, updated by the optimiser together with the student
+  state: PyTree = {}  # non-trainable, updated by `Method.update_state`
   model_state: PyTree = {}  # mutable collections of the method's own modules (BatchNorm stats)
 
 
@@ -105,6 +107,7 @@ class Aux(NamedTuple):
   model_state: the updated mutable collections of the method's own modules (train mode), with
     the structure of `Variables.model_state`; empty means unchanged.
   """
+
   metrics: Mapping[str, jax.Array] = {}
   state_inputs: PyTree = {}
   model_state: PyTree = {}
@@ -126,6 +129,7 @@ class StepIO:
   student_variables: the student's current {"params": ..., **model_state}.
   train: True inside `loss`.
   """
+
   student: Outputs
   teachers: tuple
   batch: Mapping[str, Any]
@@ -148,6 +152,7 @@ class UpdateIO:
   student's updated mutable collections (BatchNorm statistics); state_inputs: `Aux.state_inputs`
   of the whole batch.
   """
+
   params: PyTree
   student_model_state: PyTree
   state_inputs: PyTree
@@ -167,6 +172,7 @@ class PrepareContext:
   teacher_outputs(batch): the frozen teachers' outputs (a tuple of dicts), usable inside `fn`.
   model_input(batch): the model input of a batch (uint8 pixels scaled to [0, 1]).
   """
+
   context: RunContext
   roles: Mapping[str, str]  # role -> split name, e.g. {"train": "train", "validation": "val"}
   batches: Callable[[str], Iterable[dict]]
@@ -203,8 +209,9 @@ class Method:
     del rng, io
     return Variables()
 
-  def optimizer(self, student_tx: optax.GradientTransformation,
-                context: RunContext) -> optax.GradientTransformation:
+  def optimizer(
+      self, student_tx: optax.GradientTransformation, context: RunContext
+  ) -> optax.GradientTransformation:
     """The transformation of the trainable tree {"student": ..., "method": ...}.
 
     Default: the configured student optimiser for both parts.
@@ -232,8 +239,9 @@ class Method:
     return classification_metrics(io.student, io.teachers, io.batch)
 
 
-def classification_metrics(student_out: Outputs, teacher_out: Sequence[Outputs],
-                           batch: Mapping[str, Any]) -> dict[str, jax.Array]:
+def classification_metrics(
+    student_out: Outputs, teacher_out: Sequence[Outputs], batch: Mapping[str, Any]
+) -> dict[str, jax.Array]:
   """Accuracy, and teacher accuracy / agreement / predictive KL when teachers are given."""
   out = {}
   if student_out.get("logits") is None:  # headless encoders (SEA, CompRess students)

@@ -32,8 +32,10 @@ def feature_pairs(pairs, student_features, teacher_features, method: str) -> tup
   out = []
   for i, j in pairs:
     if not (-count_s <= i < count_s and -count_t <= j < count_t):
-      raise ValueError(f"{method}: feature pair ({i}, {j}) is out of range: the student has "
-                       f"{count_s} feature maps and the teacher {count_t}.")
+      raise ValueError(
+          f"{method}: feature pair ({i}, {j}) is out of range: the student has "
+          f"{count_s} feature maps and the teacher {count_t}."
+      )
     out.append((int(i) % count_s, int(j) % count_t))
   return tuple(out)
 
@@ -42,9 +44,13 @@ def task_terms(method, io) -> dict[str, jax.Array]:
   """The KD and CE terms (batch means) a feature method adds when their weights are > 0."""
   terms = {}
   if method.kd_weight > 0:
-    terms["kd"] = jnp.mean(logit_losses.hinton_kd(
-        io.student["logits"], base.teacher_ensemble_logits(io.teachers),
-        temperature=method.kd_temperature))
+    terms["kd"] = jnp.mean(
+        logit_losses.hinton_kd(
+            io.student["logits"],
+            base.teacher_ensemble_logits(io.teachers),
+            temperature=method.kd_temperature,
+        )
+    )
   if method.ce_weight > 0:
     terms["ce"] = jnp.mean(logit_losses.cross_entropy(io.student["logits"], io.batch["label"]))
   return terms
@@ -53,9 +59,9 @@ def task_terms(method, io) -> dict[str, jax.Array]:
 @dataclasses.dataclass(frozen=True)
 class FitNets(base.Method):
   """Attributes:
-    pairs: ((student feature index, teacher feature index), ...); empty: the middle maps.
-    hint_weight, kd_weight, ce_weight: term weights; kd_temperature: τ of the KD term.
-    hint_steps: > 0 for the two-stage schedule (hint only, then KD + CE).
+  pairs: ((student feature index, teacher feature index), ...); empty: the middle maps.
+  hint_weight, kd_weight, ce_weight: term weights; kd_temperature: τ of the KD term.
+  hint_steps: > 0 for the two-stage schedule (hint only, then KD + CE).
   """
 
   uses_teacher: ClassVar[bool] = True
@@ -70,8 +76,9 @@ class FitNets(base.Method):
   def __post_init__(self):
     object.__setattr__(self, "pairs", tuple(tuple(p) for p in self.pairs))
     if any(len(p) != 2 for p in self.pairs):
-      raise ValueError(f"fitnets: pairs must be (student index, teacher index) pairs, got "
-                       f"{self.pairs}.")
+      raise ValueError(
+          f"fitnets: pairs must be (student index, teacher index) pairs, got " f"{self.pairs}."
+      )
     if min(self.hint_weight, self.kd_weight, self.ce_weight) < 0 or self.kd_temperature <= 0:
       raise ValueError("fitnets: weights must be >= 0 and kd_temperature > 0.")
     if self.hint_steps < 0:
@@ -83,18 +90,21 @@ class FitNets(base.Method):
     pairs = feature_pairs(self.pairs, student, teacher, "fitnets")
     for (i, j), key in zip(pairs, jax.random.split(rng, len(pairs))):
       c_s, c_t = student[i].shape[-1], teacher[j].shape[-1]
-      adapters[f"{i}_{j}"] = {"kernel": jax.random.normal(key, (c_s, c_t)) / np.sqrt(c_s),
-                              "bias": jnp.zeros((c_t,))}
+      adapters[f"{i}_{j}"] = {
+          "kernel": jax.random.normal(key, (c_s, c_t)) / np.sqrt(c_s),
+          "bias": jnp.zeros((c_t,)),
+      }
     return base.Variables(params={"adapters": adapters})
 
   def loss(self, params, state, io):
     del state
     student, teacher = io.student["features"], io.teachers[0]["features"]
-    hint = sum(jnp.mean(embedding.fitnets_hint(student[i], teacher[j],
-                                               params["adapters"][f"{i}_{j}"]))
-               for i, j in feature_pairs(self.pairs, student, teacher, "fitnets"))
+    hint = sum(
+        jnp.mean(embedding.fitnets_hint(student[i], teacher[j], params["adapters"][f"{i}_{j}"]))
+        for i, j in feature_pairs(self.pairs, student, teacher, "fitnets")
+    )
     terms = task_terms(self, io)
-    task = (self.kd_weight * terms.get("kd", 0.0) + self.ce_weight * terms.get("ce", 0.0))
+    task = self.kd_weight * terms.get("kd", 0.0) + self.ce_weight * terms.get("ce", 0.0)
     if self.hint_steps:
       in_hint_stage = io.step < self.hint_steps
       loss = jnp.where(in_hint_stage, self.hint_weight * hint, task)

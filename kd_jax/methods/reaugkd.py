@@ -53,9 +53,17 @@ def project(projection, teacher_embedding):
   return relational.l2_normalize(teacher_embedding @ projection["kernel"] + projection["bias"])
 
 
-def train_projection(embeddings: np.ndarray, labels: np.ndarray, *, dim: int,
-                     temperature: float = 0.1, steps: int = 300, batch_size: int = 256,
-                     learning_rate: float = 1e-3, seed: int = 0) -> dict[str, np.ndarray]:
+def train_projection(
+    embeddings: np.ndarray,
+    labels: np.ndarray,
+    *,
+    dim: int,
+    temperature: float = 0.1,
+    steps: int = 300,
+    batch_size: int = 256,
+    learning_rate: float = 1e-3,
+    seed: int = 0,
+) -> dict[str, np.ndarray]:
   """Trains W ∈ R^{D×dim}, b with SupCon on fixed teacher embeddings [N, D] (PAPERS.md §2 step 1).
 
   Batches are drawn uniformly with replacement from the N examples; W starts as a random
@@ -65,19 +73,24 @@ def train_projection(embeddings: np.ndarray, labels: np.ndarray, *, dim: int,
   embeddings = np.asarray(embeddings, np.float32)
   labels = np.asarray(labels, np.int32)
   if embeddings.ndim != 2 or labels.shape != (embeddings.shape[0],):
-    raise ValueError(f"train_projection needs embeddings [N, D] and labels [N], got "
-                     f"{embeddings.shape} and {labels.shape}.")
+    raise ValueError(
+        f"train_projection needs embeddings [N, D] and labels [N], got "
+        f"{embeddings.shape} and {labels.shape}."
+    )
   num, in_dim = embeddings.shape
   key, init_key = jax.random.split(jax.random.key(seed))
-  params = {"kernel": jax.random.normal(init_key, (in_dim, dim)) / np.sqrt(in_dim),
-            "bias": jnp.zeros((dim,))}
+  params = {
+      "kernel": jax.random.normal(init_key, (in_dim, dim)) / np.sqrt(in_dim),
+      "bias": jnp.zeros((dim,)),
+  }
   tx = optax.adam(learning_rate)
   data, targets = jnp.asarray(embeddings), jnp.asarray(labels)
   batch = min(batch_size, num)
 
   def loss_fn(params, index):
     values, valid = contrastive.supervised_contrastive(
-        data[index] @ params["kernel"] + params["bias"], targets[index], temperature=temperature)
+        data[index] @ params["kernel"] + params["bias"], targets[index], temperature=temperature
+    )
     return jnp.sum(values) / jnp.maximum(jnp.sum(valid), 1)
 
   @jax.jit
@@ -88,8 +101,10 @@ def train_projection(embeddings: np.ndarray, labels: np.ndarray, *, dim: int,
       loss, grads = jax.value_and_grad(loss_fn)(params, index)
       updates, opt_state = tx.update(grads, opt_state, params)
       return (optax.apply_updates(params, updates), opt_state), loss
-    (params, _), losses = jax.lax.scan(step, (params, tx.init(params)),
-                                       jax.random.split(key, steps))
+
+    (params, _), losses = jax.lax.scan(
+        step, (params, tx.init(params)), jax.random.split(key, steps)
+    )
     return params, losses
 
   params, _ = run(params, key)
@@ -100,8 +115,16 @@ def train_projection(embeddings: np.ndarray, labels: np.ndarray, *, dim: int,
 # Inference.
 
 
-def retrieval_augmented_probs(student_logits, student_embedding, kb_embeddings, kb_soft_labels,
-                              *, k: int, temperature: float, beta):
+def retrieval_augmented_probs(
+    student_logits,
+    student_embedding,
+    kb_embeddings,
+    kb_soft_labels,
+    *,
+    k: int,
+    temperature: float,
+    beta,
+):
   """p(y|x) = β·Σ_j p_j y_j + (1−β)·σ(z_S), p_j = softmax_j(s·t_j/τ_s) over the exact top-k.
 
   `kb_embeddings` must be L2-normalised (they are, from `prepare_knowledge_base`); `beta` may be
@@ -109,8 +132,9 @@ def retrieval_augmented_probs(student_logits, student_embedding, kb_embeddings, 
   """
   s = relational.l2_normalize(student_embedding.astype(jnp.float32))
   indices, scores = retrieval.exact_top_k(s, kb_embeddings, k=k)
-  return mix_retrieved(student_logits, scores, kb_soft_labels[indices], temperature=temperature,
-                       beta=beta)
+  return mix_retrieved(
+      student_logits, scores, kb_soft_labels[indices], temperature=temperature, beta=beta
+  )
 
 
 def mix_retrieved(student_logits, scores, neighbour_soft_labels, *, temperature: float, beta):
@@ -170,13 +194,20 @@ class ReAugKD(base.Method):
     if self.anchors not in _ANCHORS:
       raise ValueError(f"reaugkd: anchors must be one of {_ANCHORS}, got {self.anchors!r}.")
     if self.student_map not in ("none", "linear"):
-      raise ValueError(f"reaugkd: student_map must be 'none' or 'linear', got "
-                       f"{self.student_map!r}.")
+      raise ValueError(
+          f"reaugkd: student_map must be 'none' or 'linear', got " f"{self.student_map!r}."
+      )
     for name in ("num_neighbors", "projection_dim", "projection_steps", "projection_batch_size"):
       if int(getattr(self, name)) < 1:
         raise ValueError(f"reaugkd: {name} must be >= 1, got {getattr(self, name)}.")
-    for name in ("teacher_temperature", "student_temperature", "kd_temperature",
-                 "kb_temperature", "contrastive_temperature", "projection_learning_rate"):
+    for name in (
+        "teacher_temperature",
+        "student_temperature",
+        "kd_temperature",
+        "kb_temperature",
+        "contrastive_temperature",
+        "projection_learning_rate",
+    ):
       if getattr(self, name) <= 0:
         raise ValueError(f"reaugkd: {name} must be positive, got {getattr(self, name)}.")
 
@@ -186,44 +217,66 @@ class ReAugKD(base.Method):
 
   def prepare(self, ctx):
     """Step 1: teacher pass over the train split, SupCon projection, knowledge base."""
+
     def teacher_pass(batch):
       out = ctx.teacher_outputs(batch)
-      return {"embedding": out[0]["embedding"],
-              "logits": base.teacher_ensemble_logits(out), "label": batch["label"]}
+      return {
+          "embedding": out[0]["embedding"],
+          "logits": base.teacher_ensemble_logits(out),
+          "label": batch["label"],
+      }
 
     raw = ctx.map_split(teacher_pass, "train", "ReAugKD step 1: teacher pass over train")
     projection = train_projection(
-        raw["embedding"], raw["label"], dim=self.projection_dim,
-        temperature=self.contrastive_temperature, steps=self.projection_steps,
-        batch_size=self.projection_batch_size, learning_rate=self.projection_learning_rate,
-        seed=ctx.context.seed)
+        raw["embedding"],
+        raw["label"],
+        dim=self.projection_dim,
+        temperature=self.contrastive_temperature,
+        steps=self.projection_steps,
+        batch_size=self.projection_batch_size,
+        learning_rate=self.projection_learning_rate,
+        seed=ctx.context.seed,
+    )
     projected = np.asarray(project(projection, jnp.asarray(raw["embedding"])))
-    soft_labels = np.asarray(jax.nn.softmax(jnp.asarray(raw["logits"]) / self.kb_temperature,
-                                            axis=-1))
+    soft_labels = np.asarray(
+        jax.nn.softmax(jnp.asarray(raw["logits"]) / self.kb_temperature, axis=-1)
+    )
     # The KnowledgeBase type checks shapes and contents (finite, probabilities, label range).
     kb = retrieval.KnowledgeBase(projected, soft_labels, raw["label"], "prepare")
     if kb.size < self.num_neighbors + 1:
-      raise ValueError(f"reaugkd: the knowledge base holds {kb.size} entries, fewer than "
-                       f"num_neighbors + 1 = {self.num_neighbors + 1}.")
-    return {"kb_embeddings": kb.embeddings, "kb_soft_labels": kb.soft_labels,
-            "kb_labels": kb.labels, "projection": projection}
+      raise ValueError(
+          f"reaugkd: the knowledge base holds {kb.size} entries, fewer than "
+          f"num_neighbors + 1 = {self.num_neighbors + 1}."
+      )
+    return {
+        "kb_embeddings": kb.embeddings,
+        "kb_soft_labels": kb.soft_labels,
+        "kb_labels": kb.labels,
+        "projection": projection,
+    }
 
   def init(self, rng, io):
     teacher_dim = io.teachers[0]["embedding"].shape[-1]
     kernel = io.constants["projection"]["kernel"]
     if kernel.shape != (teacher_dim, self.projection_dim):
-      raise ValueError(f"reaugkd: the projection is {kernel.shape} but the teacher embedding "
-                       f"has {teacher_dim} dimensions and projection_dim is "
-                       f"{self.projection_dim}.")
+      raise ValueError(
+          f"reaugkd: the projection is {kernel.shape} but the teacher embedding "
+          f"has {teacher_dim} dimensions and projection_dim is "
+          f"{self.projection_dim}."
+      )
     student_dim = io.student["embedding"].shape[-1]
     params = {}
     if self.student_map == "linear":
-      params["student_map"] = {"kernel": jax.random.normal(rng, (student_dim, self.projection_dim))
-                                         / np.sqrt(student_dim)}
+      params["student_map"] = {
+          "kernel": jax.random.normal(rng, (student_dim, self.projection_dim))
+          / np.sqrt(student_dim)
+      }
     elif student_dim != self.projection_dim:
-      raise ValueError(f"reaugkd: the student embedding has {student_dim} dimensions but the "
-                       f"projected teacher space has {self.projection_dim}; set "
-                       "student_map='linear' or projection_dim to the student's width.")
+      raise ValueError(
+          f"reaugkd: the student embedding has {student_dim} dimensions but the "
+          f"projected teacher space has {self.projection_dim}; set "
+          "student_map='linear' or projection_dim to the student's width."
+      )
     return base.Variables(params=params)
 
   def student_embedding(self, params, student_out):
@@ -245,8 +298,10 @@ class ReAugKD(base.Method):
       indices, _ = retrieval.exact_top_k(t, kb_embeddings, k=self.num_neighbors + 1)
       indices = indices[:, 1:]
       parts.append((kb_embeddings[indices], kb_soft_labels[indices]))
-    return (jnp.concatenate([p[0] for p in parts], axis=1),
-            jnp.concatenate([p[1] for p in parts], axis=1))
+    return (
+        jnp.concatenate([p[0] for p in parts], axis=1),
+        jnp.concatenate([p[1] for p in parts], axis=1),
+    )
 
   def loss(self, params, state, io):
     del state
@@ -258,19 +313,32 @@ class ReAugKD(base.Method):
     anchors, anchor_labels = self._anchors(io.constants, t, soft_labels)
     terms = {}
     terms["relational"] = relational.similarity_kl(
-        s, anchors, t, anchors, temperature=self.teacher_temperature,
-        student_temperature=self.student_temperature)
-    p = jax.nn.softmax(jnp.einsum("bd,bmd->bm", relational.l2_normalize(s), anchors)
-                       / self.student_temperature, axis=-1)
+        s,
+        anchors,
+        t,
+        anchors,
+        temperature=self.teacher_temperature,
+        student_temperature=self.student_temperature,
+    )
+    p = jax.nn.softmax(
+        jnp.einsum("bd,bmd->bm", relational.l2_normalize(s), anchors) / self.student_temperature,
+        axis=-1,
+    )
     retrieved = jnp.einsum("bm,bmc->bc", p, anchor_labels)
     # KL(y_i ‖ ŷ_i) with the teacher's y_i as the target; ŷ is clipped away from 0 for the log.
     terms["retrieval"] = jnp.sum(
-        soft_labels * (jnp.log(jnp.maximum(soft_labels, 1e-12))
-                       - jnp.log(jnp.maximum(retrieved, 1e-12))), axis=-1)
-    terms["kd"] = logit_losses.hinton_kd(student_logits, teacher_logits,
-                                         temperature=self.kd_temperature)
-    weights = {"relational": self.relational_weight, "retrieval": self.retrieval_weight,
-               "kd": self.kd_weight}
+        soft_labels
+        * (jnp.log(jnp.maximum(soft_labels, 1e-12)) - jnp.log(jnp.maximum(retrieved, 1e-12))),
+        axis=-1,
+    )
+    terms["kd"] = logit_losses.hinton_kd(
+        student_logits, teacher_logits, temperature=self.kd_temperature
+    )
+    weights = {
+        "relational": self.relational_weight,
+        "retrieval": self.retrieval_weight,
+        "kd": self.kd_weight,
+    }
     if self.ce_weight > 0:  # skipped at 0 so that unlabelled transfer data also works
       terms["ce"] = logit_losses.cross_entropy(student_logits, io.batch["label"])
       weights["ce"] = self.ce_weight

@@ -38,15 +38,19 @@ class RelationalKD(base.Method):
     student_out = io.student
     s, t = student_out["embedding"], io.teachers[0]["embedding"]
     teacher_logits = base.teacher_ensemble_logits(io.teachers)
-    means = {"rkd_distance": jnp.mean(relational.rkd_distance(s, t)),
-             "rkd_angle": jnp.mean(relational.rkd_angle(s, t))}
+    means = {
+        "rkd_distance": jnp.mean(relational.rkd_distance(s, t)),
+        "rkd_angle": jnp.mean(relational.rkd_angle(s, t)),
+    }
     loss = self.distance_weight * means["rkd_distance"] + self.angle_weight * means["rkd_angle"]
     if self.kd_weight > 0:
-      means["kd"] = jnp.mean(logit_losses.hinton_kd(student_out["logits"], teacher_logits,
-                                                    temperature=self.kd_temperature))
+      means["kd"] = jnp.mean(
+          logit_losses.hinton_kd(
+              student_out["logits"], teacher_logits, temperature=self.kd_temperature
+          )
+      )
       loss = loss + self.kd_weight * means["kd"]
     if self.ce_weight > 0:
-      means["ce"] = jnp.mean(logit_losses.cross_entropy(student_out["logits"],
-                                                        io.batch["label"]))
+      means["ce"] = jnp.mean(logit_losses.cross_entropy(student_out["logits"], io.batch["label"]))
       loss = loss + self.ce_weight * means["ce"]
     return loss, base.Aux(metrics=means)

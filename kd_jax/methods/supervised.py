@@ -24,10 +24,14 @@ class Supervised(base.Method):
   def __post_init__(self):
     if not 0.0 <= self.label_smoothing < 1.0:
       raise ValueError(
-          f"supervised: label_smoothing must be in [0, 1), got {self.label_smoothing}.")
+          f"supervised: label_smoothing must be in [0, 1), got {self.label_smoothing}."
+      )
 
   def loss(self, params, state, io):
     del params, state
-    ce = jnp.mean(logit_losses.cross_entropy(
-        io.student["logits"], io.batch["label"], label_smoothing=self.label_smoothing))
+    ce = jnp.mean(
+        logit_losses.cross_entropy(
+            io.student["logits"], io.batch["label"], label_smoothing=self.label_smoothing
+        )
+    )
     return ce, base.Aux(metrics={"ce": ce})

@@ -40,8 +40,9 @@ class VanillaKD(base.Method):
     del params, state
     student_logits = io.student["logits"]
     teacher_logits = base.teacher_ensemble_logits(io.teachers)
-    kd = jnp.mean(logit_losses.hinton_kd(student_logits, teacher_logits,
-                                         temperature=self.temperature))
+    kd = jnp.mean(
+        logit_losses.hinton_kd(student_logits, teacher_logits, temperature=self.temperature)
+    )
     metrics = {"kd": kd}
     loss = (1.0 - self.alpha) * kd
     # Skip the CE graph entirely for α = 0 so label-free distillation data works.

@@ -51,8 +51,9 @@ def auprc(scores, targets, *, average: str = "micro", mask=None):
   checks.require_rank("scores", scores, 2)
   checks.require_same_shape("scores", scores, "targets", targets)
   scores, targets = checks.as_float32(scores, targets)
-  row_weight = jnp.ones(scores.shape[:1], jnp.float32) if mask is None else jnp.asarray(
-      mask, jnp.float32)
+  row_weight = (
+      jnp.ones(scores.shape[:1], jnp.float32) if mask is None else jnp.asarray(mask, jnp.float32)
+  )
   checks.require_dim("mask", row_weight, 0, "scores", scores, 0, "Numbers of examples")
   weight = jnp.broadcast_to(row_weight[:, None], scores.shape)
   if average == "micro":

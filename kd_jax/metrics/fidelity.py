@@ -83,8 +83,9 @@ def linear_cka(features_x, features_y, *, mask=None):
   Returns:
     scalar float32 in [0, 1].
   """
-  checks.require_dim("features_x", features_x, 0, "features_y", features_y, 0,
-                     "Numbers of examples")
+  checks.require_dim(
+      "features_x", features_x, 0, "features_y", features_y, 0, "Numbers of examples"
+  )
   x = checks.as_float32(jnp.reshape(features_x, (jnp.shape(features_x)[0], -1)))
   y = checks.as_float32(jnp.reshape(features_y, (jnp.shape(features_y)[0], -1)))
   w = jnp.ones((x.shape[0],), jnp.float32) if mask is None else jnp.asarray(mask, jnp.float32)

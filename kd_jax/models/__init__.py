@@ -18,6 +18,7 @@ resnet10, resnet18, resnet34 (DiSK); vit_micro, vit_tiny, vit_small; bert (any s
 loaded by `model.load_pretrained(variables)` after `init`; `pretrained=False`: random init);
 l3_teacher, sea_student0 … sea_student3 (SEA).
 """
+
 from __future__ import annotations
 
 import numbers
@@ -40,14 +41,17 @@ from kd_jax.models.resnet import ResNet
 from kd_jax.models.summary import summary
 from kd_jax.models.vit import VisionTransformer
 
-_CONV_NETS = {**resnet.CIFAR_RESNETS, **resnet.DISK_RESNETS, **preact.WIDE_RESNETS,
-              **preact.PREACT_RESNETS}
+_CONV_NETS = {
+    **resnet.CIFAR_RESNETS,
+    **resnet.DISK_RESNETS,
+    **preact.WIDE_RESNETS,
+    **preact.PREACT_RESNETS,
+}
 
 
 def model_names() -> list[str]:
   """Every name `get_model` accepts without extra arguments (wrn_d_k also takes any d, k)."""
-  return sorted([*_CONV_NETS, *vit.VITS, "bert", "bert_classifier", "minilm_l6",
-                 *audio.AUDIO_NETS])
+  return sorted([*_CONV_NETS, *vit.VITS, "bert", "bert_classifier", "minilm_l6", *audio.AUDIO_NETS])
 
 
 def get_model(name: str, **kwargs: Any) -> nn.Module:
@@ -57,10 +61,13 @@ def get_model(name: str, **kwargs: Any) -> nn.Module:
   default to no head (num_classes=None).
   """
   classes = kwargs.get("num_classes", 1)
-  if classes is not None and (not isinstance(classes, numbers.Integral)
-                              or isinstance(classes, bool) or classes < 1):
-    raise ValueError(f"num_classes must be a positive integer (or None for a headless encoder), "
-                     f"got {classes!r}.")
+  if classes is not None and (
+      not isinstance(classes, numbers.Integral) or isinstance(classes, bool) or classes < 1
+  ):
+    raise ValueError(
+        f"num_classes must be a positive integer (or None for a headless encoder), "
+        f"got {classes!r}."
+    )
   key = name.lower().replace("-", "_")
   if key in _CONV_NETS:
     constructor, arguments = _CONV_NETS[key]
@@ -82,7 +89,8 @@ def get_model(name: str, **kwargs: Any) -> nn.Module:
   if key == "minilm_l6":
     if kwargs.pop("pretrained", True):  # all six layers of all-MiniLM-L6-v2, head optional
       return pretrained_bert.bert_classifier(
-          **{"num_classes": None, "init_from": "minilm", "num_layers": 6, **kwargs})
+          **{"num_classes": None, "init_from": "minilm", "num_layers": 6, **kwargs}
+      )
     return BertEncoder(**{"config": BertConfig(), **kwargs})
   if key in audio.AUDIO_NETS:
     return L3AudioNet(**{**audio.AUDIO_NETS[key], **kwargs})
@@ -90,7 +98,18 @@ def get_model(name: str, **kwargs: Any) -> nn.Module:
 
 
 __all__ = [
-    "BertConfig", "BertEncoder", "L3AudioNet", "MelConfig", "PreActResNet", "ResNet",
-    "VisionTransformer", "get_model", "load_hf_bert", "load_tokenizer", "mel_spectrogram",
-    "minilm_directory", "model_names", "summary",
+    "BertConfig",
+    "BertEncoder",
+    "L3AudioNet",
+    "MelConfig",
+    "PreActResNet",
+    "ResNet",
+    "VisionTransformer",
+    "get_model",
+    "load_hf_bert",
+    "load_tokenizer",
+    "mel_spectrogram",
+    "minilm_directory",
+    "model_names",
+    "summary",
 ]

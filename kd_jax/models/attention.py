@@ -25,6 +25,7 @@ inputs, float32 accumulation), so it costs what the XLA "fused" path costs plus 
 Set the attention dropout to 0 (e.g. `bert_classifier(dropout=...)` or the config's
 `attention_dropout`) to train on the fused path.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -35,8 +36,10 @@ import jax.numpy as jnp
 
 MASK_VALUE = float(jnp.finfo(jnp.float32).min)
 # Low-precision operands, float32 accumulation, in the forward and the backward products.
-_LOW_PRECISION_PRESETS = {jnp.dtype(jnp.bfloat16): jax.lax.DotAlgorithmPreset.BF16_BF16_F32,
-                          jnp.dtype(jnp.float16): jax.lax.DotAlgorithmPreset.F16_F16_F32}
+_LOW_PRECISION_PRESETS = {
+    jnp.dtype(jnp.bfloat16): jax.lax.DotAlgorithmPreset.BF16_BF16_F32,
+    jnp.dtype(jnp.float16): jax.lax.DotAlgorithmPreset.F16_F16_F32,
+}
 
 
 class SelfAttention(nn.Module):
@@ -58,28 +61,37 @@ class SelfAttention(nn.Module):
   implementation: str | None = None
 
   @nn.compact
-  def __call__(self, x: jnp.ndarray, key_mask: jnp.ndarray | None = None, *, train: bool,
-               return_probabilities: bool = True) -> tuple[jnp.ndarray, jnp.ndarray | None]:
+  def __call__(
+      self,
+      x: jnp.ndarray,
+      key_mask: jnp.ndarray | None = None,
+      *,
+      train: bool,
+      return_probabilities: bool = True,
+  ) -> tuple[jnp.ndarray, jnp.ndarray | None]:
     batch, length, hidden = x.shape
     if hidden % self.num_heads:
       raise ValueError(f"hidden size {hidden} is not divisible by {self.num_heads} heads")
     if key_mask is not None and key_mask.shape != (batch, length):
-      raise ValueError(f"attention mask must be [batch, length] = {(batch, length)}, got "
-                       f"{tuple(key_mask.shape)}")
+      raise ValueError(
+          f"attention mask must be [batch, length] = {(batch, length)}, got "
+          f"{tuple(key_mask.shape)}"
+      )
     head_dim = hidden // self.num_heads
-    dense = lambda name: nn.Dense(hidden, dtype=self.dtype, kernel_init=self.kernel_init,
-                                  name=name)
+    dense = lambda name: nn.Dense(hidden, dtype=self.dtype, kernel_init=self.kernel_init, name=name)
     split = lambda t: t.reshape(batch, length, self.num_heads, head_dim)
     query, key, value = (split(dense(n)(x)) for n in ("query", "key", "value"))
     dropout_active = train and self.dropout_rate > 0
     probabilities = None
     if return_probabilities or dropout_active:
-      context, probabilities = self._explicit(query, key, value, key_mask, train=train,
-                                              float32_logits=return_probabilities)
+      context, probabilities = self._explicit(
+          query, key, value, key_mask, train=train, float32_logits=return_probabilities
+      )
     else:
       mask = None if key_mask is None else (key_mask > 0)[:, None, None, :]
-      context = jax.nn.dot_product_attention(query, key, value, mask=mask,
-                                             implementation=self.implementation)
+      context = jax.nn.dot_product_attention(
+          query, key, value, mask=mask, implementation=self.implementation
+      )
     output = dense("out")(context.reshape(batch, length, hidden))
     return output, probabilities if return_probabilities else None
 
@@ -94,8 +106,13 @@ class SelfAttention(nn.Module):
     """
     if float32_logits:
       query, key = query.astype(jnp.float32), key.astype(jnp.float32)
-    logits = jnp.einsum("bqhd,bkhd->bhqk", query, key, preferred_element_type=jnp.float32,
-                        precision=_LOW_PRECISION_PRESETS.get(jnp.dtype(query.dtype)))
+    logits = jnp.einsum(
+        "bqhd,bkhd->bhqk",
+        query,
+        key,
+        preferred_element_type=jnp.float32,
+        precision=_LOW_PRECISION_PRESETS.get(jnp.dtype(query.dtype)),
+    )
     logits = logits / jnp.sqrt(jnp.float32(query.shape[-1]))
     if key_mask is not None:
       logits = jnp.where(key_mask[:, None, None, :] > 0, logits, MASK_VALUE)

@@ -34,6 +34,7 @@ reuse it comes to the largest activation, the first block's output (e.g. 64Ã—50Ã
 
 The students' L2 penalty of 1e-5 on convolution kernels is a loss term: the SEA method adds it.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -98,8 +99,12 @@ def mel_filterbank(config: MelConfig) -> np.ndarray:
   if not 0 <= config.fmin < fmax <= config.sample_rate / 2:
     raise ValueError(f"need 0 <= fmin < fmax <= sample_rate/2, got {config.fmin}, {fmax}")
   bins = np.linspace(0, config.sample_rate / 2, config.n_fft // 2 + 1)
-  edges = mel_to_hz(np.linspace(hz_to_mel(config.fmin, config.htk), hz_to_mel(fmax, config.htk),
-                                config.n_mels + 2), config.htk)
+  edges = mel_to_hz(
+      np.linspace(
+          hz_to_mel(config.fmin, config.htk), hz_to_mel(fmax, config.htk), config.n_mels + 2
+      ),
+      config.htk,
+  )
   lower, centre, upper = edges[:-2, None], edges[1:-1, None], edges[2:, None]
   rising = (bins[None] - lower) / (centre - lower)
   falling = (upper - bins[None]) / (upper - centre)
@@ -143,12 +148,13 @@ def mel_spectrogram(audio: jnp.ndarray, config: MelConfig, *, decibels: bool = T
     raise ValueError(f"{num_samples} samples give no frame with n_fft={config.n_fft}")
   left, right = padding_amounts(num_samples, config)
   padded = jnp.pad(audio, ((0, 0), (left, right)))
-  index = (np.arange(frames)[:, None] * config.hop_length + np.arange(config.n_fft)[None])
+  index = np.arange(frames)[:, None] * config.hop_length + np.arange(config.n_fft)[None]
   window = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(config.n_fft) / config.n_fft)  # periodic
   spectrum = jnp.fft.rfft(padded[:, index] * window.astype(np.float32), axis=-1)
   magnitude = jnp.abs(spectrum) ** config.power  # [batch, frames, n_fft/2 + 1]
-  mel = jnp.einsum("btf,fm->bmt", magnitude, jnp.asarray(mel_filterbank(config)),
-                   precision="highest")
+  mel = jnp.einsum(
+      "btf,fm->bmt", magnitude, jnp.asarray(mel_filterbank(config)), precision="highest"
+  )
   if decibels:
     mel = to_decibels(mel, config)
   return mel[..., None]
@@ -166,8 +172,9 @@ def to_decibels(mel: jnp.ndarray, config: MelConfig) -> jnp.ndarray:
 
 def keras_batch_norm(train: bool, dtype: Any, name: str) -> nn.BatchNorm:
   """Keras BatchNormalization defaults (momentum 0.99, epsilon 1e-3) as in OpenL3/edgel3."""
-  return nn.BatchNorm(use_running_average=not train, momentum=0.99, epsilon=1e-3, dtype=dtype,
-                      name=name)
+  return nn.BatchNorm(
+      use_running_average=not train, momentum=0.99, epsilon=1e-3, dtype=dtype, name=name
+  )
 
 
 class L3AudioNet(nn.Module):
@@ -196,23 +203,37 @@ class L3AudioNet(nn.Module):
     elif x.ndim != 4 or x.shape[1] != self.mel.n_mels or x.shape[-1] != 1:
       raise ValueError(
           f"L3AudioNet expects a waveform [batch, samples] or a spectrogram "
-          f"[batch, {self.mel.n_mels}, frames, 1], got shape {tuple(x.shape)}")
+          f"[batch, {self.mel.n_mels}, frames, 1], got shape {tuple(x.shape)}"
+      )
     spectrogram = x
     x = keras_batch_norm(train, self.dtype, "input_bn")(jnp.asarray(x, self.dtype))
     he_normal = nn.initializers.variance_scaling(2.0, "fan_in", "truncated_normal")
     features = []
     for block, width in enumerate(self.filters):
       for conv in (1, 2):
-        x = nn.Conv(width, (3, 3), padding="SAME", kernel_init=he_normal, dtype=self.dtype,
-                    name=f"block{block + 1}_conv{conv}")(x)
+        x = nn.Conv(
+            width,
+            (3, 3),
+            padding="SAME",
+            kernel_init=he_normal,
+            dtype=self.dtype,
+            name=f"block{block + 1}_conv{conv}",
+        )(x)
         x = nn.relu(keras_batch_norm(train, self.dtype, f"block{block + 1}_bn{conv}")(x))
       features.append(x)
       if block < len(self.filters) - 1:
         x = nn.max_pool(x, (2, 2), strides=(2, 2), padding="VALID")
     embedding = jnp.max(x, axis=(1, 2))
     logits = classifier_logits(embedding, self.num_classes, self.dtype)
-    return select({"logits": logits, "embedding": embedding, "features": features,
-                   "spectrogram": spectrogram}, wanted)
+    return select(
+        {
+            "logits": logits,
+            "embedding": embedding,
+            "features": features,
+            "spectrogram": spectrogram,
+        },
+        wanted,
+    )
 
 
 AUDIO_NETS = {

@@ -20,6 +20,7 @@ to TF32, wrap the call in `jax.default_matmul_precision("highest")` for that agr
 
 Dropout (rate from config.json) is active when `train=True`: pass `rngs={"dropout": key}`.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -58,13 +59,14 @@ class BertConfig:
   def from_hf_json(cls, path: str | pathlib.Path) -> BertConfig:
     hf = json.loads(pathlib.Path(path).read_text())
     if hf.get("hidden_act", "gelu") != "gelu":
-      raise ValueError(
-          f"{path}: only hidden_act='gelu' is supported, got {hf['hidden_act']!r}")
+      raise ValueError(f"{path}: only hidden_act='gelu' is supported, got {hf['hidden_act']!r}")
     if hf.get("position_embedding_type", "absolute") != "absolute":
       raise ValueError(f"{path}: only absolute position embeddings are supported")
     return cls(
-        vocab_size=hf["vocab_size"], hidden_size=hf["hidden_size"],
-        num_layers=hf["num_hidden_layers"], num_heads=hf["num_attention_heads"],
+        vocab_size=hf["vocab_size"],
+        hidden_size=hf["hidden_size"],
+        num_layers=hf["num_hidden_layers"],
+        num_heads=hf["num_attention_heads"],
         intermediate_size=hf["intermediate_size"],
         max_position_embeddings=hf["max_position_embeddings"],
         type_vocab_size=hf.get("type_vocab_size", 2),
@@ -134,12 +136,17 @@ class BertLayer(nn.Module):
     norm = lambda name: nn.LayerNorm(epsilon=c.layer_norm_eps, dtype=self.dtype, name=name)
     drop = lambda t: nn.Dropout(c.hidden_dropout, deterministic=not train)(t)
     attended, probabilities = SelfAttention(
-        c.num_heads, c.attention_dropout, dtype=self.dtype, kernel_init=bert_init,
-        implementation=self.attention_implementation, name="attention",
+        c.num_heads,
+        c.attention_dropout,
+        dtype=self.dtype,
+        kernel_init=bert_init,
+        implementation=self.attention_implementation,
+        name="attention",
     )(h, mask, train=train, return_probabilities=return_probabilities)
     h = norm("attention_norm")(h + drop(attended))
-    inner = nn.Dense(c.intermediate_size, dtype=self.dtype, kernel_init=bert_init,
-                     name="intermediate")(h)
+    inner = nn.Dense(
+        c.intermediate_size, dtype=self.dtype, kernel_init=bert_init, name="intermediate"
+    )(h)
     inner = nn.gelu(inner, approximate=False)
     out = nn.Dense(c.hidden_size, dtype=self.dtype, kernel_init=bert_init, name="output")(inner)
     return norm("output_norm")(h + drop(out)), probabilities
@@ -171,8 +178,7 @@ class BertEncoder(nn.Module):
   dtype: Any = jnp.float32
   attention_implementation: str | None = None
 
-  OUTPUTS = ("logits", "embedding", "features", "attentions", "token_embeddings",
-             "attention_mask")
+  OUTPUTS = ("logits", "embedding", "features", "attentions", "token_embeddings", "attention_mask")
 
   @nn.compact
   def __call__(self, x: Any, *, train: bool, outputs=None) -> dict[str, Any]:
@@ -188,22 +194,26 @@ class BertEncoder(nn.Module):
       raise ValueError(f"input_ids must be [batch, length], got shape {tuple(ids.shape)}")
     length = ids.shape[1]
     if length > c.max_position_embeddings:
-      raise ValueError(f"sequence length {length} exceeds max_position_embeddings "
-                       f"{c.max_position_embeddings}")
+      raise ValueError(
+          f"sequence length {length} exceeds max_position_embeddings "
+          f"{c.max_position_embeddings}"
+      )
     mask = (ids != c.pad_token_id) if mask is None else mask
     mask = mask.astype(jnp.int32)
     types = jnp.zeros_like(ids) if types is None else types
     embed = lambda n, name: Embedding(n, c.hidden_size, self.dtype, name=name)
-    h = (embed(c.vocab_size, "word_embeddings")(ids)
-         + embed(c.max_position_embeddings, "position_embeddings")(prefix=length)[None]
-         + embed(c.type_vocab_size, "token_type_embeddings")(types))
+    h = (
+        embed(c.vocab_size, "word_embeddings")(ids)
+        + embed(c.max_position_embeddings, "position_embeddings")(prefix=length)[None]
+        + embed(c.type_vocab_size, "token_type_embeddings")(types)
+    )
     h = nn.LayerNorm(epsilon=c.layer_norm_eps, dtype=self.dtype, name="embeddings_norm")(h)
     h = nn.Dropout(c.hidden_dropout, deterministic=not train)(h)
     token_embeddings, features, attentions = h, [], []
     for index in range(c.num_layers):
-      h, probabilities = BertLayer(c, self.dtype, self.attention_implementation,
-                                   name=f"layer_{index}")(
-          h, mask, train=train, return_probabilities="attentions" in wanted)
+      h, probabilities = BertLayer(
+          c, self.dtype, self.attention_implementation, name=f"layer_{index}"
+      )(h, mask, train=train, return_probabilities="attentions" in wanted)
       features.append(h)
       attentions.append(probabilities)
     if self.pooling == "mean":
@@ -214,15 +224,22 @@ class BertEncoder(nn.Module):
     else:
       raise ValueError(f"pooling must be 'mean' or 'cls', got {self.pooling!r}")
     if self.normalize_embedding:
-      embedding = embedding / jnp.maximum(jnp.linalg.norm(embedding, axis=-1, keepdims=True),
-                                          1e-12)
+      embedding = embedding / jnp.maximum(jnp.linalg.norm(embedding, axis=-1, keepdims=True), 1e-12)
     logits = None
     if self.num_classes is not None:
       pooled = nn.Dropout(c.hidden_dropout, deterministic=not train)(embedding)
       logits = nn.Dense(self.num_classes, kernel_init=bert_init, name="classifier")(pooled)
-    return select({"logits": logits, "embedding": embedding, "features": features,
-                   "attentions": attentions, "token_embeddings": token_embeddings,
-                   "attention_mask": mask}, wanted)
+    return select(
+        {
+            "logits": logits,
+            "embedding": embedding,
+            "features": features,
+            "attentions": attentions,
+            "token_embeddings": token_embeddings,
+            "attention_mask": mask,
+        },
+        wanted,
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -244,23 +261,29 @@ def minilm_directory() -> pathlib.Path:
 def _hf_name_map(config: BertConfig) -> dict[str, tuple[tuple[str, ...], bool]]:
   """HF tensor name → (our parameter path, transpose?). Dense kernels are [in, out] in flax."""
   names: dict[str, tuple[tuple[str, ...], bool]] = {}
-  for hf, ours in (("word_embeddings", "word_embeddings"),
-                   ("position_embeddings", "position_embeddings"),
-                   ("token_type_embeddings", "token_type_embeddings")):
+  for hf, ours in (
+      ("word_embeddings", "word_embeddings"),
+      ("position_embeddings", "position_embeddings"),
+      ("token_type_embeddings", "token_type_embeddings"),
+  ):
     names[f"embeddings.{hf}.weight"] = ((ours, "embedding"), False)
   for i in range(config.num_layers):
     hf, ours = f"encoder.layer.{i}.", f"layer_{i}"
-    dense = {"attention.self.query": (ours, "attention", "query"),
-             "attention.self.key": (ours, "attention", "key"),
-             "attention.self.value": (ours, "attention", "value"),
-             "attention.output.dense": (ours, "attention", "out"),
-             "intermediate.dense": (ours, "intermediate"),
-             "output.dense": (ours, "output")}
+    dense = {
+        "attention.self.query": (ours, "attention", "query"),
+        "attention.self.key": (ours, "attention", "key"),
+        "attention.self.value": (ours, "attention", "value"),
+        "attention.output.dense": (ours, "attention", "out"),
+        "intermediate.dense": (ours, "intermediate"),
+        "output.dense": (ours, "output"),
+    }
     for hf_name, path in dense.items():
       names[f"{hf}{hf_name}.weight"] = (path + ("kernel",), True)
       names[f"{hf}{hf_name}.bias"] = (path + ("bias",), False)
-    for hf_name, norm in (("attention.output.LayerNorm", "attention_norm"),
-                          ("output.LayerNorm", "output_norm")):
+    for hf_name, norm in (
+        ("attention.output.LayerNorm", "attention_norm"),
+        ("output.LayerNorm", "output_norm"),
+    ):
       names[f"{hf}{hf_name}.weight"] = ((ours, norm, "scale"), False)
       names[f"{hf}{hf_name}.bias"] = ((ours, norm, "bias"), False)
   names["embeddings.LayerNorm.weight"] = (("embeddings_norm", "scale"), False)
@@ -288,12 +311,16 @@ def hf_state_to_params(state: Mapping[str, np.ndarray], config: BertConfig) -> d
   unknown = sorted(k for k in state if k not in wanted and not k.startswith(ignored_prefixes))
   missing = sorted(k for k in wanted if k not in state)
   if missing or unknown:
-    raise KeyError(f"checkpoint does not match a {config.num_layers}-layer BertModel: "
-                   f"missing {missing[:8]}{'...' if len(missing) > 8 else ''}, "
-                   f"unrecognised {unknown[:8]}{'...' if len(unknown) > 8 else ''}")
+    raise KeyError(
+        f"checkpoint does not match a {config.num_layers}-layer BertModel: "
+        f"missing {missing[:8]}{'...' if len(missing) > 8 else ''}, "
+        f"unrecognised {unknown[:8]}{'...' if len(unknown) > 8 else ''}"
+    )
   expected = jax.eval_shape(
-      lambda: BertEncoder(config).init(jax.random.PRNGKey(0), jnp.zeros((1, 1), jnp.int32),
-                                       train=False))["params"]
+      lambda: BertEncoder(config).init(
+          jax.random.PRNGKey(0), jnp.zeros((1, 1), jnp.int32), train=False
+      )
+  )["params"]
   params: dict[str, Any] = {}
   for hf_name, (path, transpose) in wanted.items():
     value = np.asarray(state[hf_name], dtype=np.float32)
@@ -302,8 +329,10 @@ def hf_state_to_params(state: Mapping[str, np.ndarray], config: BertConfig) -> d
     for key in path:
       node = node[key]
     if tuple(node.shape) != value.shape:
-      raise ValueError(f"{hf_name}: shape {value.shape} (after transpose={transpose}) does "
-                       f"not match the model's {'/'.join(path)} {tuple(node.shape)}")
+      raise ValueError(
+          f"{hf_name}: shape {value.shape} (after transpose={transpose}) does "
+          f"not match the model's {'/'.join(path)} {tuple(node.shape)}"
+      )
     target = params
     for key in path[:-1]:
       target = target.setdefault(key, {})
@@ -311,10 +340,15 @@ def hf_state_to_params(state: Mapping[str, np.ndarray], config: BertConfig) -> d
   return params
 
 
-def load_hf_bert(directory: str | pathlib.Path, *, num_classes: int | None = None,
-                 pooling: str = "mean", normalize_embedding: bool = False,
-                 dtype: Any = jnp.float32,
-                 rng: jax.Array | None = None) -> tuple[BertEncoder, dict[str, Any]]:
+def load_hf_bert(
+    directory: str | pathlib.Path,
+    *,
+    num_classes: int | None = None,
+    pooling: str = "mean",
+    normalize_embedding: bool = False,
+    dtype: Any = jnp.float32,
+    rng: jax.Array | None = None,
+) -> tuple[BertEncoder, dict[str, Any]]:
   """Builds a `BertEncoder` from a HF directory (config.json + model.safetensors).
 
   Returns (model, variables). With `num_classes`, a fresh classifier head is initialised
@@ -325,12 +359,16 @@ def load_hf_bert(directory: str | pathlib.Path, *, num_classes: int | None = Non
   directory = pathlib.Path(directory)
   for needed in ("config.json", "model.safetensors"):
     if not (directory / needed).is_file():
-      raise FileNotFoundError(
-          f"{directory} has no {needed}: not a Hugging Face BERT directory")
+      raise FileNotFoundError(f"{directory} has no {needed}: not a Hugging Face BERT directory")
   config = BertConfig.from_hf_json(directory / "config.json")
   params = hf_state_to_params(load_file(str(directory / "model.safetensors")), config)
-  model = BertEncoder(config, num_classes=num_classes, pooling=pooling,
-                      normalize_embedding=normalize_embedding, dtype=dtype)
+  model = BertEncoder(
+      config,
+      num_classes=num_classes,
+      pooling=pooling,
+      normalize_embedding=normalize_embedding,
+      dtype=dtype,
+  )
   if num_classes is not None:
     head = nn.Dense(num_classes, kernel_init=bert_init)
     rng = jax.random.PRNGKey(0) if rng is None else rng
@@ -351,8 +389,9 @@ def load_tokenizer(directory: str | pathlib.Path, *, max_length: int = 128):
   tokenizer = tokenizers.Tokenizer.from_file(str(path))
   tokenizer.enable_truncation(max_length=max_length)
   pad_id = tokenizer.token_to_id("[PAD]")
-  tokenizer.enable_padding(pad_id=0 if pad_id is None else pad_id, pad_token="[PAD]",
-                           length=max_length)
+  tokenizer.enable_padding(
+      pad_id=0 if pad_id is None else pad_id, pad_token="[PAD]", length=max_length
+  )
   return tokenizer
 
 
@@ -366,8 +405,9 @@ def tokenize(tokenizer, texts: list[str]) -> dict[str, np.ndarray]:
   }
 
 
-def select_layers(model: BertEncoder, variables: Mapping[str, Any],
-                  layers: list[int]) -> tuple[BertEncoder, dict[str, Any]]:
+def select_layers(
+    model: BertEncoder, variables: Mapping[str, Any], layers: list[int]
+) -> tuple[BertEncoder, dict[str, Any]]:
   """A shallower student initialised from chosen teacher layers (DistilBERT, Sanh et al. 2019,
   takes every other layer): embeddings and head are copied, layer `layers[i]` becomes layer i.
 

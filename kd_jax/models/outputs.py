@@ -10,22 +10,25 @@ nobody reads, but it cannot change *how* an output is computed. Attention maps a
 matters — when no one asks for them, BERT and ViT run the fused attention kernel instead of
 materialising float32 [batch, heads, q, k] probabilities in every layer.
 """
+
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping
 from typing import Any
 
 
-def requested(outputs: str | Collection[str] | None, available: Collection[str],
-              model_name: str) -> frozenset[str]:
+def requested(
+    outputs: str | Collection[str] | None, available: Collection[str], model_name: str
+) -> frozenset[str]:
   """The set of names to compute; raises ValueError naming any the model cannot produce."""
   if outputs is None:
     return frozenset(available)
   names = frozenset([outputs] if isinstance(outputs, str) else outputs)
   unknown = sorted(names - set(available))
   if unknown:
-    raise ValueError(f"{model_name} cannot return {unknown}; it returns "
-                     f"{', '.join(sorted(available))}")
+    raise ValueError(
+        f"{model_name} cannot return {unknown}; it returns " f"{', '.join(sorted(available))}"
+    )
   return names
 
 

@@ -15,6 +15,7 @@ network ends with BN-ReLU before pooling.
 
 Global mean pooling, so any input size and channel count works.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -28,8 +29,16 @@ from kd_jax.models.resnet import batch_norm, check_image_batch, classifier_logit
 
 
 def _conv(width: int, kernel: int, stride: int, dtype: Any, name: str) -> nn.Conv:
-  return nn.Conv(width, (kernel, kernel), (stride, stride), padding=kernel // 2,
-                 use_bias=False, kernel_init=conv_init, dtype=dtype, name=name)
+  return nn.Conv(
+      width,
+      (kernel, kernel),
+      (stride, stride),
+      padding=kernel // 2,
+      use_bias=False,
+      kernel_init=conv_init,
+      dtype=dtype,
+      name=name,
+  )
 
 
 class PreActBlock(nn.Module):
@@ -100,9 +109,12 @@ class PreActResNet(nn.Module):
       for index in range(self.blocks_per_stage):
         stride = 2 if (stage > 0 and index == 0) else 1
         x = PreActBlock(
-            width, stride, bottleneck=self.bottleneck,
+            width,
+            stride,
+            bottleneck=self.bottleneck,
             shortcut_reads_activation=self.shortcut_reads_activation,
-            dropout_rate=self.dropout_rate, dtype=self.dtype,
+            dropout_rate=self.dropout_rate,
+            dtype=self.dtype,
             name=f"stage{stage + 1}_block{index + 1}",
         )(x, train=train)
       features.append(x)
@@ -118,9 +130,14 @@ def wide_resnet(depth: int, width: int, dropout_rate: float = 0.0, **kwargs) -> 
     raise ValueError(f"WRN depth must be 6n + 4 with n >= 1, got {depth}")
   if width < 1:
     raise ValueError(f"WRN width factor must be >= 1, got {width}")
-  return PreActResNet(stem_width=16, stage_widths=(16 * width, 32 * width, 64 * width),
-                      blocks_per_stage=(depth - 4) // 6, shortcut_reads_activation=True,
-                      dropout_rate=dropout_rate, **kwargs)
+  return PreActResNet(
+      stem_width=16,
+      stage_widths=(16 * width, 32 * width, 64 * width),
+      blocks_per_stage=(depth - 4) // 6,
+      shortcut_reads_activation=True,
+      dropout_rate=dropout_rate,
+      **kwargs,
+  )
 
 
 def preact_resnet(depth: int, widths: Sequence[int] = (16, 32, 64), **kwargs) -> PreActResNet:
@@ -132,8 +149,13 @@ def preact_resnet(depth: int, widths: Sequence[int] = (16, 32, 64), **kwargs) ->
         f"PreAct ResNet depth must be {divisor}n + 2 ({'bottleneck' if bottleneck else 'basic'}"
         f" blocks), got {depth}"
     )
-  return PreActResNet(stem_width=16, stage_widths=tuple(widths),
-                      blocks_per_stage=(depth - 2) // divisor, bottleneck=bottleneck, **kwargs)
+  return PreActResNet(
+      stem_width=16,
+      stage_widths=tuple(widths),
+      blocks_per_stage=(depth - 2) // divisor,
+      bottleneck=bottleneck,
+      **kwargs,
+  )
 
 
 WIDE_RESNETS = {
@@ -141,6 +163,4 @@ WIDE_RESNETS = {
     for d, k in ((16, 1), (16, 2), (16, 4), (16, 8), (28, 10), (40, 1), (40, 2), (40, 4))
 }
 
-PREACT_RESNETS = {
-    f"preact_resnet{d}": (preact_resnet, {"depth": d}) for d in (8, 14, 20, 56, 110)
-}
+PREACT_RESNETS = {f"preact_resnet{d}": (preact_resnet, {"depth": d}) for d in (8, 14, 20, 56, 110)}

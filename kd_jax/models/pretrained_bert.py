@@ -17,7 +17,6 @@ import jax.numpy as jnp
 
 from kd_jax.models import bert
 
-
 _PRETRAINED: dict[str, dict[str, Any]] = {}
 
 
@@ -49,22 +48,32 @@ class PretrainedBert(bert.BertEncoder):
       return variables
     source_config, source = _pretrained_params(self.init_source)
     # parent=None: a detached module, used only as a config holder.
-    _, selected = bert.select_layers(bert.BertEncoder(source_config, parent=None),
-                                     {"params": source}, list(self.init_layers))
+    _, selected = bert.select_layers(
+        bert.BertEncoder(source_config, parent=None), {"params": source}, list(self.init_layers)
+    )
     params = dict(variables["params"])
     for name in params:
       if name != "classifier":  # the head is new for the task
         # A copy (jnp.array), never the cached array itself: the train step donates the state,
         # which would delete the process-wide cache under the next stage that loads it.
-        params[name] = jax.tree.map(lambda new, old: jnp.array(old, new.dtype), params[name],
-                                    selected["params"][name])
+        params[name] = jax.tree.map(
+            lambda new, old: jnp.array(old, new.dtype), params[name], selected["params"][name]
+        )
     return {**variables, "params": params}
 
 
-def bert_classifier(num_classes: int, *, num_layers: int = 6, init_from: str = "minilm",
-                    init_layers=(), hidden_size: int = 384, num_heads: int = 12,
-                    intermediate_size: int = 1536, dropout: float | None = None,
-                    dtype=jnp.float32) -> PretrainedBert:
+def bert_classifier(
+    num_classes: int,
+    *,
+    num_layers: int = 6,
+    init_from: str = "minilm",
+    init_layers=(),
+    hidden_size: int = 384,
+    num_heads: int = 12,
+    intermediate_size: int = 1536,
+    dropout: float | None = None,
+    dtype=jnp.float32,
+) -> PretrainedBert:
   """A BERT classifier: `init_from` "minilm", a HF BERT directory, or "scratch".
 
   Pretrained: the architecture comes from the checkpoint's config.json, `num_layers` of them
@@ -74,17 +83,27 @@ def bert_classifier(num_classes: int, *, num_layers: int = 6, init_from: str = "
   """
   rates = {} if dropout is None else {"hidden_dropout": dropout, "attention_dropout": dropout}
   if init_from == "scratch":
-    config = bert.BertConfig(num_layers=num_layers, hidden_size=hidden_size, num_heads=num_heads,
-                             intermediate_size=intermediate_size, **rates)
+    config = bert.BertConfig(
+        num_layers=num_layers,
+        hidden_size=hidden_size,
+        num_heads=num_heads,
+        intermediate_size=intermediate_size,
+        **rates,
+    )
     return PretrainedBert(config, num_classes=num_classes, dtype=dtype)
   if not init_from:
-    raise ValueError("bert_classifier: init_from is empty; give 'minilm', 'scratch' or a Hugging "
-                     "Face BERT directory (the paper variant reads it from $KD_JAX_BERT_BASE).")
+    raise ValueError(
+        "bert_classifier: init_from is empty; give 'minilm', 'scratch' or a Hugging "
+        "Face BERT directory (the paper variant reads it from $KD_JAX_BERT_BASE)."
+    )
   source_config, _ = _pretrained_params(init_from)
   layers = tuple(init_layers) or tuple(range(num_layers))
   if len(layers) != num_layers or not all(0 <= i < source_config.num_layers for i in layers):
-    raise ValueError(f"bert_classifier: init_layers {layers} must list {num_layers} layer indices "
-                     f"of the {source_config.num_layers}-layer checkpoint {init_from!r}.")
+    raise ValueError(
+        f"bert_classifier: init_layers {layers} must list {num_layers} layer indices "
+        f"of the {source_config.num_layers}-layer checkpoint {init_from!r}."
+    )
   config = dataclasses.replace(source_config, num_layers=num_layers, **rates)
-  return PretrainedBert(config, num_classes=num_classes, dtype=dtype, init_source=init_from,
-                        init_layers=layers)
+  return PretrainedBert(
+      config, num_classes=num_classes, dtype=dtype, init_source=init_from, init_layers=layers
+  )

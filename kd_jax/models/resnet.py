@@ -20,6 +20,7 @@ include it).
 All convolutions are bias-free, pooling is a global mean, so any input size and channel count
 works (28×28×1 included). Pre-activation nets (WRN, PreAct ResNet) live in `preact.py`.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -64,8 +65,14 @@ class BasicBlock(nn.Module):
   @nn.compact
   def __call__(self, x: jnp.ndarray, *, train: bool) -> jnp.ndarray:
     conv = lambda w, k, s, name: nn.Conv(
-        w, (k, k), (s, s), padding=k // 2, use_bias=False, kernel_init=conv_init,
-        dtype=self.dtype, name=name,
+        w,
+        (k, k),
+        (s, s),
+        padding=k // 2,
+        use_bias=False,
+        kernel_init=conv_init,
+        dtype=self.dtype,
+        name=name,
     )
     y = conv(self.width, 3, self.stride, "conv1")(x)
     y = nn.relu(batch_norm(train, self.dtype, "bn1")(y))
@@ -89,8 +96,14 @@ class Bottleneck(nn.Module):
   @nn.compact
   def __call__(self, x: jnp.ndarray, *, train: bool) -> jnp.ndarray:
     conv = lambda w, k, s, name: nn.Conv(
-        w, (k, k), (s, s), padding=k // 2, use_bias=False, kernel_init=conv_init,
-        dtype=self.dtype, name=name,
+        w,
+        (k, k),
+        (s, s),
+        padding=k // 2,
+        use_bias=False,
+        kernel_init=conv_init,
+        dtype=self.dtype,
+        name=name,
     )
     out_width = self.width * self.expansion
     y = nn.relu(batch_norm(train, self.dtype, "bn1")(conv(self.width, 1, 1, "conv1")(x)))
@@ -145,16 +158,27 @@ class ResNet(nn.Module):
     if block_cls is None:
       raise ValueError(f"block must be 'basic' or 'bottleneck', got {self.block!r}")
     x = jnp.asarray(x, self.dtype)
-    x = nn.Conv(self.stem_width, (3, 3), padding=1, use_bias=False, kernel_init=conv_init,
-                dtype=self.dtype, name="stem_conv")(x)
+    x = nn.Conv(
+        self.stem_width,
+        (3, 3),
+        padding=1,
+        use_bias=False,
+        kernel_init=conv_init,
+        dtype=self.dtype,
+        name="stem_conv",
+    )(x)
     x = nn.relu(batch_norm(train, self.dtype, "stem_bn")(x))
     features = []
     for stage, (width, blocks, stride) in enumerate(
         zip(self.stage_widths, self.blocks_per_stage, self.stage_strides)
     ):
       for index in range(blocks):
-        x = block_cls(width, stride if index == 0 else 1, dtype=self.dtype,
-                      name=f"stage{stage + 1}_block{index + 1}")(x, train=train)
+        x = block_cls(
+            width,
+            stride if index == 0 else 1,
+            dtype=self.dtype,
+            name=f"stage{stage + 1}_block{index + 1}",
+        )(x, train=train)
       features.append(x)
     embedding = jnp.mean(x, axis=(1, 2))
     logits = classifier_logits(embedding, self.num_classes, self.dtype)
@@ -178,16 +202,26 @@ def cifar_resnet(depth: int, widths: Sequence[int] = (16, 16, 32, 64), **kwargs)
   if len(widths) != 4:
     raise ValueError(f"widths must be (stem, stage1, stage2, stage3), got {widths}")
   n = (depth - 2) // 6
-  return ResNet(stem_width=widths[0], stage_widths=tuple(widths[1:]), blocks_per_stage=(n,) * 3,
-                stage_strides=(1, 2, 2), **kwargs)
+  return ResNet(
+      stem_width=widths[0],
+      stage_widths=tuple(widths[1:]),
+      blocks_per_stage=(n,) * 3,
+      stage_strides=(1, 2, 2),
+      **kwargs,
+  )
 
 
 def disk_resnet(widths: Sequence[int], blocks: Sequence[int] = (1, 1, 1, 1), **kwargs) -> ResNet:
   """DiSK's `NewResNet`: stem of widths[0] channels, four stages with strides 1, 2, 2, 2."""
   if len(widths) != 4 or len(blocks) != 4:
     raise ValueError(f"DiSK ResNets have four stages, got widths {widths}, blocks {blocks}")
-  return ResNet(stem_width=widths[0], stage_widths=tuple(widths), blocks_per_stage=tuple(blocks),
-                stage_strides=(1, 2, 2, 2), **kwargs)
+  return ResNet(
+      stem_width=widths[0],
+      stage_widths=tuple(widths),
+      blocks_per_stage=tuple(blocks),
+      stage_strides=(1, 2, 2, 2),
+      **kwargs,
+  )
 
 
 # Name → (constructor, its arguments). Widths and depths are those of the source repositories.

@@ -24,6 +24,7 @@ Methods (stated here because the README's model table and the tests rely on them
   for the example's batch size. It depends on the backend (CPU here); `largest_activation_bytes`
   gives the backend-independent size of the largest stage output.
 """
+
 from __future__ import annotations
 
 import math
@@ -41,8 +42,10 @@ def count_parameters(variables: Any) -> int:
 
 
 def count_bytes(variables: Any) -> int:
-  return sum(math.prod(leaf.shape) * jnp.dtype(leaf.dtype).itemsize
-             for leaf in jax.tree_util.tree_leaves(variables))
+  return sum(
+      math.prod(leaf.shape) * jnp.dtype(leaf.dtype).itemsize
+      for leaf in jax.tree_util.tree_leaves(variables)
+  )
 
 
 def abstract_variables(model: nn.Module, example_input: Any) -> Any:
@@ -55,8 +58,9 @@ def _abstract(tree: Any) -> Any:
   return jax.tree_util.tree_map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype), tree)
 
 
-def forward_cost(model: nn.Module, example_input: Any, *, variables: Any = None,
-                 compile: bool = True) -> dict[str, float]:
+def forward_cost(
+    model: nn.Module, example_input: Any, *, variables: Any = None, compile: bool = True
+) -> dict[str, float]:
   """XLA's cost and memory analysis of the inference forward pass on `example_input`.
 
   Lowers (and with `compile=True` compiles) `model.apply(variables, x, train=False)` from

@@ -14,6 +14,7 @@ size works, but a model applies to the size it was initialised with.
 Sizes (DeiT naming, Touvron et al. 2021): tiny 192/12 layers/3 heads, small 384/12/6; with
 patch 4 they suit 32×32 images.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -37,11 +38,17 @@ class EncoderBlock(nn.Module):
   def __call__(self, z, *, train: bool, return_probabilities: bool = True):
     drop = lambda t: nn.Dropout(self.dropout_rate, deterministic=not train)(t)
     attended, probabilities = SelfAttention(
-        self.num_heads, self.dropout_rate, dtype=self.dtype,
+        self.num_heads,
+        self.dropout_rate,
+        dtype=self.dtype,
         kernel_init=nn.initializers.xavier_uniform(),
-        implementation=self.attention_implementation, name="attention",
-    )(nn.LayerNorm(epsilon=1e-6, dtype=self.dtype, name="attention_norm")(z), train=train,
-      return_probabilities=return_probabilities)
+        implementation=self.attention_implementation,
+        name="attention",
+    )(
+        nn.LayerNorm(epsilon=1e-6, dtype=self.dtype, name="attention_norm")(z),
+        train=train,
+        return_probabilities=return_probabilities,
+    )
     z = z + drop(attended)
     y = nn.LayerNorm(epsilon=1e-6, dtype=self.dtype, name="mlp_norm")(z)
     y = nn.gelu(nn.Dense(self.mlp_dim, dtype=self.dtype, name="mlp_in")(y), approximate=False)
@@ -79,21 +86,27 @@ class VisionTransformer(nn.Module):
     p = self.patch_size
     if height % p or width % p:
       raise ValueError(f"image size {height}×{width} is not divisible by patch size {p}")
-    z = nn.Conv(self.hidden_size, (p, p), (p, p), padding="VALID", dtype=self.dtype,
-                name="patch_embedding")(jnp.asarray(x, self.dtype))
+    z = nn.Conv(
+        self.hidden_size, (p, p), (p, p), padding="VALID", dtype=self.dtype, name="patch_embedding"
+    )(jnp.asarray(x, self.dtype))
     z = z.reshape(batch, -1, self.hidden_size)
     cls = self.param("cls_token", nn.initializers.zeros, (1, 1, self.hidden_size))
     # zeros_like(z[:, :1]) + cls rather than broadcast_to: the copy inherits z's batch
     # sharding, which concatenate needs under explicit-sharding meshes.
     z = jnp.concatenate([jnp.zeros_like(z[:, :1]) + cls.astype(z.dtype), z], axis=1)
-    position = self.param("position_embedding", nn.initializers.normal(0.02),
-                          (1, z.shape[1], self.hidden_size))
+    position = self.param(
+        "position_embedding", nn.initializers.normal(0.02), (1, z.shape[1], self.hidden_size)
+    )
     z = nn.Dropout(self.dropout_rate, deterministic=not train)(z + position.astype(z.dtype))
     features, attentions = [], []
     for index in range(self.num_layers):
       z, probabilities = EncoderBlock(
-          self.num_heads, self.mlp_dim, self.dropout_rate, self.dtype,
-          self.attention_implementation, name=f"block_{index}",
+          self.num_heads,
+          self.mlp_dim,
+          self.dropout_rate,
+          self.dtype,
+          self.attention_implementation,
+          name=f"block_{index}",
       )(z, train=train, return_probabilities="attentions" in wanted)
       features.append(z)
       attentions.append(probabilities)
@@ -106,10 +119,13 @@ class VisionTransformer(nn.Module):
       raise ValueError(f"pooling must be 'cls' or 'gap', got {self.pooling!r}")
     logits = None
     if self.num_classes is not None:
-      logits = nn.Dense(self.num_classes, dtype=self.dtype, kernel_init=nn.initializers.zeros,
-                        name="classifier")(embedding).astype(jnp.float32)
-    return select({"logits": logits, "embedding": embedding, "features": features,
-                   "attentions": attentions}, wanted)
+      logits = nn.Dense(
+          self.num_classes, dtype=self.dtype, kernel_init=nn.initializers.zeros, name="classifier"
+      )(embedding).astype(jnp.float32)
+    return select(
+        {"logits": logits, "embedding": embedding, "features": features, "attentions": attentions},
+        wanted,
+    )
 
 
 VITS = {

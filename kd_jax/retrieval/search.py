@@ -24,10 +24,16 @@ _NORM_EPS = 1e-12  # the clamp of `l2_normalize`, for the NumPy copy below
 MAX_CHUNK_SCORES = 2**27
 
 
-@functools.partial(jax.jit, static_argnames=("k", "max_chunk_scores", "recall_target",
-                                             "precision"))
-def exact_top_k(queries, database, *, k: int, max_chunk_scores: int = MAX_CHUNK_SCORES,
-                recall_target: float = 1.0, precision=None):
+@functools.partial(jax.jit, static_argnames=("k", "max_chunk_scores", "recall_target", "precision"))
+def exact_top_k(
+    queries,
+    database,
+    *,
+    k: int,
+    max_chunk_scores: int = MAX_CHUNK_SCORES,
+    recall_target: float = 1.0,
+    precision=None,
+):
   """Top-k inner-product search: one matmul + `top_k` per chunk of queries; usable inside `jit`.
 
   Queries are processed in chunks of `max(1, max_chunk_scores // N)` rows (`lax.map`), so the
@@ -48,8 +54,10 @@ def exact_top_k(queries, database, *, k: int, max_chunk_scores: int = MAX_CHUNK_
   """
   num, dim = database.shape
   if queries.shape[-1] != dim:
-    raise ValueError(f"queries have shape {queries.shape} but the database has shape "
-                     f"{database.shape}: embedding dimensions differ.")
+    raise ValueError(
+        f"queries have shape {queries.shape} but the database has shape "
+        f"{database.shape}: embedding dimensions differ."
+    )
   if not 1 <= k <= num:
     raise ValueError(f"k must be in [1, {num}] for a database of {num} entries, got {k}.")
   if not 0.0 < recall_target <= 1.0:
@@ -83,8 +91,7 @@ class ExactSearcher:
   The database is put on the default device once; `max_chunk_scores` bounds the score matrix.
   """
 
-  def __init__(self, database, *, normalize: bool = True,
-               max_chunk_scores: int = MAX_CHUNK_SCORES):
+  def __init__(self, database, *, normalize: bool = True, max_chunk_scores: int = MAX_CHUNK_SCORES):
     database = jnp.asarray(database, jnp.float32)
     self.normalize = normalize
     self.database = l2_normalize(database) if normalize else database
@@ -94,8 +101,9 @@ class ExactSearcher:
     queries = jnp.asarray(queries, jnp.float32)
     if self.normalize:
       queries = l2_normalize(queries)
-    indices, scores = exact_top_k(queries, self.database, k=k,
-                                  max_chunk_scores=self.max_chunk_scores)
+    indices, scores = exact_top_k(
+        queries, self.database, k=k, max_chunk_scores=self.max_chunk_scores
+    )
     return np.asarray(indices), np.asarray(scores)
 
 
@@ -106,6 +114,7 @@ class ScannParams:
   num_leaves ≈ √N is the usual start; num_leaves_to_search trades recall for speed;
   reorder re-scores that many candidates exactly.
   """
+
   num_leaves: int = 64
   num_leaves_to_search: int = 16
   training_sample_size: int = 100_000
@@ -127,9 +136,16 @@ class ScannSearcher:
   checks this wrapper against raw ScaNN with the same parameters.
   """
 
-  def __init__(self, database, *, params: ScannParams = ScannParams(), normalize: bool = True,
-               default_k: int = 10):
+  def __init__(
+      self,
+      database,
+      *,
+      params: ScannParams = ScannParams(),
+      normalize: bool = True,
+      default_k: int = 10,
+  ):
     import scann  # imported here: exact search and the rest of kd_jax do not need it.
+
     database = np.asarray(database, np.float32)
     if normalize:
       database = _normalize_rows(database)
@@ -139,11 +155,14 @@ class ScannSearcher:
     leaves = max(1, min(params.num_leaves, num // 2))
     builder = scann.scann_ops_pybind.builder(database, default_k, "dot_product")
     builder = builder.tree(
-        num_leaves=leaves, num_leaves_to_search=max(1, min(params.num_leaves_to_search, leaves)),
-        training_sample_size=min(params.training_sample_size, num))
+        num_leaves=leaves,
+        num_leaves_to_search=max(1, min(params.num_leaves_to_search, leaves)),
+        training_sample_size=min(params.training_sample_size, num),
+    )
     builder = builder.score_ah(
         params.dims_per_block,
-        anisotropic_quantization_threshold=params.anisotropic_quantization_threshold)
+        anisotropic_quantization_threshold=params.anisotropic_quantization_threshold,
+    )
     self._searcher = builder.reorder(max(params.reorder, default_k)).build()
     self.size = num
 
@@ -156,8 +175,11 @@ class ScannSearcher:
     if self.normalize:
       queries = _normalize_rows(queries)
     indices, scores = self._searcher.search_batched_parallel(
-        queries, final_num_neighbors=k, pre_reorder_num_neighbors=max(self.params.reorder, k),
-        leaves_to_search=leaves_to_search)
+        queries,
+        final_num_neighbors=k,
+        pre_reorder_num_neighbors=max(self.params.reorder, k),
+        leaves_to_search=leaves_to_search,
+    )
     return np.asarray(indices, np.int32), np.asarray(scores, np.float32)
 
 
@@ -165,8 +187,10 @@ def recall_at_k(approximate_indices, exact_indices) -> float:
   """Mean over queries of |approx top-k ∩ exact top-k| / k."""
   approximate_indices, exact_indices = np.asarray(approximate_indices), np.asarray(exact_indices)
   if approximate_indices.shape != exact_indices.shape:
-    raise ValueError(f"approximate indices {approximate_indices.shape} and exact indices "
-                     f"{exact_indices.shape} must have the same shape [queries, k].")
+    raise ValueError(
+        f"approximate indices {approximate_indices.shape} and exact indices "
+        f"{exact_indices.shape} must have the same shape [queries, k]."
+    )
   k = exact_indices.shape[1]
   hits = [len(set(a) & set(e)) for a, e in zip(approximate_indices, exact_indices)]
   return float(np.mean(hits) / k)

@@ -10,5 +10,11 @@ from kd_jax.train.config import default_config, validate
 from kd_jax.train.loop import final_params, train_and_evaluate
 from kd_jax.train.state import TrainState, create_train_state
 
-__all__ = ["TrainState", "create_train_state", "default_config", "final_params",
-           "train_and_evaluate", "validate"]
+__all__ = [
+    "TrainState",
+    "create_train_state",
+    "default_config",
+    "final_params",
+    "train_and_evaluate",
+    "validate",
+]

@@ -49,6 +49,7 @@ def build_model(name: str, num_classes: int, model_kwargs: dict, *, dtype=None) 
     factory = resolve_callable(name)
   else:
     from kd_jax import models  # pylint: disable=g-import-not-at-top
+
     factory = functools.partial(models.get_model, name)
   try:
     return factory(**kwargs)
@@ -59,6 +60,7 @@ def build_model(name: str, num_classes: int, model_kwargs: dict, *, dtype=None) 
 def data_api():
   """The data package (sources, loaders, transforms), imported lazily: TFDS is slow to import."""
   from kd_jax import data  # pylint: disable=g-import-not-at-top
+
   return data
 
 
@@ -84,8 +86,10 @@ def _resolve_transform(spec: Any, api, *, batch_level: bool) -> Callable:
   target = getattr(api, spec, None)
   if target is None:
     kind = "batch transform" if batch_level else "transform"
-    raise ValueError(f"Unknown {kind} {spec!r}: not in {api.__name__}; give a name from there "
-                     "or 'package.module:callable'.")
+    raise ValueError(
+        f"Unknown {kind} {spec!r}: not in {api.__name__}; give a name from there "
+        "or 'package.module:callable'."
+    )
   if isinstance(target, type):
     return target(**kwargs)
   return functools.partial(target, **kwargs) if kwargs else target
@@ -111,8 +115,9 @@ def batch_transform(config) -> Callable[[dict, int], dict]:
 
 def get_source(config, split: str):
   """`kd_jax.data.get_source`: registered names, "csv:PATH?..." files, "package.module:fn"."""
-  return data_api().get_source(config.dataset, split, data_dir=config.data_dir,
-                               manual_dir=config.manual_dir)
+  return data_api().get_source(
+      config.dataset, split, data_dir=config.data_dir, manual_dir=config.manual_dir
+  )
 
 
 @dataclasses.dataclass
@@ -123,6 +128,7 @@ class Data:
   host's contiguous slice (per-example metrics on the mesh), else the whole split on every host
   (whole-split work: `Method.prepare`, kNN / probe / retrieval evaluators).
   """
+
   train_iter: Iterator[dict]
   batches: Callable[..., Iterable[dict]]
   num_train_examples: int
@@ -142,9 +148,14 @@ def build_data(config) -> Data:
   per_host_batch = config.batch_size // jax.process_count()
   train_transforms = _transforms(config.train_transforms, api)
   train_iter = api.train_loader(
-      train_source, batch_size=per_host_batch, seed=config.seed, transforms=train_transforms,
-      shard_index=jax.process_index(), shard_count=jax.process_count(),
-      with_index=config.teacher_cache)
+      train_source,
+      batch_size=per_host_batch,
+      seed=config.seed,
+      transforms=train_transforms,
+      shard_index=jax.process_index(),
+      shard_count=jax.process_count(),
+      with_index=config.teacher_cache,
+  )
   eval_transforms = _transforms(config.eval_transforms, api)
 
   def batches(split: str, sharded: bool = True, *, train_view: bool = False):
@@ -152,33 +163,41 @@ def build_data(config) -> Data:
     if split not in sources:
       sources[split] = get_source(config, split)
     if not sharded:
-      return api.eval_batches(sources[split], batch_size=config.eval_batch_size,
-                              transforms=train_transforms if train_view else eval_transforms,
-                              shard_index=0, shard_count=1)
+      return api.eval_batches(
+          sources[split],
+          batch_size=config.eval_batch_size,
+          transforms=train_transforms if train_view else eval_transforms,
+          shard_index=0,
+          shard_count=1,
+      )
     # Each host reads its own contiguous slice of the split.
-    return api.eval_batches(sources[split],
-                            batch_size=config.eval_batch_size // jax.process_count(),
-                            transforms=eval_transforms, shard_index=jax.process_index(),
-                            shard_count=jax.process_count())
+    return api.eval_batches(
+        sources[split],
+        batch_size=config.eval_batch_size // jax.process_count(),
+        transforms=eval_transforms,
+        shard_index=jax.process_index(),
+        shard_count=jax.process_count(),
+    )
 
-  return Data(train_iter, batches, len(train_source), config.eval_split, train_transforms,
-              train_source)
+  return Data(
+      train_iter, batches, len(train_source), config.eval_split, train_transforms, train_source
+  )
 
 
-def build_optimizer(opt, total_steps: int) -> tuple[optax.GradientTransformation,
-                                                     optax.Schedule]:
+def build_optimizer(opt, total_steps: int) -> tuple[optax.GradientTransformation, optax.Schedule]:
   """The student optimiser and its learning-rate schedule (cosine or constant, with warmup)."""
   decay_steps = max(total_steps - opt.warmup_steps, 1)
   if opt.schedule == "cosine":
-    main = optax.cosine_decay_schedule(opt.learning_rate, decay_steps,
-                                       alpha=opt.end_learning_rate / opt.learning_rate)
+    main = optax.cosine_decay_schedule(
+        opt.learning_rate, decay_steps, alpha=opt.end_learning_rate / opt.learning_rate
+    )
   else:
     main = optax.constant_schedule(opt.learning_rate)
   schedule = main
   if opt.warmup_steps:
     schedule = optax.join_schedules(
-        [optax.linear_schedule(0.0, opt.learning_rate, opt.warmup_steps), main],
-        [opt.warmup_steps])
+        [optax.linear_schedule(0.0, opt.learning_rate, opt.warmup_steps), main], [opt.warmup_steps]
+    )
   # Weight decay on kernels only (ndim > 1): decaying BatchNorm scales and biases hurts.
   kernels = lambda params: jax.tree.map(lambda p: p.ndim > 1, params)
   if opt.name == "adamw":
@@ -193,8 +212,9 @@ def build_optimizer(opt, total_steps: int) -> tuple[optax.GradientTransformation
   return optax.chain(*parts), schedule
 
 
-def build_teachers(config, *, dtype=None
-                   ) -> tuple[tuple[nn.Module, ...], tuple[PyTree, ...], tuple[int, ...]]:
+def build_teachers(
+    config, *, dtype=None
+) -> tuple[tuple[nn.Module, ...], tuple[PyTree, ...], tuple[int, ...]]:
   """Frozen teacher modules, their variables (params and BatchNorm statistics only: never the
   teacher run's optimiser or method state) and checkpoint steps, from each teacher workdir."""
   modules, variables, steps = [], [], []
@@ -216,12 +236,17 @@ def _check_teacher_run(index: int, spec, config) -> None:
     return
   with open(path) as f:
     saved = json.load(f)
-  expected = {"model": spec.model, "model_kwargs": dict(spec.model_kwargs),
-              "num_classes": config.num_classes}
+  expected = {
+      "model": spec.model,
+      "model_kwargs": dict(spec.model_kwargs),
+      "num_classes": config.num_classes,
+  }
   found = {key: saved.get(key) for key in expected}
   if config_lib.listify(found) != config_lib.listify(expected):
-    raise ValueError(f"teachers[{index}] is declared as {expected} but the run in "
-                     f"{spec.workdir} trained {found}.")
+    raise ValueError(
+        f"teachers[{index}] is declared as {expected} but the run in "
+        f"{spec.workdir} trained {found}."
+    )
 
 
 def check_teacher_shapes(config, teachers, teacher_variables, x) -> None:
@@ -230,10 +255,14 @@ def check_teacher_shapes(config, teachers, teacher_variables, x) -> None:
   specs = config_lib.teacher_specs(config)
   for index, (module, variables) in enumerate(zip(teachers, teacher_variables)):
     expected = jax.eval_shape(lambda x, m=module: m.init(jax.random.key(0), x, train=False), x)
-    want = {jax.tree_util.keystr(p): tuple(l.shape)
-            for p, l in jax.tree_util.tree_leaves_with_path(expected["params"])}
-    have = {jax.tree_util.keystr(p): tuple(l.shape)
-            for p, l in jax.tree_util.tree_leaves_with_path(variables["params"])}
+    want = {
+        jax.tree_util.keystr(p): tuple(l.shape)
+        for p, l in jax.tree_util.tree_leaves_with_path(expected["params"])
+    }
+    have = {
+        jax.tree_util.keystr(p): tuple(l.shape)
+        for p, l in jax.tree_util.tree_leaves_with_path(variables["params"])
+    }
     if want != have:
       differ = sorted(k for k in set(want) | set(have) if want.get(k) != have.get(k))
       first = differ[0]
@@ -241,7 +270,8 @@ def check_teacher_shapes(config, teachers, teacher_variables, x) -> None:
           f"teachers[{index}] ({specs[index].model} {dict(specs[index].model_kwargs)}) does not "
           f"match the checkpoint in {specs[index].workdir}: {len(differ)} parameter(s) differ, "
           f"e.g. {first} is {have.get(first, 'absent')} in the checkpoint and "
-          f"{want.get(first, 'absent')} in the model; declare the teacher as it was trained.")
+          f"{want.get(first, 'absent')} in the model; declare the teacher as it was trained."
+      )
 
 
 def build_method(config) -> methods.Method:

@@ -45,8 +45,7 @@ class IteratorStateHandler(ocp.CheckpointHandler):
   def save(self, directory: epath.Path, args: "IteratorStateSave"):
     state = args.state
     # grain's DataLoader iterators return JSON as bytes, dataset iterators a dict.
-    payload = ({"bytes": state.decode("utf-8")} if isinstance(state, bytes)
-               else {"json": state})
+    payload = {"bytes": state.decode("utf-8")} if isinstance(state, bytes) else {"json": state}
     payload["checksum"] = integrity.payload_checksum(json.dumps(payload, sort_keys=True))
     directory.mkdir(parents=True, exist_ok=True)
     self._filename(directory).write_text(json.dumps(payload))
@@ -57,16 +56,20 @@ class IteratorStateHandler(ocp.CheckpointHandler):
     if not filename.exists():
       raise FileNotFoundError(
           f"{filename} is missing: the checkpoint was written by a different number of "
-          "processes or is incomplete.")
+          "processes or is incomplete."
+      )
     try:
       payload = json.loads(filename.read_text())
       saved_checksum = payload.pop("checksum", None)
     except (json.JSONDecodeError, UnicodeDecodeError, AttributeError) as error:
       raise CorruptCheckpointError(f"{filename} is not a valid iterator state: {error}") from error
     if saved_checksum is not None and (
-        saved_checksum != integrity.payload_checksum(json.dumps(payload, sort_keys=True))):
-      raise CorruptCheckpointError(f"{filename}: checksum mismatch (the iterator position "
-                                   "changed on disk after it was saved).")
+        saved_checksum != integrity.payload_checksum(json.dumps(payload, sort_keys=True))
+    ):
+      raise CorruptCheckpointError(
+          f"{filename}: checksum mismatch (the iterator position "
+          "changed on disk after it was saved)."
+      )
     return payload["bytes"].encode("utf-8") if "bytes" in payload else payload["json"]
 
   def metadata(self, directory: epath.Path):
@@ -124,10 +127,15 @@ class Checkpointer:
     """
     # Hashed from a host copy now, before the next step donates (overwrites) the state buffers.
     checksums = integrity.record(state)
-    self.manager.save(step, args=ocp.args.Composite(
-        state=ocp.args.StandardSave(state),
-        data_iterator=IteratorStateSave(iterator_state),
-        checksums=ocp.args.JsonSave(checksums)), force=True)
+    self.manager.save(
+        step,
+        args=ocp.args.Composite(
+            state=ocp.args.StandardSave(state),
+            data_iterator=IteratorStateSave(iterator_state),
+            checksums=ocp.args.JsonSave(checksums),
+        ),
+        force=True,
+    )
 
   def restore_latest(self, abstract_state: PyTree) -> Optional[Restored]:
     """Newest readable checkpoint, or None when there is none (a fresh run).
@@ -142,8 +150,9 @@ class Checkpointer:
     steps = self.all_steps()
     for step in reversed(steps):
       try:
-        items = dict(state=ocp.args.StandardRestore(abstract_state),
-                     data_iterator=IteratorStateRestore())
+        items = dict(
+            state=ocp.args.StandardRestore(abstract_state), data_iterator=IteratorStateRestore()
+        )
         verified = _has_checksums(self.directory / str(step))
         if verified:
           items["checksums"] = ocp.args.JsonRestore()
@@ -162,14 +171,17 @@ class Checkpointer:
       raise RuntimeError(
           f"None of the checkpoints {steps} in {self.directory} could be restored; they were "
           f"moved to {self.broken_directory} (see the errors above). Re-run to start from "
-          "scratch in this workdir, or restore them by hand.")
+          "scratch in this workdir, or restore them by hand."
+      )
     return None
 
   def _set_aside(self, step: int, error: Exception) -> None:
     destination = self.broken_directory / f"{step}-{time.strftime('%Y%m%d-%H%M%S')}"
-    print(f"WARNING: checkpoint step {step} in {self.directory} failed to restore "
-          f"({type(error).__name__}: {error}); moved to {destination}, trying the previous one.",
-          flush=True)
+    print(
+        f"WARNING: checkpoint step {step} in {self.directory} failed to restore "
+        f"({type(error).__name__}: {error}); moved to {destination}, trying the previous one.",
+        flush=True,
+    )
     if jax.process_index() == 0:
       self.broken_directory.mkdir(parents=True, exist_ok=True)
       shutil.move(str(self.directory / str(step)), str(destination))
@@ -193,17 +205,24 @@ def _has_checksums(step_directory: epath.Path) -> bool:
 
 
 def _warn_unverified(where: str) -> None:
-  print(f"WARNING: {where} has no checksums (written before kd_jax recorded them); its array "
-        "data cannot be verified.", flush=True)
+  print(
+      f"WARNING: {where} has no checksums (written before kd_jax recorded them); its array "
+      "data cannot be verified.",
+      flush=True,
+  )
 
 
 def _read_only_manager(directory: epath.Path) -> ocp.CheckpointManager:
   options = ocp.CheckpointManagerOptions(read_only=True, create=False, save_interval_steps=0)
   return ocp.CheckpointManager(
-      directory, options=options,
-      item_handlers={"state": ocp.PyTreeCheckpointHandler(),
-                     "data_iterator": IteratorStateHandler(),
-                     "checksums": ocp.JsonCheckpointHandler()})
+      directory,
+      options=options,
+      item_handlers={
+          "state": ocp.PyTreeCheckpointHandler(),
+          "data_iterator": IteratorStateHandler(),
+          "checksums": ocp.JsonCheckpointHandler(),
+      },
+  )
 
 
 def _restore_verified(workdir: str, select, *, missing: str, role: str) -> tuple[int, PyTree]:
@@ -230,10 +249,15 @@ def _restore_verified(workdir: str, select, *, missing: str, role: str) -> tuple
       sharding = mesh_lib.replicated(mesh_lib.make_mesh())
       target = jax.tree.map(
           lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=sharding),
-          select(dict(manager.item_metadata(step)["state"])))
-      items = {"state": ocp.args.PyTreeRestore(
-          item=target, restore_args=ocp.checkpoint_utils.construct_restore_args(target),
-          partial_restore=True)}
+          select(dict(manager.item_metadata(step)["state"])),
+      )
+      items = {
+          "state": ocp.args.PyTreeRestore(
+              item=target,
+              restore_args=ocp.checkpoint_utils.construct_restore_args(target),
+              partial_restore=True,
+          )
+      }
       verified = _has_checksums(directory / str(step))
       if verified:
         items["checksums"] = ocp.args.JsonRestore()
@@ -242,7 +266,8 @@ def _restore_verified(workdir: str, select, *, missing: str, role: str) -> tuple
       raise CorruptCheckpointError(
           f"Cannot read {where} ({type(error).__name__}: {str(error)[:300]}); re-run that "
           "run's own command in its workdir (it sets a broken step aside and resumes from the "
-          "previous good one).") from error
+          "previous good one)."
+      ) from error
     if verified:
       integrity.verify(restored["state"], restored["checksums"], where=where)
     else:
@@ -280,6 +305,7 @@ def restore_exported_variables(workdir: str) -> tuple[int, PyTree]:
   are read and verified (orbax partial restore), never the optimiser or method state, which
   can be several times larger.
   """
-  step, state = _restore_verified(workdir, _student_variables,
-                                  missing="train the teacher first", role="the teacher's")
+  step, state = _restore_verified(
+      workdir, _student_variables, missing="train the teacher first", role="the teacher's"
+  )
   return step, {"params": state["params"]["student"], **state.get("model_state", {})}

@@ -32,11 +32,11 @@ def default_config() -> ml_collections.ConfigDict:
   c.data_dir = config_dict.placeholder(str)
   c.manual_dir = config_dict.placeholder(str)
   c.train_split = "train"
-  c.eval_split = "test"          # the implicit evaluator "eval" reports on it
+  c.eval_split = "test"  # the implicit evaluator "eval" reports on it
   # Held out of train for choices made on data (β, early stopping); `Method.prepare` may read
   # it, never the test split.
   c.validation_split = config_dict.placeholder(str)
-  c.input_key = "image"          # batch entry fed to the models (uint8 pixels are scaled to [0, 1])
+  c.input_key = "image"  # batch entry fed to the models (uint8 pixels are scaled to [0, 1])
   # Per-example transforms (example, rng) -> example, e.g. ("NormalizeImage",
   # {"name": "PadCropFlip", "padding": 2}): names from kd_jax.data or "package.module:callable".
   c.train_transforms = ()
@@ -58,21 +58,23 @@ def default_config() -> ml_collections.ConfigDict:
   c.eval_batch_size = 256
   c.total_steps = 1000
   c.grad_accum_steps = 1
-  c.compute_dtype = "float32"    # or "bfloat16" (params stay float32)
+  c.compute_dtype = "float32"  # or "bfloat16" (params stay float32)
   # Compute the teachers' outputs on the train split once (WORKDIR/teacher_cache/) and look them
   # up by example index instead of running the teachers every step. Only for deterministic
   # train transforms (no random augmentation, no batch transforms): refused otherwise.
   c.teacher_cache = False
-  c.optimizer = ml_collections.ConfigDict(dict(
-      name="sgd",                # sgd | adam | adamw
-      learning_rate=0.1,
-      momentum=0.9,
-      nesterov=False,
-      weight_decay=0.0,          # L2 on kernels (ndim > 1) for sgd/adam, decoupled for adamw
-      schedule="cosine",         # cosine | constant
-      warmup_steps=0,
-      end_learning_rate=0.0,
-  ))
+  c.optimizer = ml_collections.ConfigDict(
+      dict(
+          name="sgd",  # sgd | adam | adamw
+          learning_rate=0.1,
+          momentum=0.9,
+          nesterov=False,
+          weight_decay=0.0,  # L2 on kernels (ndim > 1) for sgd/adam, decoupled for adamw
+          schedule="cosine",  # cosine | constant
+          warmup_steps=0,
+          end_learning_rate=0.0,
+      )
+  )
   # Named evaluations (kd_jax.evaluators), run after training and every `every` steps, by name
   # (an evaluator after the one its `select_on` names): {name: {"kind": "metrics" |
   # "retrieval_augmented" | "package.module:Class", "split": ..., "every": 0, **options}}. The
@@ -82,16 +84,17 @@ def default_config() -> ml_collections.ConfigDict:
   # Best checkpoint / early stopping (kd_jax.train.selection): the final evaluations read the
   # state where `evaluator` (periodic, not on eval_split) had the best `metric`; `patience` > 0
   # stops after that many evaluations without improvement. Empty evaluator: the last state.
-  c.model_selection = ml_collections.ConfigDict(dict(evaluator="", metric="", mode="max",
-                                                     patience=0))
+  c.model_selection = ml_collections.ConfigDict(
+      dict(evaluator="", metric="", mode="max", patience=0)
+  )
   # Bookkeeping.
   c.log_every = 50
-  c.eval_every = 0               # 0: evaluate only at the end
+  c.eval_every = 0  # 0: evaluate only at the end
   c.checkpoint_every = 500
   c.max_to_keep = 3
   c.async_checkpointing = True
   c.progress_bar = True
-  c.multihost = False            # call jax.distributed.initialize() (TPU pods, multi-node GPU)
+  c.multihost = False  # call jax.distributed.initialize() (TPU pods, multi-node GPU)
   return c
 
 
@@ -109,8 +112,9 @@ def _unknown_keys(config, reference, prefix="") -> list[str]:
   return unknown
 
 
-def validate(config: ml_collections.ConfigDict, *, name: str = "config"
-             ) -> ml_collections.ConfigDict:
+def validate(
+    config: ml_collections.ConfigDict, *, name: str = "config"
+) -> ml_collections.ConfigDict:
   """Checks one run config against the schema and for consistency; returns a completed copy.
 
   Raises:
@@ -119,9 +123,11 @@ def validate(config: ml_collections.ConfigDict, *, name: str = "config"
   reference = default_config()
   unknown = _unknown_keys(config, reference)
   if unknown:
-    raise ValueError(f"Unknown key(s) in {name}: {sorted(unknown)}. Known keys: "
-                     f"{sorted(reference.keys())} "
-                     f"(optimizer: {sorted(reference.optimizer.keys())}).")
+    raise ValueError(
+        f"Unknown key(s) in {name}: {sorted(unknown)}. Known keys: "
+        f"{sorted(reference.keys())} "
+        f"(optimizer: {sorted(reference.optimizer.keys())})."
+    )
   merged = default_config()
   merged.update(config.to_dict())  # recursive into sub-dicts: defaults fill the gaps
   _check_consistency(merged, name)
@@ -134,8 +140,9 @@ def evaluation_specs(config) -> list[tuple[str, dict]]:
   specs = []
   declared = {name: dict(spec) for name, spec in config.evals.items()}
   if "eval" not in declared:
-    specs.append(("eval", {"kind": "metrics", "split": config.eval_split,
-                           "every": config.eval_every}))
+    specs.append(
+        ("eval", {"kind": "metrics", "split": config.eval_split, "every": config.eval_every})
+    )
   # ConfigDicts iterate their keys sorted; an evaluator that uses another's result
   # (`select_on`) runs after it.
   pending = sorted(declared)
@@ -155,40 +162,58 @@ def evaluation_specs(config) -> list[tuple[str, dict]]:
 def _check_evals(c, name: str) -> None:
   for eval_name, spec in c.evals.items():
     if not hasattr(spec, "keys"):
-      raise ValueError(f"Inconsistent {name}: evals.{eval_name} must be a dict with 'split' (and "
-                       f"'kind', 'every', options), got {spec!r}.")
+      raise ValueError(
+          f"Inconsistent {name}: evals.{eval_name} must be a dict with 'split' (and "
+          f"'kind', 'every', options), got {spec!r}."
+      )
     if "split" not in spec:
       raise ValueError(f"Inconsistent {name}: evals.{eval_name} has no 'split'.")
     every = spec.get("every", 0)
     if not isinstance(every, int) or every < 0:
-      raise ValueError(f"Inconsistent {name}: evals.{eval_name}.every must be an integer >= 0, "
-                       f"got {every!r}.")
+      raise ValueError(
+          f"Inconsistent {name}: evals.{eval_name}.every must be an integer >= 0, "
+          f"got {every!r}."
+      )
     target = spec.get("select_on")
     if target and target in c.evals and c.evals[target].get("split") == c.eval_split:
-      raise ValueError(f"Inconsistent {name}: evals.{eval_name} selects on evaluator {target!r}, "
-                       f"which reads the test split {c.eval_split!r}; choose on validation.")
+      raise ValueError(
+          f"Inconsistent {name}: evals.{eval_name} selects on evaluator {target!r}, "
+          f"which reads the test split {c.eval_split!r}; choose on validation."
+      )
   selection = c.model_selection
   if selection.evaluator:
     spec = c.evals.get(selection.evaluator)
     if spec is None:
-      raise ValueError(f"Inconsistent {name}: model_selection.evaluator "
-                       f"{selection.evaluator!r} is not in evals {sorted(c.evals)}.")
+      raise ValueError(
+          f"Inconsistent {name}: model_selection.evaluator "
+          f"{selection.evaluator!r} is not in evals {sorted(c.evals)}."
+      )
     if spec.get("split") == c.eval_split:
-      raise ValueError(f"Inconsistent {name}: model_selection reads evaluator "
-                       f"{selection.evaluator!r} on the test split {c.eval_split!r}; select on "
-                       "a validation split.")
+      raise ValueError(
+          f"Inconsistent {name}: model_selection reads evaluator "
+          f"{selection.evaluator!r} on the test split {c.eval_split!r}; select on "
+          "a validation split."
+      )
     if not spec.get("every"):
-      raise ValueError(f"Inconsistent {name}: model_selection needs evals."
-                       f"{selection.evaluator}.every > 0 (it compares periodic evaluations).")
+      raise ValueError(
+          f"Inconsistent {name}: model_selection needs evals."
+          f"{selection.evaluator}.every > 0 (it compares periodic evaluations)."
+      )
     if not selection.metric or selection.mode not in ("max", "min"):
-      raise ValueError(f"Inconsistent {name}: model_selection needs a metric and mode 'max' or "
-                       f"'min', got metric={selection.metric!r}, mode={selection.mode!r}.")
+      raise ValueError(
+          f"Inconsistent {name}: model_selection needs a metric and mode 'max' or "
+          f"'min', got metric={selection.metric!r}, mode={selection.mode!r}."
+      )
     if not isinstance(selection.patience, int) or selection.patience < 0:
-      raise ValueError(f"Inconsistent {name}: model_selection.patience must be an integer >= 0, "
-                       f"got {selection.patience!r}.")
+      raise ValueError(
+          f"Inconsistent {name}: model_selection.patience must be an integer >= 0, "
+          f"got {selection.patience!r}."
+      )
   if c.validation_split is not None and c.validation_split == c.eval_split:
-    raise ValueError(f"Inconsistent {name}: validation_split and eval_split are both "
-                     f"{c.eval_split!r}; choices made on validation would be made on test.")
+    raise ValueError(
+        f"Inconsistent {name}: validation_split and eval_split are both "
+        f"{c.eval_split!r}; choices made on validation would be made on test."
+    )
 
 
 def teacher_specs(config) -> list[ml_collections.ConfigDict]:
@@ -198,8 +223,10 @@ def teacher_specs(config) -> list[ml_collections.ConfigDict]:
     missing = {"model", "workdir"} - set(teacher.keys())
     extra = set(teacher.keys()) - {"model", "model_kwargs", "workdir"}
     if missing or extra:
-      raise ValueError(f"teachers[{index}] must have keys model, workdir (and optionally "
-                       f"model_kwargs); missing {sorted(missing)}, unknown {sorted(extra)}.")
+      raise ValueError(
+          f"teachers[{index}] must have keys model, workdir (and optionally "
+          f"model_kwargs); missing {sorted(missing)}, unknown {sorted(extra)}."
+      )
     if "model_kwargs" not in teacher:
       teacher.model_kwargs = ml_collections.ConfigDict()
     specs.append(teacher)
@@ -212,8 +239,7 @@ def _is_int(value: Any) -> bool:
 
 def _is_real(value: Any) -> bool:
   """A finite int or float (bool is not a number here; NaN and inf are not finite)."""
-  return (isinstance(value, (int, float)) and not isinstance(value, bool)
-          and math.isfinite(value))
+  return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def optimizer_problem(opt, total_steps: int) -> str | None:
@@ -238,11 +264,15 @@ def optimizer_problem(opt, total_steps: int) -> str | None:
   if not _is_real(opt.weight_decay) or opt.weight_decay < 0:
     return f"optimizer.weight_decay must be a finite number >= 0, got {opt.weight_decay!r}."
   if not _is_int(opt.warmup_steps) or not 0 <= opt.warmup_steps < total_steps:
-    return (f"optimizer.warmup_steps must be an integer in [0, total_steps={total_steps}), "
-            f"got {opt.warmup_steps!r}.")
+    return (
+        f"optimizer.warmup_steps must be an integer in [0, total_steps={total_steps}), "
+        f"got {opt.warmup_steps!r}."
+    )
   if not _is_real(opt.end_learning_rate) or opt.end_learning_rate < 0:
-    return (f"optimizer.end_learning_rate must be a finite number >= 0, "
-            f"got {opt.end_learning_rate!r}.")
+    return (
+        f"optimizer.end_learning_rate must be a finite number >= 0, "
+        f"got {opt.end_learning_rate!r}."
+    )
   return None
 
 
@@ -252,8 +282,16 @@ def _check_consistency(c, name: str) -> None:
   def fail(message):
     raise ValueError(f"Inconsistent {name}: {message}")
 
-  for key in ("batch_size", "eval_batch_size", "total_steps", "grad_accum_steps", "log_every",
-              "checkpoint_every", "max_to_keep", "num_classes"):
+  for key in (
+      "batch_size",
+      "eval_batch_size",
+      "total_steps",
+      "grad_accum_steps",
+      "log_every",
+      "checkpoint_every",
+      "max_to_keep",
+      "num_classes",
+  ):
     if not _is_int(c[key]) or c[key] < 1:
       fail(f"{key} must be a positive integer, got {c[key]!r}.")
   if not _is_int(c.eval_every) or c.eval_every < 0:
@@ -283,15 +321,18 @@ def _check_consistency(c, name: str) -> None:
   for index, teacher in enumerate(teachers):
     classes = teacher.model_kwargs.get("num_classes", c.num_classes)
     if classes not in (None, c.num_classes):
-      fail(f"teachers[{index}] ({teacher.model}) has num_classes={classes} but the student and "
-           f"dataset have num_classes={c.num_classes}.")
+      fail(
+          f"teachers[{index}] ({teacher.model}) has num_classes={classes} but the student and "
+          f"dataset have num_classes={c.num_classes}."
+      )
   student_classes = c.model_kwargs.get("num_classes", c.num_classes)
   if student_classes not in (None, c.num_classes):
     fail(f"model_kwargs.num_classes={student_classes} differs from num_classes={c.num_classes}.")
 
 
-def validate_stages(config: ml_collections.ConfigDict, *, resolve: bool = True
-                    ) -> list[tuple[str, Any]]:
+def validate_stages(
+    config: ml_collections.ConfigDict, *, resolve: bool = True
+) -> list[tuple[str, Any]]:
   """Validates every stage and the teacher references between them; returns [(name, config)].
 
   With `resolve` (the default), every stage's datasets, transforms and models are also resolved
@@ -301,43 +342,60 @@ def validate_stages(config: ml_collections.ConfigDict, *, resolve: bool = True
   """
   unknown = set(config.keys()) - {"stages", "stage_order", "settings"}
   if unknown:
-    raise ValueError(f"A staged config holds only `stages`, `stage_order` and `settings`; "
-                     f"unknown top-level key(s) {sorted(unknown)} (put them inside a stage).")
+    raise ValueError(
+        f"A staged config holds only `stages`, `stage_order` and `settings`; "
+        f"unknown top-level key(s) {sorted(unknown)} (put them inside a stage)."
+    )
   # ConfigDict iterates keys sorted, so the run order is explicit.
   order = list(config.get("stage_order", ()))
   if sorted(order) != sorted(config.stages.keys()):
-    raise ValueError(f"stage_order {order} must list every stage of `stages` "
-                     f"{sorted(config.stages.keys())} exactly once.")
+    raise ValueError(
+        f"stage_order {order} must list every stage of `stages` "
+        f"{sorted(config.stages.keys())} exactly once."
+    )
   stages = [(stage, validate(config.stages[stage], name=f"stage {stage!r}")) for stage in order]
   seen = {}
   for stage, stage_config in stages:
     for index, teacher in enumerate(teacher_specs(stage_config)):
       if teacher.workdir in seen:
-        _check_teacher_matches_stage(stage, index, teacher, teacher.workdir, seen[teacher.workdir],
-                                     num_classes=stage_config.num_classes)
+        _check_teacher_matches_stage(
+            stage,
+            index,
+            teacher,
+            teacher.workdir,
+            seen[teacher.workdir],
+            num_classes=stage_config.num_classes,
+        )
       elif teacher.workdir in dict(stages):
-        raise ValueError(f"stage {stage!r}: teachers[{index}] uses stage {teacher.workdir!r}, "
-                         "which runs later; order the stages so teachers come first.")
+        raise ValueError(
+            f"stage {stage!r}: teachers[{index}] uses stage {teacher.workdir!r}, "
+            "which runs later; order the stages so teachers come first."
+        )
     seen[stage] = stage_config
   if resolve:
     from kd_jax.train import preflight  # pylint: disable=g-import-not-at-top  (import cycle)
+
     preflight.check_stages(stages)
   return stages
 
 
-def _check_teacher_matches_stage(stage: str, index: int, teacher, teacher_stage: str,
-                                 teacher_config, *, num_classes: int) -> None:
+def _check_teacher_matches_stage(
+    stage: str, index: int, teacher, teacher_stage: str, teacher_config, *, num_classes: int
+) -> None:
   problems = []
   if teacher_config.num_classes != num_classes:
     problems.append(f"num_classes {num_classes} vs {teacher_config.num_classes}")
   if teacher.model != teacher_config.model:
     problems.append(f"model {teacher.model!r} vs {teacher_config.model!r}")
   if dict(teacher.model_kwargs) != dict(teacher_config.model_kwargs):
-    problems.append(f"model_kwargs {dict(teacher.model_kwargs)} vs "
-                    f"{dict(teacher_config.model_kwargs)}")
+    problems.append(
+        f"model_kwargs {dict(teacher.model_kwargs)} vs " f"{dict(teacher_config.model_kwargs)}"
+    )
   if problems:
-    raise ValueError(f"stage {stage!r}: teachers[{index}] does not match the run of stage "
-                     f"{teacher_stage!r} that trains it: " + "; ".join(problems) + ".")
+    raise ValueError(
+        f"stage {stage!r}: teachers[{index}] does not match the run of stage "
+        f"{teacher_stage!r} that trains it: " + "; ".join(problems) + "."
+    )
 
 
 def diff(saved: dict, current: dict, prefix: str = "") -> list[str]:
@@ -388,4 +446,3 @@ def listify(value: Any) -> Any:
   if isinstance(value, (list, tuple)):
     return [listify(v) for v in value]
   return value
-

@@ -47,9 +47,11 @@ def check_labels(batch: Mapping[str, Any], num_classes: int, where: str) -> None
   low, high = labels.min(), labels.max()
   if low < 0 or high >= num_classes:
     bad = labels[(labels < 0) | (labels >= num_classes)]
-    raise ValueError(f"{where}: label {int(bad[0])} is outside [0, num_classes={num_classes}) "
-                     f"({bad.size} of {labels.size} labels in this batch, values from {int(low)} "
-                     f"to {int(high)}).")
+    raise ValueError(
+        f"{where}: label {int(bad[0])} is outside [0, num_classes={num_classes}) "
+        f"({bad.size} of {labels.size} labels in this batch, values from {int(low)} "
+        f"to {int(high)})."
+    )
 
 
 def non_finite_leaves(tree: PyTree) -> list[str]:
@@ -73,5 +75,5 @@ def check_finite_variables(variables: PyTree, what: str) -> None:
     raise FloatingPointError(
         f"{what} has non-finite values (NaN or inf) in {len(bad)} array(s): "
         f"{', '.join(bad[:3])}{', ...' if len(bad) > 3 else ''}; its training diverged — retrain "
-        "it (e.g. with a lower learning rate).")
-
+        "it (e.g. with a lower learning rate)."
+    )

@@ -51,6 +51,7 @@ def host_array(leaf: Any) -> np.ndarray:
       return np.asarray(leaf.addressable_data(0))
     if not leaf.is_fully_addressable:
       from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+
       return np.asarray(multihost_utils.process_allgather(leaf, tiled=True))
   return np.asarray(leaf)
 
@@ -87,7 +88,8 @@ def verify(tree: PyTree, saved: Optional[Mapping[str, Any]], *, where: str) -> N
   if saved.get("algorithm") != ALGORITHM or not isinstance(saved.get("arrays"), Mapping):
     raise CorruptCheckpointError(
         f"{where}: the checksums record is malformed (algorithm {saved.get('algorithm')!r}, "
-        f"expected {ALGORITHM!r} and an 'arrays' mapping).")
+        f"expected {ALGORITHM!r} and an 'arrays' mapping)."
+    )
   expected = saved["arrays"]
   actual = checksums(tree)
   missing = sorted(set(actual) - set(expected))
@@ -95,12 +97,15 @@ def verify(tree: PyTree, saved: Optional[Mapping[str, Any]], *, where: str) -> N
   if missing or wrong:
     problems = []
     if wrong:
-      problems.append(f"checksum mismatch in {len(wrong)} of {len(actual)} arrays "
-                      f"({', '.join(wrong[:3])}{', ...' if len(wrong) > 3 else ''})")
+      problems.append(
+          f"checksum mismatch in {len(wrong)} of {len(actual)} arrays "
+          f"({', '.join(wrong[:3])}{', ...' if len(wrong) > 3 else ''})"
+      )
     if missing:
       problems.append(f"no checksum saved for {', '.join(missing[:3])}")
     raise CorruptCheckpointError(
-        f"{where}: {'; '.join(problems)} — its data changed on disk after it was saved.")
+        f"{where}: {'; '.join(problems)} — its data changed on disk after it was saved."
+    )
 
 
 def payload_checksum(text: str) -> str:

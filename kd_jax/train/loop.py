@@ -50,11 +50,16 @@ def _check_same_config(config: ml_collections.ConfigDict, workdir: str) -> None:
   current = config_lib.listify(config_lib.portable(json.loads(config.to_json()), workdir))
   with open(path) as f:
     saved = config_lib.listify(config_lib.portable(json.load(f), workdir))
-  differences = [d for d in config_lib.diff(saved, current)
-                 if d.split(":")[0].split(".")[0] not in _PRESENTATION_KEYS]
+  differences = [
+      d
+      for d in config_lib.diff(saved, current)
+      if d.split(":")[0].split(".")[0] not in _PRESENTATION_KEYS
+  ]
   if differences:
-    raise ValueError(f"{workdir} holds a run with a different config; use another workdir or "
-                     "delete it. Differences (saved -> now): " + "; ".join(differences))
+    raise ValueError(
+        f"{workdir} holds a run with a different config; use another workdir or "
+        "delete it. Differences (saved -> now): " + "; ".join(differences)
+    )
 
 
 def _save_config(config: ml_collections.ConfigDict, workdir: str) -> None:
@@ -68,12 +73,16 @@ def _save_config(config: ml_collections.ConfigDict, workdir: str) -> None:
 
 def _check_outputs(name: str, outputs: Any, batch_size: int, num_classes: int) -> None:
   if not isinstance(outputs, dict) and not hasattr(outputs, "keys"):
-    raise ValueError(f"{name} must return a dict of outputs (\"logits\", \"embedding\", ...), "
-                     f"got {type(outputs).__name__}.")
+    raise ValueError(
+        f'{name} must return a dict of outputs ("logits", "embedding", ...), '
+        f"got {type(outputs).__name__}."
+    )
   logits = outputs.get("logits")
   if logits is not None and tuple(logits.shape) != (batch_size, num_classes):
-    raise ValueError(f"{name} produces logits of shape {tuple(logits.shape)}, "
-                     f"expected (batch={batch_size}, num_classes={num_classes}).")
+    raise ValueError(
+        f"{name} produces logits of shape {tuple(logits.shape)}, "
+        f"expected (batch={batch_size}, num_classes={num_classes})."
+    )
 
 
 def _peek_train_batch(train_iter) -> dict:
@@ -86,6 +95,7 @@ def _peek_train_batch(train_iter) -> dict:
 
 class _Start(NamedTuple):
   """The student's step-0 variables and both sides' outputs on the first train batch."""
+
   x: Any
   student_variables: dict
   student_out: dict
@@ -110,8 +120,9 @@ def _start(config, *, example, forward: steps_lib.Forward, teacher_variables) ->
   if hasattr(forward.student, "load_pretrained"):
     # Copied: a module may hand out arrays it caches, and the train step donates (deletes) the
     # buffers of the state they end up in.
-    student_variables = jax.tree.map(lambda a: jnp.array(a, copy=True),
-                                     forward.student.load_pretrained(student_variables))
+    student_variables = jax.tree.map(
+        lambda a: jnp.array(a, copy=True), forward.student.load_pretrained(student_variables)
+    )
 
   @jax.jit
   def apply(student_variables, teacher_variables, x):
@@ -128,43 +139,72 @@ def _start(config, *, example, forward: steps_lib.Forward, teacher_variables) ->
   return _Start(x, student_variables, student_out, teacher_out)
 
 
-def _initial_state(config, start: _Start, *, example, forward: steps_lib.Forward,
-                   method: base.Method, tx, constants, context: base.RunContext,
-                   mesh) -> TrainState:
+def _initial_state(
+    config,
+    start: _Start,
+    *,
+    example,
+    forward: steps_lib.Forward,
+    method: base.Method,
+    tx,
+    constants,
+    context: base.RunContext,
+    mesh,
+) -> TrainState:
   """Step-0 state: the student's variables and the method's `init` on the first train batch."""
   method_rng, train_rng = jax.random.split(jax.random.key(config.seed), 4)[2:]
-  io = base.StepIO(student=start.student_out, teachers=start.teacher_out, batch=example,
-                   context=context, inputs=start.x, constants=constants,
-                   student_variables=start.student_variables,
-                   apply_student=steps_lib.student_applier(forward))
+  io = base.StepIO(
+      student=start.student_out,
+      teachers=start.teacher_out,
+      batch=example,
+      context=context,
+      inputs=start.x,
+      constants=constants,
+      student_variables=start.student_variables,
+      apply_student=steps_lib.student_applier(forward),
+  )
   # Copied: `init` may return the student's own arrays (an EMA starts as the student), and one
   # buffer appearing twice in the donated state is an error.
-  method_variables = jax.tree.map(lambda a: jnp.array(a, copy=True),
-                                  base.Variables(*method.init(method_rng, io)))
-  state = create_train_state(student_variables=start.student_variables,
-                             method_params=method_variables.params,
-                             method_state=method_variables.state,
-                             method_model_state=method_variables.model_state, tx=tx,
-                             rng=jax.random.key_data(train_rng))
+  method_variables = jax.tree.map(
+      lambda a: jnp.array(a, copy=True), base.Variables(*method.init(method_rng, io))
+  )
+  state = create_train_state(
+      student_variables=start.student_variables,
+      method_params=method_variables.params,
+      method_state=method_variables.state,
+      method_model_state=method_variables.model_state,
+      tx=tx,
+      rng=jax.random.key_data(train_rng),
+  )
   return mesh_lib.replicate(state, mesh)
 
 
 def _fingerprint(config, teacher_steps) -> dict:
   """What a run's constants depend on (compared when they are reloaded)."""
-  return {"method": config_lib.listify(config.method.to_dict()), "dataset": config.dataset,
-          "train_split": config.train_split, "validation_split": config.validation_split,
-          "eval_transforms": config_lib.listify(json.loads(config.to_json())["eval_transforms"]),
-          "teacher_steps": list(teacher_steps), "seed": config.seed}
+  return {
+      "method": config_lib.listify(config.method.to_dict()),
+      "dataset": config.dataset,
+      "train_split": config.train_split,
+      "validation_split": config.validation_split,
+      "eval_transforms": config_lib.listify(json.loads(config.to_json())["eval_transforms"]),
+      "teacher_steps": list(teacher_steps),
+      "seed": config.seed,
+  }
 
 
 def _check_finite(state: TrainState, workdir: str, last_saved: int | None) -> None:
   """Stops the run, before anything is saved, when a step produced non-finite values."""
   problem = state_lib.describe_nonfinite(jax.device_get(state.nonfinite))
   if problem:
-    kept = (f"the last good checkpoint (step {last_saved}) is kept" if last_saved is not None
-            else "no checkpoint was written")
-    raise FloatingPointError(f"Non-finite values at {problem} in {workdir}; {kept} and nothing "
-                             "after it was saved. Lower the learning rate or check the data.")
+    kept = (
+        f"the last good checkpoint (step {last_saved}) is kept"
+        if last_saved is not None
+        else "no checkpoint was written"
+    )
+    raise FloatingPointError(
+        f"Non-finite values at {problem} in {workdir}; {kept} and nothing "
+        "after it was saved. Lower the learning rate or check the data."
+    )
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
@@ -181,15 +221,18 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
 
 def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   mesh = mesh_lib.make_mesh()
-  mesh_lib.check_batch_size(config.batch_size // config.grad_accum_steps, mesh,
-                            "batch_size / grad_accum_steps")
+  mesh_lib.check_batch_size(
+      config.batch_size // config.grad_accum_steps, mesh, "batch_size / grad_accum_steps"
+  )
   mesh_lib.check_batch_size(config.eval_batch_size, mesh, "eval_batch_size")
   _check_same_config(config, workdir)
   method = build.build_method(config)
   if config.grad_accum_steps > 1 and method.batch_dependent:
-    raise ValueError(f"method {config.method.name!r} has a batch-dependent loss (it couples the "
-                     f"examples of a batch), so grad_accum_steps={config.grad_accum_steps} would "
-                     "silently change its objective; set grad_accum_steps=1.")
+    raise ValueError(
+        f"method {config.method.name!r} has a batch-dependent loss (it couples the "
+        f"examples of a batch), so grad_accum_steps={config.grad_accum_steps} would "
+        "silently change its objective; set grad_accum_steps=1."
+    )
   evaluations = _build_evaluations(config)
 
   data = build.build_data(config)
@@ -198,23 +241,38 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict
   transform_batch = build.batch_transform(config)
   compute_dtype = jnp.dtype(config.compute_dtype)
   model_dtype = None if config.compute_dtype == "float32" else compute_dtype
-  student = build.build_model(config.model, config.num_classes, config.model_kwargs,
-                              dtype=model_dtype)
+  student = build.build_model(
+      config.model, config.num_classes, config.model_kwargs, dtype=model_dtype
+  )
   teachers, teacher_variables, teacher_steps = build.build_teachers(config, dtype=model_dtype)
   example = _peek_train_batch(data.train_iter)
-  build.check_teacher_shapes(config, teachers, teacher_variables,
-                             steps_lib.model_input(example, config.input_key, jnp.float32))
+  build.check_teacher_shapes(
+      config,
+      teachers,
+      teacher_variables,
+      steps_lib.model_input(example, config.input_key, jnp.float32),
+  )
   # Cast once here rather than inside every step.
-  teacher_variables = mesh_lib.replicate(steps_lib.cast_floats(teacher_variables, compute_dtype),
-                                         mesh)
+  teacher_variables = mesh_lib.replicate(
+      steps_lib.cast_floats(teacher_variables, compute_dtype), mesh
+  )
   student_outputs, teacher_outputs = method.requested_outputs()
-  forward = steps_lib.Forward(student, teachers, compute_dtype, student_outputs=student_outputs,
-                              teacher_outputs=teacher_outputs)
+  forward = steps_lib.Forward(
+      student,
+      teachers,
+      compute_dtype,
+      student_outputs=student_outputs,
+      teacher_outputs=teacher_outputs,
+  )
   context = base.RunContext(
       total_steps=config.total_steps,
       steps_per_epoch=prepare_lib.steps_per_epoch(data.num_train_examples, config.batch_size),
-      num_train_examples=data.num_train_examples, batch_size=config.batch_size,
-      num_classes=config.num_classes, seed=config.seed, workdir=workdir)
+      num_train_examples=data.num_train_examples,
+      batch_size=config.batch_size,
+      num_classes=config.num_classes,
+      seed=config.seed,
+      workdir=workdir,
+  )
 
   start = _start(config, example=example, forward=forward, teacher_variables=teacher_variables)
   _save_config(config, workdir)
@@ -225,33 +283,57 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict
   if config.validation_split:
     roles["validation"] = config.validation_split
   make_prepare_context = lambda: prepare_lib.make_context(
-      context=context, roles=roles, batches=lambda split: data.batches(split, sharded=False),
+      context=context,
+      roles=roles,
+      batches=lambda split: data.batches(split, sharded=False),
       teacher_outputs=lambda batch: forward.teachers_eval(teacher_variables, model_input(batch)),
-      model_input=model_input)
+      model_input=model_input,
+  )
   constants = prepare_lib.prepare_constants(
-      method, make_prepare_context, workdir=workdir,
-      fingerprint=_fingerprint(config, teacher_steps), save=jax.process_index() == 0)
+      method,
+      make_prepare_context,
+      workdir=workdir,
+      fingerprint=_fingerprint(config, teacher_steps),
+      save=jax.process_index() == 0,
+  )
   constants = mesh_lib.replicate(jax.tree.map(jnp.asarray, constants), mesh)
 
   train_teachers = teacher_variables  # what the train step gets: variables, or cached outputs
   if config.teacher_cache:
-    fingerprint = {**_fingerprint(config, teacher_steps), "compute_dtype": config.compute_dtype,
-                   "teacher_outputs": sorted(teacher_outputs), "train_transforms":
-                   config_lib.listify(json.loads(config.to_json())["train_transforms"])}
+    fingerprint = {
+        **_fingerprint(config, teacher_steps),
+        "compute_dtype": config.compute_dtype,
+        "teacher_outputs": sorted(teacher_outputs),
+        "train_transforms": config_lib.listify(json.loads(config.to_json())["train_transforms"]),
+    }
     cache = teacher_cache.load_or_compute(
-        workdir, fingerprint, lambda: teacher_cache.compute(
+        workdir,
+        fingerprint,
+        lambda: teacher_cache.compute(
             lambda batch: forward.teachers_eval(teacher_variables, model_input(batch)),
-            data.batches(config.train_split, sharded=False, train_view=True)),
-        save=jax.process_index() == 0)
+            data.batches(config.train_split, sharded=False, train_view=True),
+        ),
+        save=jax.process_index() == 0,
+    )
     train_teachers = mesh_lib.replicate(jax.tree.map(jnp.asarray, cache), mesh)
 
   student_tx, schedule = build.build_optimizer(config.optimizer, config.total_steps)
   tx = method.optimizer(student_tx, context)
-  state = _initial_state(config, start, example=example, forward=forward, method=method, tx=tx,
-                         constants=constants, context=context, mesh=mesh)
+  state = _initial_state(
+      config,
+      start,
+      example=example,
+      forward=forward,
+      method=method,
+      tx=tx,
+      constants=constants,
+      context=context,
+      mesh=mesh,
+  )
 
-  checkpointer = checkpoint_lib.Checkpointer(workdir, max_to_keep=config.max_to_keep,
-                                             async_save=config.async_checkpointing)
+  checkpointer = checkpoint_lib.Checkpointer(
+      workdir, max_to_keep=config.max_to_keep, async_save=config.async_checkpointing
+  )
   try:
     restored = checkpointer.restore_latest(state)
   except RuntimeError:
@@ -264,55 +346,79 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict
     logging.info("Resumed %s from step %d.", workdir, start_step)
     print(f"Resuming {workdir} from checkpoint step {start_step}.", flush=True)
 
-  selection = (selection_lib.ModelSelection(config.model_selection, workdir,
-                                            async_save=config.async_checkpointing)
-               if config.model_selection.evaluator else None)
+  selection = (
+      selection_lib.ModelSelection(
+          config.model_selection, workdir, async_save=config.async_checkpointing
+      )
+      if config.model_selection.evaluator
+      else None
+  )
   results_path = os.path.join(workdir, "results.json")
   finished = start_step == config.total_steps or (selection and selection.stopped_early)
   if finished and os.path.exists(results_path):
     checkpointer.close()
     if selection:
       selection.close()
-    print(f"{workdir} is already complete (step {start_step}); returning its results.",
-          flush=True)
+    print(f"{workdir} is already complete (step {start_step}); returning its results.", flush=True)
     with open(results_path) as f:
       return {k: v for k, v in json.load(f).items() if k != "step"}
 
   writer = writers.MetricWriter(workdir, start_step=start_step)
-  train_step = steps_lib.build_train_step(forward=forward, method=method, tx=tx, mesh=mesh,
-                                          input_key=config.input_key, context=context,
-                                          grad_accum_steps=config.grad_accum_steps,
-                                          cached_teachers=config.teacher_cache)
-  eval_step = steps_lib.build_eval_step(forward=forward, method=method, mesh=mesh,
-                                        input_key=config.input_key, context=context)
+  train_step = steps_lib.build_train_step(
+      forward=forward,
+      method=method,
+      tx=tx,
+      mesh=mesh,
+      input_key=config.input_key,
+      context=context,
+      grad_accum_steps=config.grad_accum_steps,
+      cached_teachers=config.teacher_cache,
+  )
+  eval_step = steps_lib.build_eval_step(
+      forward=forward, method=method, mesh=mesh, input_key=config.input_key, context=context
+  )
 
   def run_evaluations(step: int, final: bool) -> dict[str, dict]:
     from kd_jax import evaluators  # pylint: disable=g-import-not-at-top  (import cycle)
+
     done: dict[str, dict] = {}
     for name, split, every, evaluator in evaluations:
       if not final and not (every and step % every == 0):
         continue
       run = evaluators.EvalRun(
-          name=name, split=split, step=step,
+          name=name,
+          split=split,
+          step=step,
           batches=lambda split=split: data.batches(split, sharded=True),
-          all_batches=lambda split=split: data.batches(split, sharded=False), state=state,
-          teacher_variables=teacher_variables, constants=constants, method=method,
-          forward=forward, context=context, input_key=config.input_key, mesh=mesh,
-          eval_step=eval_step, previous=dict(done))
+          all_batches=lambda split=split: data.batches(split, sharded=False),
+          state=state,
+          teacher_variables=teacher_variables,
+          constants=constants,
+          method=method,
+          forward=forward,
+          context=context,
+          input_key=config.input_key,
+          mesh=mesh,
+          eval_step=eval_step,
+          previous=dict(done),
+      )
       done[name] = evaluator(run)
-      writer.write(step, name, {k: v for k, v in done[name].items()
-                                if isinstance(v, (int, float))})
+      writer.write(step, name, {k: v for k, v in done[name].items() if isinstance(v, (int, float))})
     return done
 
-  progress = writers.ProgressBar(total=config.total_steps, initial=start_step,
-                                 enabled=config.progress_bar,
-                                 description=os.path.basename(os.path.normpath(workdir)))
+  progress = writers.ProgressBar(
+      total=config.total_steps,
+      initial=start_step,
+      enabled=config.progress_bar,
+      description=os.path.basename(os.path.normpath(workdir)),
+  )
   last_log_time, last_log_step = time.time(), start_step
   last_saved = start_step if restored is not None else None
   for step in range(start_step + 1, config.total_steps + 1):
     host_batch = transform_batch(next(data.train_iter), step)
-    guards.check_labels(host_batch, config.num_classes,
-                        f"train batch of step {step} ({config.dataset})")
+    guards.check_labels(
+        host_batch, config.num_classes, f"train batch of step {step} ({config.dataset})"
+    )
     batch = mesh_lib.shard_batch(host_batch, mesh)
     state, metrics = train_step(state, train_teachers, constants, batch)
     postfix = {}
@@ -336,8 +442,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict
     # On multi-host runs all hosts agree on a step at which to stop when the scheduler announces
     # a preemption (JAX's preemption sync service); save there and exit, a rerun resumes.
     preempted = config.multihost and checkpointer.reached_preemption(step)
-    if (step % config.checkpoint_every == 0 or step == config.total_steps or preempted
-        or stop_early):
+    if step % config.checkpoint_every == 0 or step == config.total_steps or preempted or stop_early:
       _check_finite(state, workdir, last_saved)  # never save a non-finite state
       # get_state() now: the position after this step's batch, matching the saved state.
       checkpointer.save(step, state, data.train_iter.get_state())
@@ -346,11 +451,16 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict
       progress.close()
       writer.close()
       checkpointer.close()
-      raise SystemExit(f"Preempted at step {step}: checkpoint saved in {workdir}; run the same "
-                       "command again to resume.")
+      raise SystemExit(
+          f"Preempted at step {step}: checkpoint saved in {workdir}; run the same "
+          "command again to resume."
+      )
     if stop_early:
-      print(f"Early stopping at step {step}: {selection.evaluator}.{selection.metric} has not "
-            f"improved for {selection.patience} evaluations.", flush=True)
+      print(
+          f"Early stopping at step {step}: {selection.evaluator}.{selection.metric} has not "
+          f"improved for {selection.patience} evaluations.",
+          flush=True,
+      )
       break
   progress.close()
 
@@ -373,6 +483,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict
 def _build_evaluations(config) -> list[tuple[str, str, int, Any]]:
   """[(name, split, every, evaluator)] from `config.evals` (validated before any training)."""
   from kd_jax import evaluators  # pylint: disable=g-import-not-at-top  (import cycle)
+
   built = []
   for name, spec in config_lib.evaluation_specs(config):
     options = {k: v for k, v in spec.items() if k not in ("kind", "split", "every")}

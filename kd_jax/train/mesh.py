@@ -27,14 +27,14 @@ def initialize_distributed(enabled: bool) -> None:
   """
   if enabled and not jax.distributed.is_initialized():
     settings = {}
-    for key, variable in (("num_processes", "JAX_NUM_PROCESSES"),
-                          ("process_id", "JAX_PROCESS_ID")):
+    for key, variable in (("num_processes", "JAX_NUM_PROCESSES"), ("process_id", "JAX_PROCESS_ID")):
       if os.environ.get(variable):
         try:
           settings[key] = int(os.environ[variable])
         except ValueError as error:
-          raise ValueError(f"{variable} must be an integer, got "
-                           f"{os.environ[variable]!r}.") from error
+          raise ValueError(
+              f"{variable} must be an integer, got " f"{os.environ[variable]!r}."
+          ) from error
     jax.distributed.initialize(**settings)
 
 
@@ -57,7 +57,8 @@ def check_batch_size(global_batch_size: int, mesh: Mesh, what: str = "batch_size
   if global_batch_size % devices or global_batch_size % jax.process_count():
     raise ValueError(
         f"{what}={global_batch_size} must be divisible by the number of devices ({devices}) and "
-        f"of processes ({jax.process_count()}) for data-parallel sharding.")
+        f"of processes ({jax.process_count()}) for data-parallel sharding."
+    )
 
 
 def shard_batch(local_batch: dict[str, Any], mesh: Mesh) -> dict[str, jax.Array]:

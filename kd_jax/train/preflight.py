@@ -26,10 +26,12 @@ class _Sources:
 
   def get(self, config, split: str):
     from kd_jax import data  # pylint: disable=g-import-not-at-top  (TFDS is slow to import)
+
     key = (config.dataset, split, config.data_dir, config.manual_dir)
     if key not in self._opened:
-      self._opened[key] = data.get_source(config.dataset, split, data_dir=config.data_dir,
-                                          manual_dir=config.manual_dir)
+      self._opened[key] = data.get_source(
+          config.dataset, split, data_dir=config.data_dir, manual_dir=config.manual_dir
+      )
     return self._opened[key]
 
 
@@ -50,13 +52,16 @@ def _check_classes(config, source, fail) -> None:
     return
   if classes > config.num_classes or (names and classes != config.num_classes):
     named = f" ({', '.join(names)})" if names else ""
-    fail(f"dataset {config.dataset!r} has {classes} classes{named} but num_classes="
-         f"{config.num_classes}.")
+    fail(
+        f"dataset {config.dataset!r} has {classes} classes{named} but num_classes="
+        f"{config.num_classes}."
+    )
 
 
 def _check_example(config, source, transforms_key: str, split: str, fail) -> None:
   """Runs the configured per-example transforms on one record; the input must come out."""
   from kd_jax.train import build  # pylint: disable=g-import-not-at-top  (import cycle)
+
   if not len(source):
     fail(f"split {split!r} of {config.dataset!r} is empty.")
   # pylint: disable-next=protected-access
@@ -68,14 +73,19 @@ def _check_example(config, source, transforms_key: str, split: str, fail) -> Non
   if config.input_key not in example:
     hint = ""
     if isinstance(example.get("text"), str):
-      hint = (' The examples hold raw "text": tokenise it with {"name": "Tokenize", '
-              '"max_length": 128} in train_transforms and eval_transforms.')
-    fail(f"after {transforms_key} an example of split {split!r} has keys {sorted(example)}, "
-         f"not input_key {config.input_key!r}.{hint}")
+      hint = (
+          ' The examples hold raw "text": tokenise it with {"name": "Tokenize", '
+          '"max_length": 128} in train_transforms and eval_transforms.'
+      )
+    fail(
+        f"after {transforms_key} an example of split {split!r} has keys {sorted(example)}, "
+        f"not input_key {config.input_key!r}.{hint}"
+    )
 
 
-def check_resolvable(config, *, name: str, stages: tuple[str, ...] = (),
-                     sources: _Sources | None = None) -> None:
+def check_resolvable(
+    config, *, name: str, stages: tuple[str, ...] = (), sources: _Sources | None = None
+) -> None:
   """Opens every split, runs the transforms on one example, builds student and teachers.
 
   Args:
@@ -98,11 +108,15 @@ def check_resolvable(config, *, name: str, stages: tuple[str, ...] = (),
     try:
       opened[key] = sources.get(config, split)
     except Exception as error:  # pylint: disable=broad-except  (any failure is reported here)
-      fail(f"dataset {config.dataset!r}, {key}={split!r} does not resolve: "
-           f"{type(error).__name__}: {error}")
+      fail(
+          f"dataset {config.dataset!r}, {key}={split!r} does not resolve: "
+          f"{type(error).__name__}: {error}"
+      )
   _check_classes(config, opened["train_split"], fail)
-  for key, transforms_key in (("train_split", "train_transforms"),
-                              ("eval_split", "eval_transforms")):
+  for key, transforms_key in (
+      ("train_split", "train_transforms"),
+      ("eval_split", "eval_transforms"),
+  ):
     try:
       _check_example(config, opened[key], transforms_key, config[key], fail)
     except ValueError as error:
@@ -120,10 +134,15 @@ def check_resolvable(config, *, name: str, stages: tuple[str, ...] = (),
       build.build_model(teacher.model, config.num_classes, teacher.model_kwargs)
     except (ValueError, ImportError) as error:
       fail(f"teachers[{index}]: {error}")
-    if (os.path.isabs(teacher.workdir) and teacher.workdir not in stages
-        and not os.path.isdir(os.path.join(teacher.workdir, "checkpoints"))):
-      fail(f"teachers[{index}].workdir {teacher.workdir!r} is neither a stage of this config "
-           "nor a finished run (it has no checkpoints/): train that teacher first.")
+    if (
+        os.path.isabs(teacher.workdir)
+        and teacher.workdir not in stages
+        and not os.path.isdir(os.path.join(teacher.workdir, "checkpoints"))
+    ):
+      fail(
+          f"teachers[{index}].workdir {teacher.workdir!r} is neither a stage of this config "
+          "nor a finished run (it has no checkpoints/): train that teacher first."
+      )
 
 
 def check_stages(stages: list[tuple[str, Any]]) -> None:

@@ -32,8 +32,13 @@ def numeric(batch: Mapping[str, Any]) -> dict[str, np.ndarray]:
   return out
 
 
-def map_batches(fn: Callable[[dict], Mapping[str, Any]], batches: Iterable[dict], *,
-                description: str = "", progress: bool = True) -> dict[str, np.ndarray]:
+def map_batches(
+    fn: Callable[[dict], Mapping[str, Any]],
+    batches: Iterable[dict],
+    *,
+    description: str = "",
+    progress: bool = True,
+) -> dict[str, np.ndarray]:
   """{name: [N, ...]} of `fn`'s per-example outputs over all batches, padding rows dropped.
 
   `fn` is called on the numeric entries of each batch (compile it with `jax.jit` yourself to
@@ -41,8 +46,14 @@ def map_batches(fn: Callable[[dict], Mapping[str, Any]], batches: Iterable[dict]
   """
   total = len(batches) if hasattr(batches, "__len__") else None
   parts: dict[str, list[np.ndarray]] = {}
-  bar = tqdm.tqdm(batches, total=total, desc=description or "split", unit="batch",
-                  disable=not progress or jax.process_index() != 0, leave=False)
+  bar = tqdm.tqdm(
+      batches,
+      total=total,
+      desc=description or "split",
+      unit="batch",
+      disable=not progress or jax.process_index() != 0,
+      leave=False,
+  )
   for batch in bar:
     batch = numeric(batch)
     keep = batch["mask"].astype(bool)
@@ -50,18 +61,24 @@ def map_batches(fn: Callable[[dict], Mapping[str, Any]], batches: Iterable[dict]
     for name, value in out.items():
       value = np.asarray(value)
       if value.ndim == 0 or value.shape[0] != keep.shape[0]:
-        raise ValueError(f"map_batches: output {name!r} has shape {value.shape}; every output "
-                         f"needs the batch axis ({keep.shape[0]}) first.")
+        raise ValueError(
+            f"map_batches: output {name!r} has shape {value.shape}; every output "
+            f"needs the batch axis ({keep.shape[0]}) first."
+        )
       parts.setdefault(name, []).append(value[keep])
   if not parts:
     raise ValueError(f"map_batches ({description or 'split'}): no batches.")
   return {name: np.concatenate(values) for name, values in parts.items()}
 
 
-def make_context(*, context: base.RunContext, roles: Mapping[str, str],
-                 batches: Callable[[str], Iterable[dict]],
-                 teacher_outputs: Callable[[Mapping[str, Any]], tuple],
-                 model_input: Callable[[Mapping[str, Any]], Any]) -> base.PrepareContext:
+def make_context(
+    *,
+    context: base.RunContext,
+    roles: Mapping[str, str],
+    batches: Callable[[str], Iterable[dict]],
+    teacher_outputs: Callable[[Mapping[str, Any]], tuple],
+    model_input: Callable[[Mapping[str, Any]], Any],
+) -> base.PrepareContext:
   """The `PrepareContext` over the given roles ("train", optionally "validation")."""
   forbidden = sorted(r for r in roles if r not in ("train", "validation"))
   if forbidden:
@@ -70,23 +87,37 @@ def make_context(*, context: base.RunContext, roles: Mapping[str, str],
   def role_batches(role: str):
     if role not in roles:
       known = ", ".join(sorted(roles))
-      extra = (" (set config.validation_split)" if role == "validation" else
-               " (the test split is never available to prepare)")
+      extra = (
+          " (set config.validation_split)"
+          if role == "validation"
+          else " (the test split is never available to prepare)"
+      )
       raise ValueError(f"prepare asked for the {role!r} split; available: {known}{extra}.")
     return batches(roles[role])
 
   def map_split(fn, role: str, description: str | None = None):
-    return map_batches(jax.jit(fn), role_batches(role),
-                       description=description or f"prepare: {role} split")
+    return map_batches(
+        jax.jit(fn), role_batches(role), description=description or f"prepare: {role} split"
+    )
 
-  return base.PrepareContext(context=context, roles=dict(roles), batches=role_batches,
-                             map_split=map_split, teacher_outputs=teacher_outputs,
-                             model_input=model_input)
+  return base.PrepareContext(
+      context=context,
+      roles=dict(roles),
+      batches=role_batches,
+      map_split=map_split,
+      teacher_outputs=teacher_outputs,
+      model_input=model_input,
+  )
 
 
-def prepare_constants(method: base.Method, ctx_factory: Callable[[], base.PrepareContext], *,
-                      workdir: str, fingerprint: Mapping[str, Any], save: bool = True
-                      ) -> PyTree:
+def prepare_constants(
+    method: base.Method,
+    ctx_factory: Callable[[], base.PrepareContext],
+    *,
+    workdir: str,
+    fingerprint: Mapping[str, Any],
+    save: bool = True,
+) -> PyTree:
   """The method's constants: reloaded (and verified) when saved before, else prepared now."""
   if not method.has_prepare():
     return {}
@@ -98,8 +129,10 @@ def prepare_constants(method: base.Method, ctx_factory: Callable[[], base.Prepar
   flat = constants_lib.flatten(constants)  # validates before anything is written
   for key, array in flat.items():
     if array.dtype.kind == "f" and not np.all(np.isfinite(array)):
-      raise FloatingPointError(f"{type(method).__name__}.prepare returned non-finite values in "
-                               f"constant {key!r}; nothing was saved.")
+      raise FloatingPointError(
+          f"{type(method).__name__}.prepare returned non-finite values in "
+          f"constant {key!r}; nothing was saved."
+      )
   if save:
     constants_lib.save(workdir, constants, fingerprint)
   # Reloading the unflattened copy keeps the exact arrays that were saved (dtypes included).

@@ -29,10 +29,18 @@ class ModelSelection:
     self.evaluator, self.metric = spec.evaluator, spec.metric
     self.mode, self.patience = spec.mode, spec.patience
     self.directory = os.path.join(workdir, "best")
-    self._checkpointer = checkpoint_lib.Checkpointer(self.directory, max_to_keep=1,
-                                                     async_save=async_save)
-    self.record = {"evaluator": self.evaluator, "metric": self.metric, "mode": self.mode,
-                   "step": None, "value": None, "since_best": 0, "stopped_early_at": None}
+    self._checkpointer = checkpoint_lib.Checkpointer(
+        self.directory, max_to_keep=1, async_save=async_save
+    )
+    self.record = {
+        "evaluator": self.evaluator,
+        "metric": self.metric,
+        "mode": self.mode,
+        "step": None,
+        "value": None,
+        "since_best": 0,
+        "stopped_early_at": None,
+    }
     path = os.path.join(self.directory, FILE)
     if os.path.exists(path):
       with open(path) as f:
@@ -50,12 +58,15 @@ class ModelSelection:
       return False
     results = evals[self.evaluator]
     if self.metric not in results:
-      raise ValueError(f"model_selection.metric {self.metric!r} is not produced by evaluator "
-                       f"{self.evaluator!r} (it has {sorted(results)}).")
+      raise ValueError(
+          f"model_selection.metric {self.metric!r} is not produced by evaluator "
+          f"{self.evaluator!r} (it has {sorted(results)})."
+      )
     value = float(results[self.metric])
     if not math.isfinite(value):
-      raise FloatingPointError(f"model_selection: {self.evaluator}.{self.metric} is {value} at "
-                               f"step {step}.")
+      raise FloatingPointError(
+          f"model_selection: {self.evaluator}.{self.metric} is {value} at " f"step {step}."
+      )
     if self._better(value):
       self._checkpointer.save(step, state, iterator_state)
       self._checkpointer.wait()  # the record below must never point at a checkpoint in flight
@@ -85,9 +96,11 @@ class ModelSelection:
       return like
     restored = self._checkpointer.restore_latest(like)
     if restored is None or restored.step != self.record["step"]:
-      raise RuntimeError(f"{self.directory} should hold the best checkpoint of step "
-                         f"{self.record['step']} ({FILE}) but does not; delete {self.directory} "
-                         "and rerun to select again.")
+      raise RuntimeError(
+          f"{self.directory} should hold the best checkpoint of step "
+          f"{self.record['step']} ({FILE}) but does not; delete {self.directory} "
+          "and rerun to select again."
+      )
     return restored.state
 
   def summary(self) -> dict:

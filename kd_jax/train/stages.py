@@ -29,8 +29,9 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   Holds the workdir lock for the whole run: a second command in the same workdir stops at once.
   A multi-host run connects its hosts first, so that only process 0 takes the lock.
   """
-  runs = ([config.stages[name] for name in config.stages] if config_lib.is_staged(config)
-          else [config])
+  runs = (
+      [config.stages[name] for name in config.stages] if config_lib.is_staged(config) else [config]
+  )
   mesh_lib.initialize_distributed(any(run.get("multihost", False) for run in runs))
   with workdir_lock.hold(workdir):
     return _run(config, workdir)

@@ -33,6 +33,7 @@ class TrainState:
       -1; a bit mask of what: NONFINITE_LOSS | NONFINITE_GRADIENT | NONFINITE_PARAMS). Computed
       inside the jitted step, read by the loop before anything is saved.
   """
+
   step: jax.Array
   params: PyTree
   model_state: PyTree
@@ -43,18 +44,29 @@ class TrainState:
   nonfinite: jax.Array
 
 
-def create_train_state(*, student_variables: PyTree, method_params: PyTree, method_state: PyTree,
-                       tx: optax.GradientTransformation, rng: jax.Array,
-                       method_model_state: PyTree = None) -> TrainState:
+def create_train_state(
+    *,
+    student_variables: PyTree,
+    method_params: PyTree,
+    method_state: PyTree,
+    tx: optax.GradientTransformation,
+    rng: jax.Array,
+    method_model_state: PyTree = None,
+) -> TrainState:
   """Builds step-0 state from initialised student variables and the method's `Variables`."""
   student_variables = dict(student_variables)
   student_params = student_variables.pop("params")
   params = {"student": student_params, "method": method_params}
-  return TrainState(step=jnp.zeros((), jnp.int32), params=params,
-                    model_state=student_variables,
-                    method_model_state={} if method_model_state is None else method_model_state,
-                    opt_state=tx.init(params), method_state=method_state, rng=rng,
-                    nonfinite=jnp.array([-1, 0], jnp.int32))
+  return TrainState(
+      step=jnp.zeros((), jnp.int32),
+      params=params,
+      model_state=student_variables,
+      method_model_state={} if method_model_state is None else method_model_state,
+      opt_state=tx.init(params),
+      method_state=method_state,
+      rng=rng,
+      nonfinite=jnp.array([-1, 0], jnp.int32),
+  )
 
 
 def describe_nonfinite(nonfinite) -> str | None:
@@ -62,6 +74,13 @@ def describe_nonfinite(nonfinite) -> str | None:
   step, what = (int(v) for v in nonfinite)
   if step < 0:
     return None
-  names = [name for bit, name in ((NONFINITE_LOSS, "loss"), (NONFINITE_GRADIENT, "gradient norm"),
-                                  (NONFINITE_PARAMS, "updated params or state")) if what & bit]
+  names = [
+      name
+      for bit, name in (
+          (NONFINITE_LOSS, "loss"),
+          (NONFINITE_GRADIENT, "gradient norm"),
+          (NONFINITE_PARAMS, "updated params or state"),
+      )
+      if what & bit
+  ]
   return f"step {step}: {', '.join(names)} not finite"

@@ -44,10 +44,14 @@ class InputKeyError(KeyError):
 def model_input(batch: dict[str, jax.Array], input_key: str, dtype) -> jax.Array:
   """The model input: uint8 pixels become [0, 1] floats; integer token ids stay integers."""
   if input_key not in batch:
-    hint = (" (text needs a {'name': 'Tokenize', ...} transform to produce input_ids)"
-            if input_key == "input_ids" else "")
-    raise InputKeyError(f"input_key={input_key!r} is not in the batch; it has "
-                        f"{sorted(batch)}{hint}.")
+    hint = (
+        " (text needs a {'name': 'Tokenize', ...} transform to produce input_ids)"
+        if input_key == "input_ids"
+        else ""
+    )
+    raise InputKeyError(
+        f"input_key={input_key!r} is not in the batch; it has " f"{sorted(batch)}{hint}."
+    )
   x = batch[input_key]
   if x.dtype == jnp.uint8:
     return x.astype(dtype) / 255.0
@@ -58,7 +62,8 @@ def model_input(batch: dict[str, jax.Array], input_key: str, dtype) -> jax.Array
 
 def cast_floats(tree: PyTree, dtype) -> PyTree:
   return jax.tree.map(
-      lambda a: a.astype(dtype) if jnp.issubdtype(jnp.asarray(a).dtype, jnp.floating) else a, tree)
+      lambda a: a.astype(dtype) if jnp.issubdtype(jnp.asarray(a).dtype, jnp.floating) else a, tree
+  )
 
 
 def _as_float32(tree: PyTree) -> PyTree:
@@ -75,8 +80,11 @@ def _accepts_outputs(module_type: type) -> bool:
 
 
 def _all_finite(tree: PyTree) -> jax.Array:
-  leaves = [jnp.all(jnp.isfinite(leaf)) for leaf in jax.tree.leaves(tree)
-            if jnp.issubdtype(leaf.dtype, jnp.inexact)]
+  leaves = [
+      jnp.all(jnp.isfinite(leaf))
+      for leaf in jax.tree.leaves(tree)
+      if jnp.issubdtype(leaf.dtype, jnp.inexact)
+  ]
   return jnp.all(jnp.stack(leaves)) if leaves else jnp.array(True)
 
 
@@ -86,9 +94,15 @@ class Forward:
   `student_outputs` / `teacher_outputs`: the output names to compute (None: all of them).
   """
 
-  def __init__(self, student: nn.Module, teachers: Sequence[nn.Module], compute_dtype, *,
-               student_outputs: Collection[str] | None = None,
-               teacher_outputs: Collection[str] | None = None):
+  def __init__(
+      self,
+      student: nn.Module,
+      teachers: Sequence[nn.Module],
+      compute_dtype,
+      *,
+      student_outputs: Collection[str] | None = None,
+      teacher_outputs: Collection[str] | None = None,
+  ):
     self.student = student
     self.teachers = tuple(teachers)
     self.compute_dtype = compute_dtype
@@ -115,23 +129,30 @@ class Forward:
     rounded to the compute dtype (and the step converts fewer elements).
     """
     variables = {"params": params, **model_state}
-    out, new_model_state = self._apply(self.student, variables, x, self.student_outputs,
-                                       train=True, rngs={"dropout": rng},
-                                       mutable=list(model_state))
+    out, new_model_state = self._apply(
+        self.student,
+        variables,
+        x,
+        self.student_outputs,
+        train=True,
+        rngs={"dropout": rng},
+        mutable=list(model_state),
+    )
     return _as_float32(out), _restore_dtypes(dict(new_model_state), model_state)
 
   def student_eval(self, params, model_state, x):
     variables = {"params": params, **model_state}
-    return _as_float32(self._apply(self.student, variables, x, self.student_outputs,
-                                   train=False))
+    return _as_float32(self._apply(self.student, variables, x, self.student_outputs, train=False))
 
   def teachers_eval(self, teacher_variables: Sequence[PyTree], x) -> tuple:
     """Frozen teachers in inference mode; a tuple with one output dict per ensemble member.
 
     `teacher_variables` are already in the compute dtype (cast once when loaded).
     """
-    outs = tuple(self._apply(teacher, variables, x, self.teacher_outputs, train=False)
-                 for teacher, variables in zip(self.teachers, teacher_variables))
+    outs = tuple(
+        self._apply(teacher, variables, x, self.teacher_outputs, train=False)
+        for teacher, variables in zip(self.teachers, teacher_variables)
+    )
     return jax.tree.map(jax.lax.stop_gradient, _as_float32(outs))
 
 
@@ -141,35 +162,48 @@ def _split_micro_batches(batch: dict, num_micro: int, mesh: Mesh) -> dict:
   Strided rather than contiguous so that, with the batch split over devices in contiguous
   blocks, every micro-batch takes the same number of rows from every device (no resharding).
   """
+
   def split(x):
     x = x.reshape((x.shape[0] // num_micro, num_micro) + x.shape[1:])
     x = jnp.swapaxes(x, 0, 1)
     return jax.lax.with_sharding_constraint(
-        x, NamedSharding(mesh, PartitionSpec(None, mesh_lib.DATA_AXIS)))
+        x, NamedSharding(mesh, PartitionSpec(None, mesh_lib.DATA_AXIS))
+    )
+
   return jax.tree.map(split, batch)
 
 
 def _merge_micro_batches(tree: PyTree) -> PyTree:
   """Inverse of `_split_micro_batches` for stacked per-example outputs: back to [B, ...]."""
+
   def merge(x):
     x = jnp.swapaxes(x, 0, 1)
     return x.reshape((x.shape[0] * x.shape[1],) + x.shape[2:])
+
   return jax.tree.map(merge, tree)
 
 
 def student_applier(forward: Forward):
   """`(variables, x) -> outputs` of the student in inference mode, for `StepIO.apply_student`."""
+
   def apply_student(variables, inputs):
     variables = dict(variables)
     return forward.student_eval(variables.pop("params"), variables, inputs)
+
   return apply_student
 
 
-def build_train_step(*, forward: Forward, method: Method, tx: optax.GradientTransformation,
-                     mesh: Mesh, input_key: str, context: base.RunContext,
-                     grad_accum_steps: int = 1, cached_teachers: bool = False
-                     ) -> Callable[[TrainState, Sequence[PyTree], PyTree, dict],
-                                   tuple[TrainState, dict]]:
+def build_train_step(
+    *,
+    forward: Forward,
+    method: Method,
+    tx: optax.GradientTransformation,
+    mesh: Mesh,
+    input_key: str,
+    context: base.RunContext,
+    grad_accum_steps: int = 1,
+    cached_teachers: bool = False,
+) -> Callable[[TrainState, Sequence[PyTree], PyTree, dict], tuple[TrainState, dict]]:
   """Returns jit(train_step)(state, teachers, constants, batch) -> (state, metrics).
 
   `teachers` is the teachers' variables, or with `cached_teachers` their cached outputs on the
@@ -187,13 +221,24 @@ def build_train_step(*, forward: Forward, method: Method, tx: optax.GradientTran
   if grad_accum_steps < 1:
     raise ValueError(f"grad_accum_steps must be >= 1, got {grad_accum_steps}.")
   if grad_accum_steps > 1 and method.batch_dependent:
-    raise ValueError(f"method {type(method).__name__} has a batch-dependent loss (it couples the "
-                     f"examples of a batch), so grad_accum_steps={grad_accum_steps} would change "
-                     "its objective; use grad_accum_steps=1.")
+    raise ValueError(
+        f"method {type(method).__name__} has a batch-dependent loss (it couples the "
+        f"examples of a batch), so grad_accum_steps={grad_accum_steps} would change "
+        "its objective; use grad_accum_steps=1."
+    )
   apply_student = student_applier(forward)
 
-  def micro_step(trainable, model_state, method_model_state, method_state, teacher_variables,
-                 constants, batch, rng, step):
+  def micro_step(
+      trainable,
+      model_state,
+      method_model_state,
+      method_state,
+      teacher_variables,
+      constants,
+      batch,
+      rng,
+      step,
+  ):
     x = model_input(batch, input_key, forward.compute_dtype)
     if not method.uses_teacher:
       teacher_out = ()
@@ -205,27 +250,46 @@ def build_train_step(*, forward: Forward, method: Method, tx: optax.GradientTran
 
     def loss_fn(trainable):
       student_out, new_model_state = forward.student_train(
-          trainable["student"], model_state, x, rng_model)
-      io = base.StepIO(student=student_out, teachers=teacher_out, batch=batch, context=context,
-                       inputs=x, constants=constants, step=step, rng=rng_method,
-                       apply_student=apply_student, model_state=method_model_state,
-                       student_variables={"params": trainable["student"], **model_state},
-                       train=True)
+          trainable["student"], model_state, x, rng_model
+      )
+      io = base.StepIO(
+          student=student_out,
+          teachers=teacher_out,
+          batch=batch,
+          context=context,
+          inputs=x,
+          constants=constants,
+          step=step,
+          rng=rng_method,
+          apply_student=apply_student,
+          model_state=method_model_state,
+          student_variables={"params": trainable["student"], **model_state},
+          train=True,
+      )
       loss, aux = method.loss(trainable["method"], method_state, io)
       aux = Aux(*aux)
       new_method_model_state = aux.model_state if aux.model_state else method_model_state
       return loss, (new_model_state, new_method_model_state, aux._replace(model_state={}))
 
     (loss, (new_model_state, new_method_model_state, aux)), grads = jax.value_and_grad(
-        loss_fn, has_aux=True)(trainable)
+        loss_fn, has_aux=True
+    )(trainable)
     return loss, grads, new_model_state, new_method_model_state, aux
 
   def train_step(state: TrainState, teacher_variables, constants, batch):
     rng = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
     if grad_accum_steps == 1:
       loss, grads, model_state, method_model_state, aux = micro_step(
-          state.params, state.model_state, state.method_model_state, state.method_state,
-          teacher_variables, constants, batch, rng, state.step)
+          state.params,
+          state.model_state,
+          state.method_model_state,
+          state.method_state,
+          teacher_variables,
+          constants,
+          batch,
+          rng,
+          state.step,
+      )
     else:
       micro_batches = _split_micro_batches(batch, grad_accum_steps, mesh)
 
@@ -233,36 +297,66 @@ def build_train_step(*, forward: Forward, method: Method, tx: optax.GradientTran
         grads_sum, model_state, method_model_state = carry
         index, micro_batch = inputs
         loss, grads, model_state, method_model_state, aux = micro_step(
-            state.params, model_state, method_model_state, state.method_state,
-            teacher_variables, constants, micro_batch, jax.random.fold_in(rng, index),
-            state.step)
+            state.params,
+            model_state,
+            method_model_state,
+            state.method_state,
+            teacher_variables,
+            constants,
+            micro_batch,
+            jax.random.fold_in(rng, index),
+            state.step,
+        )
         grads_sum = jax.tree.map(jnp.add, grads_sum, grads)
         return (grads_sum, model_state, method_model_state), (loss, aux)
 
       zeros = jax.tree.map(jnp.zeros_like, state.params)
       (grads, model_state, method_model_state), (losses, aux) = jax.lax.scan(
-          body, (zeros, state.model_state, state.method_model_state),
-          (jnp.arange(grad_accum_steps), micro_batches))
+          body,
+          (zeros, state.model_state, state.method_model_state),
+          (jnp.arange(grad_accum_steps), micro_batches),
+      )
       grads = jax.tree.map(lambda g: g / grad_accum_steps, grads)
       loss = jnp.mean(losses)
-      aux = Aux(metrics=jax.tree.map(jnp.mean, aux.metrics),
-                state_inputs=_merge_micro_batches(aux.state_inputs))
+      aux = Aux(
+          metrics=jax.tree.map(jnp.mean, aux.metrics),
+          state_inputs=_merge_micro_batches(aux.state_inputs),
+      )
 
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
-    method_state = method.update_state(state.method_state, base.UpdateIO(
-        params=params, student_model_state=model_state, state_inputs=aux.state_inputs,
-        step=state.step, constants=constants, context=context))
+    method_state = method.update_state(
+        state.method_state,
+        base.UpdateIO(
+            params=params,
+            student_model_state=model_state,
+            state_inputs=aux.state_inputs,
+            step=state.step,
+            constants=constants,
+            context=context,
+        ),
+    )
     grad_norm = optax.tree.norm(grads)
-    what = (jnp.where(jnp.isfinite(loss), 0, state_lib.NONFINITE_LOSS)
-            | jnp.where(jnp.isfinite(grad_norm), 0, state_lib.NONFINITE_GRADIENT)
-            | jnp.where(_all_finite((params, model_state, method_model_state, method_state)), 0,
-                        state_lib.NONFINITE_PARAMS))
+    what = (
+        jnp.where(jnp.isfinite(loss), 0, state_lib.NONFINITE_LOSS)
+        | jnp.where(jnp.isfinite(grad_norm), 0, state_lib.NONFINITE_GRADIENT)
+        | jnp.where(
+            _all_finite((params, model_state, method_model_state, method_state)),
+            0,
+            state_lib.NONFINITE_PARAMS,
+        )
+    )
     first_bad = (state.nonfinite[0] < 0) & (what != 0)
     nonfinite = jnp.where(first_bad, jnp.stack([state.step + 1, what]), state.nonfinite)
-    new_state = state.replace(step=state.step + 1, params=params, model_state=model_state,
-                              method_model_state=method_model_state, opt_state=opt_state,
-                              method_state=method_state, nonfinite=nonfinite.astype(jnp.int32))
+    new_state = state.replace(
+        step=state.step + 1,
+        params=params,
+        model_state=model_state,
+        method_model_state=method_model_state,
+        opt_state=opt_state,
+        method_state=method_state,
+        nonfinite=nonfinite.astype(jnp.int32),
+    )
     metrics = {**aux.metrics, "loss": loss, "grad_norm": grad_norm}
     return new_state, metrics
 
@@ -270,9 +364,9 @@ def build_train_step(*, forward: Forward, method: Method, tx: optax.GradientTran
   return jax.jit(train_step, donate_argnums=(0,), out_shardings=(replicated, replicated))
 
 
-def build_eval_step(*, forward: Forward, method: Method, mesh: Mesh, input_key: str,
-                    context: base.RunContext
-                    ) -> Callable[[TrainState, Sequence[PyTree], PyTree, dict], dict]:
+def build_eval_step(
+    *, forward: Forward, method: Method, mesh: Mesh, input_key: str, context: base.RunContext
+) -> Callable[[TrainState, Sequence[PyTree], PyTree, dict], dict]:
   """Returns jit(eval_step)(state, teacher_variables, constants, batch) -> {metric: masked sum,
   "count"}.
 
@@ -285,10 +379,18 @@ def build_eval_step(*, forward: Forward, method: Method, mesh: Mesh, input_key: 
     x = model_input(batch, input_key, forward.compute_dtype)
     student_out = forward.student_eval(state.params["student"], state.model_state, x)
     teacher_out = forward.teachers_eval(teacher_variables, x)
-    io = base.StepIO(student=student_out, teachers=teacher_out, batch=batch, context=context,
-                     inputs=x, constants=constants, step=state.step, apply_student=apply_student,
-                     model_state=state.method_model_state,
-                     student_variables={"params": state.params["student"], **state.model_state})
+    io = base.StepIO(
+        student=student_out,
+        teachers=teacher_out,
+        batch=batch,
+        context=context,
+        inputs=x,
+        constants=constants,
+        step=state.step,
+        apply_student=apply_student,
+        model_state=state.method_model_state,
+        student_variables={"params": state.params["student"], **state.model_state},
+    )
     per_example = method.eval_metrics(state.params["method"], state.method_state, io)
     mask = batch["mask"].astype(jnp.float32)
     sums = {name: jnp.sum(value * mask) for name, value in per_example.items()}

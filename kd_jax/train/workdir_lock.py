@@ -36,7 +36,7 @@ def _holder(path: str) -> str:
   try:
     with open(path) as f:
       info = json.load(f)
-    return (f"pid {info['pid']} on host {info['host']}, started {info['started']}")
+    return f"pid {info['pid']} on host {info['host']}, started {info['started']}"
   except (OSError, ValueError, KeyError, TypeError):
     return "a process whose details could not be read"
 
@@ -71,9 +71,13 @@ def acquire(workdir: str) -> None:
     os.close(fd)
     raise WorkdirBusyError(  # pylint: disable=raise-missing-from
         f"{workdir} is in use by another run ({_holder(path)}); wait for it to finish, stop "
-        "it, or use another workdir.")
-  info = {"pid": os.getpid(), "host": socket.gethostname(),
-          "started": datetime.datetime.now().isoformat(timespec="seconds")}
+        "it, or use another workdir."
+    )
+  info = {
+      "pid": os.getpid(),
+      "host": socket.gethostname(),
+      "started": datetime.datetime.now().isoformat(timespec="seconds"),
+  }
   os.ftruncate(fd, 0)
   os.write(fd, json.dumps(info).encode())
   _held[key] = (fd, 1)

@@ -43,6 +43,7 @@ def _summary_writer_class():
   """
   if "torch" in sys.modules:
     from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
+
     return SummaryWriter
   sys.modules["torch"] = None  # makes `import torch` raise ImportError
   try:
@@ -63,8 +64,9 @@ class MetricWriter:
       return
     os.makedirs(workdir, exist_ok=True)
     self._drop_rows_after(start_step)
-    self._tb = _summary_writer_class()(os.path.join(workdir, "tensorboard"),
-                             purge_step=start_step + 1)
+    self._tb = _summary_writer_class()(
+        os.path.join(workdir, "tensorboard"), purge_step=start_step + 1
+    )
 
   def _drop_rows_after(self, step: int) -> None:
     rows = read_metrics(os.path.dirname(self.path) or ".")
@@ -77,12 +79,19 @@ class MetricWriter:
     with open(os.path.join(os.path.dirname(self.path), "metrics.discarded.jsonl"), "a") as f:
       f.writelines(json.dumps(row) + "\n" for row in discarded)
     os.replace(self.path + ".tmp", self.path)
-    print(f"Resuming from step {step}: moved {len(discarded)} metric row(s) written after it by "
-          "the interrupted run to metrics.discarded.jsonl.", flush=True)
+    print(
+        f"Resuming from step {step}: moved {len(discarded)} metric row(s) written after it by "
+        "the interrupted run to metrics.discarded.jsonl.",
+        flush=True,
+    )
 
   def write(self, step: int, split: str, metrics: Mapping[str, float]) -> dict:
-    row = {"step": int(step), "split": split, "time": time.time(),
-           **{name: _scalar(value) for name, value in metrics.items()}}
+    row = {
+        "step": int(step),
+        "split": split,
+        "time": time.time(),
+        **{name: _scalar(value) for name, value in metrics.items()},
+    }
     if not self.enabled:
       return row
     with open(self.path, "a") as f:
@@ -103,8 +112,14 @@ class ProgressBar:
   def __init__(self, *, total: int, initial: int, enabled: bool, description: str = "train"):
     self._bar: Optional[tqdm.tqdm] = None
     if enabled and jax.process_index() == 0:
-      self._bar = tqdm.tqdm(total=total, initial=initial, desc=description, unit="step",
-                            dynamic_ncols=True, mininterval=0.5)
+      self._bar = tqdm.tqdm(
+          total=total,
+          initial=initial,
+          desc=description,
+          unit="step",
+          dynamic_ncols=True,
+          mininterval=0.5,
+      )
 
   def update(self, steps: int = 1, **postfix: float) -> None:
     if self._bar is None:

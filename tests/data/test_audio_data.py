@@ -13,9 +13,11 @@ from kd_jax import data
 from kd_jax.data import audio
 from tests.data import audio_fixtures
 
-pytestmark = [*audio_fixtures.needs_recordings,
-               # librosa (the reference) imports audioread, which uses modules Python 3.13 drops.
-               pytest.mark.filterwarnings("ignore::DeprecationWarning:audioread.*")]
+pytestmark = [
+    *audio_fixtures.needs_recordings,
+    # librosa (the reference) imports audioread, which uses modules Python 3.13 drops.
+    pytest.mark.filterwarnings("ignore::DeprecationWarning:audioread.*"),
+]
 
 
 def _close_signal(ours, reference):
@@ -39,8 +41,10 @@ def test_resample_preserves_a_sine():
 
 def test_decode_resample_matches_librosa_soxr():
   librosa = pytest.importorskip("librosa")
-  for source in (audio_fixtures.ASTERISK / "digits" / "5.wav",
-                 audio_fixtures.SONIC_PI / "ambi_choir.flac"):
+  for source in (
+      audio_fixtures.ASTERISK / "digits" / "5.wav",
+      audio_fixtures.SONIC_PI / "ambi_choir.flac",
+  ):
     for rate in (48000, 8000):
       ours, ours_rate = audio.decode_audio(source, sample_rate=rate)
       reference, _ = librosa.load(source, sr=rate, mono=True, res_type="soxr_hq")
@@ -50,6 +54,7 @@ def test_decode_resample_matches_librosa_soxr():
 
 def test_decode_mono_is_channel_mean_and_bytes_work():
   import soundfile
+
   path = audio_fixtures.SONIC_PI / "ambi_choir.flac"
   stereo, rate = soundfile.read(path, dtype="float32")
   assert stereo.ndim == 2
@@ -88,12 +93,17 @@ def test_urbansound8k_folds_labels_and_audio(us8k):
       row = by_name[record["filename"]]
       assert int(record["label"]) == row["classID"] and int(record["fold"]) == fold
       assert int(record["sample_rate"]) == 48000 and record["audio"].dtype == np.float32
-      reference, _ = librosa.load(root / "audio" / f"fold{fold}" / row["slice_file_name"],
-                                  sr=48000, mono=True, res_type="soxr_hq")
+      reference, _ = librosa.load(
+          root / "audio" / f"fold{fold}" / row["slice_file_name"],
+          sr=48000,
+          mono=True,
+          res_type="soxr_hq",
+      )
       _close_signal(record["audio"], reference)
   nine_folds = "+".join(f"fold{k}" for k in range(1, 10))
-  cross_validation_train = data.get_source("urbansound8k", nine_folds, data_dir=data_dir,
-                                           manual_dir=root)
+  cross_validation_train = data.get_source(
+      "urbansound8k", nine_folds, data_dir=data_dir, manual_dir=root
+  )
   assert len(cross_validation_train) == len(rows) - per_fold[10]
 
 
@@ -101,18 +111,41 @@ def test_urbansound8k_8k_config_and_audio_pipeline(us8k):
   root, rows, data_dir = us8k
   source = data.get_source("urbansound8k/8k", "fold1+fold2", data_dir=data_dir, manual_dir=root)
   assert int(source[0]["sample_rate"]) == 8000
-  it = data.train_loader(source, batch_size=2, seed=0, shard_index=0, shard_count=1,
-                         transforms=[audio.CropOrPadAudio(seconds=0.5)])
+  it = data.train_loader(
+      source,
+      batch_size=2,
+      seed=0,
+      shard_index=0,
+      shard_count=1,
+      transforms=[audio.CropOrPadAudio(seconds=0.5)],
+  )
   batch = next(it)
   assert batch["audio"].shape == (2, 4000) and batch["audio"].dtype == np.float32
-  eval_batches = list(data.eval_batches(source, batch_size=3, shard_index=0, shard_count=1,
-                                        transforms=[audio.CropOrPadAudio(0.5, random=False)]))
+  eval_batches = list(
+      data.eval_batches(
+          source,
+          batch_size=3,
+          shard_index=0,
+          shard_count=1,
+          transforms=[audio.CropOrPadAudio(0.5, random=False)],
+      )
+  )
   assert sum(int(b["mask"].sum()) for b in eval_batches) == len(source)
   # Teacher at 48 kHz and student at 8 kHz from one stored clip, cropped to the same span.
   teacher_rate = data.get_source("urbansound8k", "fold1", data_dir=data_dir, manual_dir=root)
-  pair = next(data.train_loader(teacher_rate, batch_size=2, seed=0, shard_index=0, shard_count=1,
-                                transforms=[audio.CropOrPadAudio(seconds=0.5),
-                                            audio.ResampleAudio(8000, out_key="audio_8k")]))
+  pair = next(
+      data.train_loader(
+          teacher_rate,
+          batch_size=2,
+          seed=0,
+          shard_index=0,
+          shard_count=1,
+          transforms=[
+              audio.CropOrPadAudio(seconds=0.5),
+              audio.ResampleAudio(8000, out_key="audio_8k"),
+          ],
+      )
+  )
   assert pair["audio"].shape == (2, 24000) and pair["audio_8k"].shape == (2, 4000)
   np.testing.assert_allclose(pair["audio_8k"][0], audio.resample(pair["audio"][0], 48000, 8000))
   with pytest.raises(ValueError, match="different shapes"):
@@ -144,8 +177,10 @@ def test_sonyc_ust_splits_and_multilabel_targets(tmp_path_factory):
   root = tmp_path_factory.mktemp("SONYC-UST")
   recordings = audio_fixtures.write_sonyc_ust(root)
   data_dir = str(tmp_path_factory.mktemp("sonyc_tfds"))
-  expected = {name: (split, np.array(targets, np.float32), any(a == 0 for a, _ in annotations))
-              for name, split, _, annotations, targets in recordings}
+  expected = {
+      name: (split, np.array(targets, np.float32), any(a == 0 for a, _ in annotations))
+      for name, split, _, annotations, targets in recordings
+  }
   seen = set()
   for split, official in (("train", "train"), ("validation", "validate"), ("test", "test")):
     source = data.get_source("sonyc_ust/8k", split, data_dir=data_dir, manual_dir=root)
@@ -179,11 +214,13 @@ def test_manual_dir_errors_say_what_is_missing(tmp_path):
 
 def test_offline_sonic_pi_corpus_reads_through_the_urbansound8k_builder(tmp_path_factory):
   from kd_jax.data import offline_audio
+
   data_dir = str(tmp_path_factory.mktemp("sonic_pi_tfds"))
   # Reference: class sizes straight from the Debian package's file names.
   names = [p.name.split("_")[0] for p in audio_fixtures.SONIC_PI.glob("*.flac")]
-  expected = collections.Counter(offline_audio.SONIC_PI_CLASSES.index(n) for n in names
-                                 if n in offline_audio.SONIC_PI_CLASSES)
+  expected = collections.Counter(
+      offline_audio.SONIC_PI_CLASSES.index(n) for n in names if n in offline_audio.SONIC_PI_CLASSES
+  )
   folds = "+".join(f"fold{k}" for k in range(1, 11))
   source = data.get_source("sonic_pi/8k", folds, data_dir=data_dir)
   assert source.info.features["label"].names == list(offline_audio.SONIC_PI_CLASSES)
@@ -193,6 +230,7 @@ def test_offline_sonic_pi_corpus_reads_through_the_urbansound8k_builder(tmp_path
     labels[int(record["label"])] += 1
     assert 0 < len(record["audio"]) <= 4 * 8000
   assert labels == expected and len(source) == sum(expected.values()) == 150
-  per_fold = [len(data.get_source("sonic_pi/8k", f"fold{k}", data_dir=data_dir))
-              for k in range(1, 11)]
+  per_fold = [
+      len(data.get_source("sonic_pi/8k", f"fold{k}", data_dir=data_dir)) for k in range(1, 11)
+  ]
   assert sum(per_fold) == 150 and max(per_fold) - min(per_fold) <= 10  # Dealt round-robin.

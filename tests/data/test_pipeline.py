@@ -31,13 +31,16 @@ def _take(iterator, n):
 
 
 def _same(batches_a, batches_b):
-  return all(a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
-             for a, b in zip(batches_a, batches_b, strict=True))
+  return all(
+      a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
+      for a, b in zip(batches_a, batches_b, strict=True)
+  )
 
 
 def test_train_batches_have_fixed_shape_and_are_deterministic(train_source):
-  make = lambda seed: data.train_loader(train_source, batch_size=16, seed=seed,
-                                        transforms=AUGMENT, shard_index=0, shard_count=1)
+  make = lambda seed: data.train_loader(
+      train_source, batch_size=16, seed=seed, transforms=AUGMENT, shard_index=0, shard_count=1
+  )
   first = _take(make(0), 4)
   assert first[0]["image"].shape == (16, 28, 28, 1) and first[0]["image"].dtype == np.float32
   assert first[0]["label"].shape == (16,)
@@ -71,8 +74,7 @@ def test_one_epoch_visits_each_example_once_and_next_epoch_reshuffles(train_sour
 def test_shards_are_disjoint_and_cover_the_source(train_source):
   seen = []
   for shard in range(2):
-    it = data.train_loader(train_source, batch_size=100, seed=0, shard_index=shard,
-                           shard_count=2)
+    it = data.train_loader(train_source, batch_size=100, seed=0, shard_index=shard, shard_count=2)
     seen.append(set(d for b in _take(it, 20) for d in _digests(b["image"])))
   assert len(seen[0]) == len(seen[1]) == 2000
   assert not seen[0] & seen[1]
@@ -80,10 +82,15 @@ def test_shards_are_disjoint_and_cover_the_source(train_source):
 
 def test_hosts_together_read_exactly_the_single_host_stream(train_source):
   """Two shards of 50 rows are, row for row, the one-host stream of 100 (augmentation too)."""
-  one = data.train_loader(train_source, batch_size=100, seed=5, transforms=AUGMENT,
-                          shard_index=0, shard_count=1)
-  hosts = [data.train_loader(train_source, batch_size=50, seed=5, transforms=AUGMENT,
-                             shard_index=i, shard_count=2) for i in range(2)]
+  one = data.train_loader(
+      train_source, batch_size=100, seed=5, transforms=AUGMENT, shard_index=0, shard_count=1
+  )
+  hosts = [
+      data.train_loader(
+          train_source, batch_size=50, seed=5, transforms=AUGMENT, shard_index=i, shard_count=2
+      )
+      for i in range(2)
+  ]
   for _ in range(3):
     together = np.concatenate([next(h)["image"] for h in hosts])
     np.testing.assert_array_equal(together, next(one)["image"])
@@ -94,15 +101,17 @@ def test_eval_batches_cover_every_example_once_with_mask(test_source):
   assert len(batches) == 8  # ceil(500 / 64)
   assert all(b["image"].shape == (64, 28, 28, 1) for b in batches)
   assert [int(b["mask"].sum()) for b in batches] == [64] * 7 + [500 - 7 * 64]
-  assert not batches[-1]["mask"][500 - 7 * 64:].any()
+  assert not batches[-1]["mask"][500 - 7 * 64 :].any()
   labels = np.concatenate([b["label"][b["mask"]] for b in batches])
   expected = [int(test_source[i]["label"]) for i in range(len(test_source))]
   assert labels.tolist() == expected  # Ordered.
 
 
 def test_sharded_eval_is_lockstep_and_loses_nothing(test_source):
-  shards = [list(data.eval_batches(test_source, batch_size=48, shard_index=i, shard_count=3))
-            for i in range(3)]
+  shards = [
+      list(data.eval_batches(test_source, batch_size=48, shard_index=i, shard_count=3))
+      for i in range(3)
+  ]
   assert len({len(s) for s in shards}) == 1  # Same number of steps on every host.
   counted = collections.Counter()
   for shard in shards:
@@ -122,8 +131,7 @@ def test_bad_arguments_are_named(train_source):
 
 def test_default_shard_is_this_jax_process(train_source):
   it = data.train_loader(train_source, batch_size=100, seed=0)
-  explicit = data.train_loader(train_source, batch_size=100, seed=0, shard_index=0,
-                               shard_count=1)
+  explicit = data.train_loader(train_source, batch_size=100, seed=0, shard_index=0, shard_count=1)
   assert _same(_take(it, 2), _take(explicit, 2))
 
 

@@ -43,6 +43,7 @@ def test_source_indexing_errors(data_dir):
 
 def test_offline_default_fails_fast_without_download(tmp_path, monkeypatch):
   from kd_jax.data import sources
+
   monkeypatch.setattr(sources, "_internet_reachable", lambda: False)  # As on an offline machine.
   with pytest.raises(data.DatasetUnavailableError, match="no internet"):
     data.get_source("cifar100", "test", data_dir=str(tmp_path))  # download=None: probe first.
@@ -50,5 +51,6 @@ def test_offline_default_fails_fast_without_download(tmp_path, monkeypatch):
 
 def test_prepare_cli_reports_splits(data_dir, capsys):
   from kd_jax.data import prepare
+
   prepare.main(["mnist5k", "--data_dir", data_dir])
   assert "mnist5k: {" in capsys.readouterr().out

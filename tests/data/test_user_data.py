@@ -43,8 +43,11 @@ def test_csv_with_string_labels_random_split(reviews):
 
 
 def test_split_column_and_integer_labels(tmp_path):
-  path = _write_csv(tmp_path / "d.csv", [("a b", 1, "train"), ("c", 0, "train"),
-                                         ("d", 2, "test")], header=("text", "label", "split"))
+  path = _write_csv(
+      tmp_path / "d.csv",
+      [("a b", 1, "train"), ("c", 0, "train"), ("d", 2, "test")],
+      header=("text", "label", "split"),
+  )
   train = data.get_source(f"csv:{path}", "train")
   assert len(train) == 2 and train.label_names is None and train.num_classes == 3
   assert [train[i]["label"] for i in range(2)] == [1, 0]
@@ -57,21 +60,25 @@ def test_jsonl_features_and_given_label_order(tmp_path):
   with open(path, "w") as f:
     for i in range(20):
       f.write(json.dumps({"x1": i, "x2": -i, "y": "big" if i > 9 else "small"}) + "\n")
-  source = data.get_source(f"jsonl:{path}?features=x*&label=y&labels=small,big&split=random",
-                           "train")
+  source = data.get_source(
+      f"jsonl:{path}?features=x*&label=y&labels=small,big&split=random", "train"
+  )
   record = source[0]
   assert record["features"].dtype == np.float32 and record["features"].shape == (2,)
   assert record["label"] == (1 if record["features"][0] > 9 else 0)
   assert source.label_names == ("small", "big")
 
 
-@pytest.mark.parametrize("spec_tail, message", [
-    ("?text=body&label=sentiment", r"has no column 'body' \(given as text=\).*'review'"),
-    ("?text=review", r"has no column 'label'"),
-    ("?text=review&label=sentiment&labels=pos,neg", r"not in labels=pos,neg"),
-    ("?txt=review", r"unknown option\(s\) \['txt'\]"),
-    ("?text=review&label=sentiment&fractions=0.5,0.5", "three numbers"),
-])
+@pytest.mark.parametrize(
+    "spec_tail, message",
+    [
+        ("?text=body&label=sentiment", r"has no column 'body' \(given as text=\).*'review'"),
+        ("?text=review", r"has no column 'label'"),
+        ("?text=review&label=sentiment&labels=pos,neg", r"not in labels=pos,neg"),
+        ("?txt=review", r"unknown option\(s\) \['txt'\]"),
+        ("?text=review&label=sentiment&fractions=0.5,0.5", "three numbers"),
+    ],
+)
 def test_clear_errors(reviews, spec_tail, message):
   with pytest.raises(data.UserDataError, match=message):
     data.get_source(f"csv:{reviews}{spec_tail}", "train")
@@ -92,6 +99,7 @@ def test_register_source_and_module_function():
   def tiny(split, *, data_dir=None, manual_dir=None):
     del data_dir, manual_dir
     return [{"image": np.zeros((2, 2, 1), np.uint8), "label": 1}] * (3 if split == "train" else 1)
+
   data.register_source("tiny_for_test", tiny)
   assert len(data.get_source("tiny_for_test", "train")) == 3
   source = data.get_source("tests.data.test_user_data:module_level_source", "test")
@@ -114,8 +122,9 @@ def test_label_names_round_trip_through_a_workdir(reviews, tmp_path):
 
 def test_integral_float_labels_are_class_ids(tmp_path):
   path = tmp_path / "d.jsonl"
-  path.write_text("".join(json.dumps({"text": t, "label": float(i % 2)}) + "\n"
-                          for i, t in enumerate("abcd")))
+  path.write_text(
+      "".join(json.dumps({"text": t, "label": float(i % 2)}) + "\n" for i, t in enumerate("abcd"))
+  )
   source = data.get_source(f"jsonl:{path}?split=random&fractions=1,0,0", "train")
   assert sorted(source[i]["label"] for i in range(4)) == [0, 0, 1, 1]
   assert source.label_names is None and source.num_classes == 2

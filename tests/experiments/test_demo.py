@@ -18,6 +18,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 def test_falls_back_to_mnist5k_and_says_why(monkeypatch, capsys):
   def unavailable(name, split, **kwargs):
     raise data.DatasetUnavailableError("the Debian package dataset-fashion-mnist is missing")
+
   monkeypatch.setattr(data, "get_source", unavailable)
   assert demo.choose_dataset() == "mnist5k"
   out = capsys.readouterr().out
@@ -47,10 +48,18 @@ def test_labels_are_dropped_before_the_distilled_student_sees_them():
 
 RESULTS = {
     "teacher": {"accuracy": 0.9, "evals": {"validation": {"accuracy": 0.91}}},
-    "student_ce": {"accuracy": 0.7, "agreement": 0.72, "predictive_kl": 0.5,
-                   "evals": {"validation": {"accuracy": 0.71}}},
-    "student_kd": {"accuracy": 0.8, "agreement": 0.85, "predictive_kl": 0.2,
-                   "evals": {"validation": {"accuracy": 0.81}}},
+    "student_ce": {
+        "accuracy": 0.7,
+        "agreement": 0.72,
+        "predictive_kl": 0.5,
+        "evals": {"validation": {"accuracy": 0.71}},
+    },
+    "student_kd": {
+        "accuracy": 0.8,
+        "agreement": 0.85,
+        "predictive_kl": 0.2,
+        "evals": {"validation": {"accuracy": 0.81}},
+    },
 }
 
 
@@ -77,9 +86,13 @@ def test_demo_command_prints_the_table_and_draws_the_plot(tmp_path):
   """The README's `make demo` runs `python -m experiments.demo`; here at its smoke size."""
   with open(os.path.join(REPO, "Makefile")) as f:
     assert "$(PY) -m experiments.demo\n" in f.read()
-  done = subprocess.run([sys.executable, "-m", "experiments.demo", "--dataset=smoke",
-                         f"--workdir={tmp_path}"], cwd=REPO, capture_output=True, text=True,
-                        timeout=900)
+  done = subprocess.run(
+      [sys.executable, "-m", "experiments.demo", "--dataset=smoke", f"--workdir={tmp_path}"],
+      cwd=REPO,
+      capture_output=True,
+      text=True,
+      timeout=900,
+  )
   assert done.returncode == 0, done.stderr[-3000:]
   assert "| student, distilled (KD) |" in done.stdout and "labelled images" in done.stdout
   assert (tmp_path / "smoke" / "demo.png").exists() and (tmp_path / "smoke" / "demo.md").exists()

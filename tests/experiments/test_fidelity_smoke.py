@@ -30,7 +30,8 @@ def test_every_stage_ran_and_students_distilled_from_their_ensembles(smoke_run):
       teachers = config.stages[stage].teachers
       if len(teachers) == 1:  # the teacher's accuracy on the same test split, as it reported it
         assert result["teacher_accuracy"] == pytest.approx(
-            results[teachers[0].workdir]["accuracy"], abs=1e-6)
+            results[teachers[0].workdir]["accuracy"], abs=1e-6
+        )
   # The m = 2 student is evaluated against the 2-teacher ensemble, whose accuracy is its own
   # number, not either member's (up to a tie).
   assert len(config.stages["student_m2_baseline_s0"].teachers) == 2
@@ -53,12 +54,26 @@ def test_report_files_are_written_from_the_stage_results(smoke_run):
 
 
 def test_findings_are_computed_from_numbers():
-  cells = {(1, "baseline"): {"agreement": [0.80, 0.82], "predictive_kl": [0.3, 0.3],
-                             "accuracy": [0.8, 0.8], "teacher_accuracy": [0.9, 0.9]},
-           (3, "baseline"): {"agreement": [0.85, 0.86], "predictive_kl": [0.2, 0.2],
-                             "accuracy": [0.8, 0.8], "teacher_accuracy": [0.9, 0.9]},
-           (1, "mixup"): {"agreement": [0.70, 0.70], "predictive_kl": [0.3, 0.3],
-                          "accuracy": [0.9, 0.9], "teacher_accuracy": [0.9, 0.9]}}
+  cells = {
+      (1, "baseline"): {
+          "agreement": [0.80, 0.82],
+          "predictive_kl": [0.3, 0.3],
+          "accuracy": [0.8, 0.8],
+          "teacher_accuracy": [0.9, 0.9],
+      },
+      (3, "baseline"): {
+          "agreement": [0.85, 0.86],
+          "predictive_kl": [0.2, 0.2],
+          "accuracy": [0.8, 0.8],
+          "teacher_accuracy": [0.9, 0.9],
+      },
+      (1, "mixup"): {
+          "agreement": [0.70, 0.70],
+          "predictive_kl": [0.3, 0.3],
+          "accuracy": [0.9, 0.9],
+          "teacher_accuracy": [0.9, 0.9],
+      },
+  }
   lines = report.findings({"cells": cells, "teachers": [0.9]})
   assert lines[0].startswith("Reproduced: agreement rises")
   assert lines[1].startswith("Reproduced: predictive KL falls")

@@ -17,9 +17,11 @@ import pytest
 from experiments.reports import text_kd as text_kd_report
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-WORDS = {"pos": ("gripping", "lovely", "superb", "moving"),
-         "neg": ("dull", "tedious", "awful", "boring"),
-         "neutral": ("average", "passable", "ordinary", "plain")}
+WORDS = {
+    "pos": ("gripping", "lovely", "superb", "moving"),
+    "neg": ("dull", "tedious", "awful", "boring"),
+    "neutral": ("average", "passable", "ordinary", "plain"),
+}
 
 
 def readme_blocks(section: str) -> list[tuple[str, str]]:
@@ -28,7 +30,7 @@ def readme_blocks(section: str) -> list[tuple[str, str]]:
     text = f.read()
   start = text.index(f"### {section}\n")
   end = text.find("\n#", start + 4)
-  return re.findall(r"```(\w+)\n(.*?)```", text[start:end if end > 0 else None], re.S)
+  return re.findall(r"```(\w+)\n(.*?)```", text[start : end if end > 0 else None], re.S)
 
 
 def write_reviews(path):
@@ -42,11 +44,14 @@ def write_reviews(path):
 
 
 def run(command: str, workdir: str, csv_path: str) -> str:
-  command = (command.replace("\\\n", " ").replace("text_kd.py ", "text_kd.py:smoke ")
-             .replace("/tmp/reviews_kd", workdir).replace("csv:reviews.csv", f"csv:{csv_path}")
-             .replace("python -m", f"{sys.executable} -m"))
-  done = subprocess.run(command, shell=True, cwd=REPO, capture_output=True, text=True,
-                        timeout=600)
+  command = (
+      command.replace("\\\n", " ")
+      .replace("text_kd.py ", "text_kd.py:smoke ")
+      .replace("/tmp/reviews_kd", workdir)
+      .replace("csv:reviews.csv", f"csv:{csv_path}")
+      .replace("python -m", f"{sys.executable} -m")
+  )
+  done = subprocess.run(command, shell=True, cwd=REPO, capture_output=True, text=True, timeout=600)
   assert done.returncode == 0, done.stderr[-3000:]
   return done.stdout
 
@@ -66,14 +71,21 @@ def test_own_data_then_evaluate_then_predict(tmp_path):
   assert "| student, distilled |" in table and "reviews.csv" in table
 
   (_, evaluate), (_, python) = readme_blocks("Predict and evaluate")
-  lines = [json.loads(line) for line in run(evaluate, workdir, csv_path).splitlines()
-           if line.startswith("{")]
-  assert [os.path.basename(line["run"]) for line in lines] == ["teacher", "student_kd",
-                                                               "student_ce"]
+  lines = [
+      json.loads(line)
+      for line in run(evaluate, workdir, csv_path).splitlines()
+      if line.startswith("{")
+  ]
+  assert [os.path.basename(line["run"]) for line in lines] == [
+      "teacher",
+      "student_kd",
+      "student_ce",
+  ]
   assert all(line["split"] == "validation" and line["count"] == 24 for line in lines)
   assert os.path.exists(os.path.join(workdir, "student_kd", "evaluations", "validation.json"))
 
-  out = run(f"{sys.executable} -c '{python}'".replace("/tmp/reviews_kd", workdir), workdir,
-            csv_path)
+  out = run(
+      f"{sys.executable} -c '{python}'".replace("/tmp/reviews_kd", workdir), workdir, csv_path
+  )
   predictions = eval(out.strip().splitlines()[-1])  # pylint: disable=eval-used  (a printed dict)
   assert set(predictions["name"]) <= {"neg", "neutral", "pos"} and len(predictions["label"]) == 2

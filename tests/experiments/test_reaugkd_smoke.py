@@ -67,7 +67,8 @@ def test_every_stage_ran_and_the_kb_is_a_constant_not_a_checkpoint(smoke_run):
     _, state = checkpoint_lib.restore_latest_state(stage_dir)
     sizes = [leaf.size for leaf in jax.tree.leaves(state)]
     assert max(sizes) < constants["kb_embeddings"].size or not any(
-        leaf.shape == (200, 32) for leaf in jax.tree.leaves(state))
+        leaf.shape == (200, 32) for leaf in jax.tree.leaves(state)
+    )
     assert stage_config.seed == seed
 
 
@@ -75,15 +76,18 @@ def test_beta_is_chosen_on_validation_and_applied_to_test(smoke_run):
   workdir, _ = smoke_run
   evals = _stage_results(workdir, STAGE)["evals"]
   validation, test = evals["val_reaug"], evals["test_reaug"]
-  by_beta = {float(k[len("accuracy_beta"):]): v for k, v in validation.items()
-             if k.startswith("accuracy_beta")}
+  by_beta = {
+      float(k[len("accuracy_beta") :]): v
+      for k, v in validation.items()
+      if k.startswith("accuracy_beta")
+  }
   best = max(by_beta.values())
   assert validation["best_beta"] == min(b for b, v in by_beta.items() if v == best)
   assert test["beta"] == validation["best_beta"]
   assert test["accuracy"] == test[f"accuracy_beta{test['beta']:.2f}"]
   # β = 0 is the student alone: the evaluator and the per-example "eval" evaluator agree.
   assert test["accuracy_no_retrieval"] == pytest.approx(evals["eval"]["accuracy"], abs=1e-6)
-  assert 0.0 <= test["scann_recall"] <= 1.0
+  assert 0.2 < test["scann_recall"] <= 1.0  # a random pick of k of the 200 entries: ~2 %
   assert test["latency_b1_student_ms"] > 0 and test["latency_b1_reaugkd_ms"] > 0
 
 
@@ -101,12 +105,18 @@ def test_test_accuracy_matches_an_independent_computation(smoke_run):
   forward = steps_lib.Forward(student, (), jnp.float32)
   correct, total = 0, 0
   for batch in build.build_data(config).batches(config.eval_split, sharded=False):
-    out = forward.student_eval(state["params"]["student"], state["model_state"],
-                               jnp.asarray(batch["input_ids"]))
+    out = forward.student_eval(
+        state["params"]["student"], state["model_state"], jnp.asarray(batch["input_ids"])
+    )
     probs = reaugkd.retrieval_augmented_probs(
-        out["logits"], method.student_embedding(state["params"]["method"], out),
-        jnp.asarray(constants["kb_embeddings"]), jnp.asarray(constants["kb_soft_labels"]),
-        k=method.num_neighbors, temperature=method.student_temperature, beta=test["beta"])
+        out["logits"],
+        method.student_embedding(state["params"]["method"], out),
+        jnp.asarray(constants["kb_embeddings"]),
+        jnp.asarray(constants["kb_soft_labels"]),
+        k=method.num_neighbors,
+        temperature=method.student_temperature,
+        beta=test["beta"],
+    )
     keep = batch["mask"]
     correct += int(np.sum((np.argmax(np.asarray(probs), -1) == batch["label"])[keep]))
     total += int(keep.sum())
@@ -127,11 +137,17 @@ def test_report_has_the_command_rows_seeds_and_findings(smoke_run):
   assert rows[0][0].startswith("# command: python -m experiments.reproduce reaugkd")
   assert rows[1] == ["method", "column", "seed", "test_accuracy"]
   teacher = _stage_results(workdir, table.stage_name("rt", "teacher"))["accuracy"]
-  assert rows[2][:2] == ["Teacher", "rt"] and float(rows[2][3]) == pytest.approx(100 * teacher,
-                                                                                  abs=0.01)
+  assert rows[2][:2] == ["Teacher", "rt"] and float(rows[2][3]) == pytest.approx(
+      100 * teacher, abs=0.01
+  )
   ce = [float(r[3]) for r in rows[2:] if r[0] == "Student CE" and r[1] == "rt"]
-  assert ce == pytest.approx([100 * _stage_results(workdir, table.stage_name("rt", "ce", s))
-                              ["accuracy"] for s in table.seeds("smoke")], abs=0.01)
+  assert ce == pytest.approx(
+      [
+          100 * _stage_results(workdir, table.stage_name("rt", "ce", s))["accuracy"]
+          for s in table.seeds("smoke")
+      ],
+      abs=0.01,
+  )
   assert os.path.getsize(paths["png"]) > 1000
 
 
@@ -158,15 +174,19 @@ def test_every_variant_validates_and_has_the_rows():
 
 def test_student_from_teacher_layers_copies_minilm_weights():
   from kd_jax.models import bert, pretrained_bert
+
   _, minilm = bert.load_hf_bert(bert.minilm_directory())
   model = pretrained_bert.bert_classifier(3, num_layers=2, init_from="minilm", init_layers=(1, 4))
-  variables = model.init({"params": jax.random.key(0)}, jnp.zeros((2, 8), jnp.int32),
-                         train=False)
+  variables = model.init({"params": jax.random.key(0)}, jnp.zeros((2, 8), jnp.int32), train=False)
   variables = model.load_pretrained(variables)
-  for new, old in (("layer_0", "layer_1"), ("layer_1", "layer_4"),
-                   ("word_embeddings", "word_embeddings")):
-    for a, b in zip(jax.tree.leaves(variables["params"][new]),
-                    jax.tree.leaves(minilm["params"][old])):
+  for new, old in (
+      ("layer_0", "layer_1"),
+      ("layer_1", "layer_4"),
+      ("word_embeddings", "word_embeddings"),
+  ):
+    for a, b in zip(
+        jax.tree.leaves(variables["params"][new]), jax.tree.leaves(minilm["params"][old])
+    ):
       np.testing.assert_array_equal(a, b)
   assert variables["params"]["classifier"]["kernel"].shape == (384, 3)
   with pytest.raises(ValueError, match="init_layers"):

@@ -6,8 +6,13 @@ from kd_jax.train import config as config_lib
 
 def test_settings_reach_every_stage_and_keep_test_out_of_choices():
   config = text_kd.get_config("cpu")
-  config.settings.update(dataset="csv:reviews.csv?text=review&label=sentiment", num_classes=3,
-                         max_length=32, student_layers=2, student_steps=7)
+  config.settings.update(
+      dataset="csv:reviews.csv?text=review&label=sentiment",
+      num_classes=3,
+      max_length=32,
+      student_layers=2,
+      student_steps=7,
+  )
   stages = dict(config_lib.validate_stages(config, resolve=False))
   assert list(stages) == ["teacher", "student_kd", "student_ce"]
   for name, stage in stages.items():

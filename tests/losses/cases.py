@@ -28,10 +28,14 @@ def _logit_pair(rng, b, c=7):
 
 
 _LABELS = np.array([0, 3, 5, 6, 1, 2, 4, 0])
-_ADAPTER = {"kernel": np.random.default_rng(7).normal(size=(3, 5)).astype(np.float32),
-            "bias": np.linspace(-1, 1, 5).astype(np.float32)}
-_PROJECTION = {"kernel": np.abs(np.random.default_rng(8).normal(size=(6, 6))).astype(np.float32),
-               "bias": np.full((6,), 0.01, np.float32)}
+_ADAPTER = {
+    "kernel": np.random.default_rng(7).normal(size=(3, 5)).astype(np.float32),
+    "bias": np.linspace(-1, 1, 5).astype(np.float32),
+}
+_PROJECTION = {
+    "kernel": np.abs(np.random.default_rng(8).normal(size=(6, 6))).astype(np.float32),
+    "bias": np.full((6,), 0.01, np.float32),
+}
 
 
 def _gate(rng, b):
@@ -41,59 +45,127 @@ def _gate(rng, b):
 CASES = {
     "hinton_kd": Case(lambda s, t: L.hinton_kd(s, t, temperature=4.0), _logit_pair),
     "kl_from_logits": Case(lambda s, t: L.kl_from_logits(t, s, temperature=2.0), _logit_pair),
-    "cross_entropy": Case(lambda s: L.cross_entropy(s, _LABELS[:s.shape[0]], label_smoothing=0.1),
-                          lambda rng, b: _logit_pair(rng, b)[:1]),
-    "ensemble_logits": Case(lambda m: L.ensemble_logits(m).sum(-1),
-                            lambda rng, b: (rng.normal(size=(3, b, 7)).astype(np.float32),)),
+    "cross_entropy": Case(
+        lambda s: L.cross_entropy(s, _LABELS[: s.shape[0]], label_smoothing=0.1),
+        lambda rng, b: _logit_pair(rng, b)[:1],
+    ),
+    "ensemble_logits": Case(
+        lambda m: L.ensemble_logits(m).sum(-1),
+        lambda rng, b: (rng.normal(size=(3, b, 7)).astype(np.float32),),
+    ),
     "similarity_kl": Case(
-        lambda s, sa, t, ta: L.similarity_kl(s, sa, t, ta, temperature=0.1,
-                                             student_temperature=0.2),
-        lambda rng, b: (rng.normal(size=(b, 4)).astype(np.float32),
-                        rng.normal(size=(9, 4)).astype(np.float32),
-                        rng.normal(size=(b, 6)).astype(np.float32),
-                        rng.normal(size=(9, 6)).astype(np.float32))),
-    "rkd_distance": Case(L.rkd_distance, lambda rng, b: (rng.normal(size=(b, 4)).astype(np.float32),
-                                                          rng.normal(size=(b, 6)).astype(np.float32))),
-    "rkd_angle": Case(L.rkd_angle, lambda rng, b: (rng.normal(size=(b, 4)).astype(np.float32),
-                                                    rng.normal(size=(b, 6)).astype(np.float32))),
+        lambda s, sa, t, ta: L.similarity_kl(
+            s, sa, t, ta, temperature=0.1, student_temperature=0.2
+        ),
+        lambda rng, b: (
+            rng.normal(size=(b, 4)).astype(np.float32),
+            rng.normal(size=(9, 4)).astype(np.float32),
+            rng.normal(size=(b, 6)).astype(np.float32),
+            rng.normal(size=(9, 6)).astype(np.float32),
+        ),
+    ),
+    "rkd_distance": Case(
+        L.rkd_distance,
+        lambda rng, b: (
+            rng.normal(size=(b, 4)).astype(np.float32),
+            rng.normal(size=(b, 6)).astype(np.float32),
+        ),
+    ),
+    "rkd_angle": Case(
+        L.rkd_angle,
+        lambda rng, b: (
+            rng.normal(size=(b, 4)).astype(np.float32),
+            rng.normal(size=(b, 6)).astype(np.float32),
+        ),
+    ),
     "correlation_congruence": Case(
-        L.correlation_congruence, lambda rng, b: (rng.normal(size=(b, 4)).astype(np.float32),
-                                                  rng.normal(size=(b, 6)).astype(np.float32))),
-    "amad_mse": Case(lambda t, s: L.amad(t, s, variant="mse"),
-                     lambda rng, b: (_attn(rng, (b, 4, 5, 6)), _attn(rng, (b, 2, 5, 6)))),
-    "amad_kl": Case(lambda t, s: L.amad(t, s, variant="kl"),
-                    lambda rng, b: (_attn(rng, (b, 4, 5, 6)), _attn(rng, (b, 2, 5, 6)))),
-    "amad_token_kl": Case(lambda t, s: L.amad(t, s, variant="token_kl"),
-                          lambda rng, b: (_attn(rng, (b, 4, 5, 6)), _attn(rng, (b, 2, 5, 6)))),
-    "amad_projected": Case(lambda t, s: L.amad(t, s, variant="kl", projection=_PROJECTION),
-                           lambda rng, b: (_attn(rng, (b, 4, 5, 6)), _attn(rng, (b, 2, 5, 6)))),
-    "one_to_one_attention": Case(lambda t, s: L.one_to_one_attention(t, s, kind="kl"),
-                                 lambda rng, b: (_attn(rng, (b, 3, 5, 6)), _attn(rng, (b, 3, 5, 6)))),
-    "head_pooled_attention": Case(lambda t, s: L.head_pooled_attention(t, s, kind="mse"),
-                                  lambda rng, b: (_attn(rng, (b, 4, 5, 6)), _attn(rng, (b, 2, 5, 6)))),
+        L.correlation_congruence,
+        lambda rng, b: (
+            rng.normal(size=(b, 4)).astype(np.float32),
+            rng.normal(size=(b, 6)).astype(np.float32),
+        ),
+    ),
+    "amad_mse": Case(
+        lambda t, s: L.amad(t, s, variant="mse"),
+        lambda rng, b: (_attn(rng, (b, 4, 5, 6)), _attn(rng, (b, 2, 5, 6))),
+    ),
+    "amad_kl": Case(
+        lambda t, s: L.amad(t, s, variant="kl"),
+        lambda rng, b: (_attn(rng, (b, 4, 5, 6)), _attn(rng, (b, 2, 5, 6))),
+    ),
+    "amad_token_kl": Case(
+        lambda t, s: L.amad(t, s, variant="token_kl"),
+        lambda rng, b: (_attn(rng, (b, 4, 5, 6)), _attn(rng, (b, 2, 5, 6))),
+    ),
+    "amad_projected": Case(
+        lambda t, s: L.amad(t, s, variant="kl", projection=_PROJECTION),
+        lambda rng, b: (_attn(rng, (b, 4, 5, 6)), _attn(rng, (b, 2, 5, 6))),
+    ),
+    "one_to_one_attention": Case(
+        lambda t, s: L.one_to_one_attention(t, s, kind="kl"),
+        lambda rng, b: (_attn(rng, (b, 3, 5, 6)), _attn(rng, (b, 3, 5, 6))),
+    ),
+    "head_pooled_attention": Case(
+        lambda t, s: L.head_pooled_attention(t, s, kind="mse"),
+        lambda rng, b: (_attn(rng, (b, 4, 5, 6)), _attn(rng, (b, 2, 5, 6))),
+    ),
     "supervised_contrastive": Case(
-        lambda e: L.supervised_contrastive(e, np.array([0, 1, 0, 1, 2, 0, 1, 2])[:e.shape[0]],
-                                           temperature=0.1)[0],
-        lambda rng, b: (rng.normal(size=(b, 6)).astype(np.float32),)),
-    "embedding_mse": Case(L.embedding_mse, lambda rng, b: (rng.normal(size=(b, 8)).astype(np.float32),
-                                                            rng.normal(size=(b, 8)).astype(np.float32))),
-    "fitnets_hint": Case(lambda s, t: L.fitnets_hint(s, t, _ADAPTER),
-                         lambda rng, b: (rng.normal(size=(b, 2, 2, 3)).astype(np.float32),
-                                         rng.normal(size=(b, 2, 2, 5)).astype(np.float32))),
-    "attention_transfer": Case(L.attention_transfer,
-                               lambda rng, b: (rng.normal(size=(b, 3, 3, 4)).astype(np.float32),
-                                               rng.normal(size=(b, 3, 3, 6)).astype(np.float32))),
-    "cosine_distance": Case(L.cosine_distance, lambda rng, b: (rng.normal(size=(b, 8)).astype(np.float32),
-                                                                rng.normal(size=(b, 8)).astype(np.float32))),
+        lambda e: L.supervised_contrastive(
+            e, np.array([0, 1, 0, 1, 2, 0, 1, 2])[: e.shape[0]], temperature=0.1
+        )[0],
+        lambda rng, b: (rng.normal(size=(b, 6)).astype(np.float32),),
+    ),
+    "embedding_mse": Case(
+        L.embedding_mse,
+        lambda rng, b: (
+            rng.normal(size=(b, 8)).astype(np.float32),
+            rng.normal(size=(b, 8)).astype(np.float32),
+        ),
+    ),
+    "fitnets_hint": Case(
+        lambda s, t: L.fitnets_hint(s, t, _ADAPTER),
+        lambda rng, b: (
+            rng.normal(size=(b, 2, 2, 3)).astype(np.float32),
+            rng.normal(size=(b, 2, 2, 5)).astype(np.float32),
+        ),
+    ),
+    "attention_transfer": Case(
+        L.attention_transfer,
+        lambda rng, b: (
+            rng.normal(size=(b, 3, 3, 4)).astype(np.float32),
+            rng.normal(size=(b, 3, 3, 6)).astype(np.float32),
+        ),
+    ),
+    "cosine_distance": Case(
+        L.cosine_distance,
+        lambda rng, b: (
+            rng.normal(size=(b, 8)).astype(np.float32),
+            rng.normal(size=(b, 8)).astype(np.float32),
+        ),
+    ),
     "disk_loss": Case(
-        lambda s, t, g: L.disk_loss(s, t, g, _LABELS[:s.shape[0]], student_temperature=3.5,
-                                    teacher_temperature=4.0, top_k=3),
-        lambda rng, b: (*_logit_pair(rng, b), _gate(rng, b))),
+        lambda s, t, g: L.disk_loss(
+            s,
+            t,
+            g,
+            _LABELS[: s.shape[0]],
+            student_temperature=3.5,
+            teacher_temperature=4.0,
+            top_k=3,
+        ),
+        lambda rng, b: (*_logit_pair(rng, b), _gate(rng, b)),
+    ),
     "disk_budget": Case(
-        lambda s, t, g: L.disk_budget(s, t, g, _LABELS[:s.shape[0]], delta=0.1, max_ce=5.0),
-        lambda rng, b: (*_logit_pair(rng, b), _gate(rng, b)), per_example=False),
-    "disk_poster_loss": Case(L.disk_poster_loss, lambda rng, b: (*_logit_pair(rng, b), _gate(rng, b))),
+        lambda s, t, g: L.disk_budget(s, t, g, _LABELS[: s.shape[0]], delta=0.1, max_ce=5.0),
+        lambda rng, b: (*_logit_pair(rng, b), _gate(rng, b)),
+        per_example=False,
+    ),
+    "disk_poster_loss": Case(
+        L.disk_poster_loss, lambda rng, b: (*_logit_pair(rng, b), _gate(rng, b))
+    ),
     "disk_poster_budget": Case(
-        lambda s, g: L.disk_poster_budget(s, g, _LABELS[:s.shape[0]], delta=0.1),
-        lambda rng, b: (_logit_pair(rng, b)[0], _gate(rng, b)), per_example=False),
+        lambda s, g: L.disk_poster_budget(s, g, _LABELS[: s.shape[0]], delta=0.1),
+        lambda rng, b: (_logit_pair(rng, b)[0], _gate(rng, b)),
+        per_example=False,
+    ),
 }

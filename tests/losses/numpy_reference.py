@@ -42,8 +42,9 @@ def cross_entropy(logits, labels, eps=0.0):
 
 
 def hinton_kd(student, teacher, tau):
-  return np.array([tau * tau * kl(softmax(t / tau), softmax(s / tau))
-                   for s, t in zip(student, teacher)])
+  return np.array(
+      [tau * tau * kl(softmax(t / tau), softmax(s / tau)) for s, t in zip(student, teacher)]
+  )
 
 
 def ensemble_logits(members):
@@ -91,8 +92,18 @@ def _angle(x, i, j, k):
 
 def rkd_angle(s, t):
   n = len(s)
-  return np.array([np.mean([smooth_l1(_angle(s, i, j, k), _angle(t, i, j, k))
-                            for j in range(n) for k in range(n)]) for i in range(n)])
+  return np.array(
+      [
+          np.mean(
+              [
+                  smooth_l1(_angle(s, i, j, k), _angle(t, i, j, k))
+                  for j in range(n)
+                  for k in range(n)
+              ]
+          )
+          for i in range(n)
+      ]
+  )
 
 
 def correlation_congruence(s, t, kernel, gamma, order):
@@ -105,13 +116,16 @@ def correlation_congruence(s, t, kernel, gamma, order):
         if kernel == "bilinear":
           c[i, j] = x[i] @ x[j]
         elif kernel == "gaussian":
-          c[i, j] = math.exp(-gamma * np.sum((x[i] - x[j])**2))
+          c[i, j] = math.exp(-gamma * np.sum((x[i] - x[j]) ** 2))
         else:
-          c[i, j] = sum(math.exp(-2 * gamma) * (2 * gamma)**p / math.factorial(p) *
-                        (x[i] @ x[j])**p for p in range(order + 1))
+          c[i, j] = sum(
+              math.exp(-2 * gamma) * (2 * gamma) ** p / math.factorial(p) * (x[i] @ x[j]) ** p
+              for p in range(order + 1)
+          )
     return c
+
   cs, ct = corr(s), corr(t)
-  return np.mean((ct - cs)**2, axis=1)
+  return np.mean((ct - cs) ** 2, axis=1)
 
 
 # ------------------------------------------------------------------ attention
@@ -129,8 +143,12 @@ def amad_mse(t_attn, s_attn):
     t_rows = [normalize(h.ravel()) for h in t]
     s_rows = [normalize(h.ravel()) for h in s]
     a = _soft_alignment(t_rows, s_rows)
-    out.append(sum(np.sum((t_rows[i] - sum(a[i, j] * s_rows[j] for j in range(len(s_rows))))**2)
-                   for i in range(len(t_rows))))
+    out.append(
+        sum(
+            np.sum((t_rows[i] - sum(a[i, j] * s_rows[j] for j in range(len(s_rows)))) ** 2)
+            for i in range(len(t_rows))
+        )
+    )
   return np.array(out)
 
 
@@ -171,16 +189,17 @@ def one_to_one(t_attn, s_attn, kind):
   out = []
   for t, s in zip(t_attn, s_attn):
     if kind == "mse":
-      out.append(np.mean((np.asarray(t, np.float64) - s)**2))
+      out.append(np.mean((np.asarray(t, np.float64) - s) ** 2))
     else:
-      out.append(np.mean([[kl(t[h, q], s[h, q]) for q in range(t.shape[1])]
-                          for h in range(t.shape[0])]))
+      out.append(
+          np.mean([[kl(t[h, q], s[h, q]) for q in range(t.shape[1])] for h in range(t.shape[0])])
+      )
   return np.array(out)
 
 
 # ------------------------------------------------------------------ embedding
 def embedding_mse(s, t):
-  return np.array([np.mean((np.asarray(a, np.float64) - b)**2) for a, b in zip(s, t)])
+  return np.array([np.mean((np.asarray(a, np.float64) - b) ** 2) for a, b in zip(s, t)])
 
 
 def fitnets(s_feat, t_feat, kernel, bias):
@@ -188,7 +207,7 @@ def fitnets(s_feat, t_feat, kernel, bias):
   for s, t in zip(s_feat, t_feat):
     s = np.asarray(s, np.float64).reshape(-1, s.shape[-1])
     t = np.asarray(t, np.float64).reshape(-1, t.shape[-1])
-    out.append(np.mean((s @ kernel + bias - t)**2))
+    out.append(np.mean((s @ kernel + bias - t) ** 2))
   return np.array(out)
 
 
@@ -198,7 +217,7 @@ def attention_transfer(s_feat, t_feat, p=2.0):
   for s, t in zip(s_feat, t_feat):
     qs = (np.abs(np.asarray(s, np.float64)) ** p).sum(-1).ravel()
     qt = (np.abs(np.asarray(t, np.float64)) ** p).sum(-1).ravel()
-    out.append(np.mean((qs / np.linalg.norm(qs) - qt / np.linalg.norm(qt))**2))
+    out.append(np.mean((qs / np.linalg.norm(qs) - qt / np.linalg.norm(qt)) ** 2))
   return np.array(out)
 
 
@@ -230,10 +249,16 @@ def disk_budget(s_logits, t_logits, gate, labels, delta, max_ce):
 
 
 def disk_poster_loss(s_logits, t_logits, gate):
-  return np.array([-np.sum(softmax(t) * np.log((softmax(s) + g) / softmax(t)))
-                   for s, t, g in zip(s_logits, t_logits, gate)])
+  return np.array(
+      [
+          -np.sum(softmax(t) * np.log((softmax(s) + g) / softmax(t)))
+          for s, t, g in zip(s_logits, t_logits, gate)
+      ]
+  )
 
 
 def disk_poster_budget(s_logits, gate, labels, delta):
-  return max(-np.mean([g * math.log(softmax(s)[y]) for s, g, y in zip(s_logits, gate, labels)])
-             - delta, 0.0)
+  return max(
+      -np.mean([g * math.log(softmax(s)[y]) for s, g, y in zip(s_logits, gate, labels)]) - delta,
+      0.0,
+  )

@@ -15,28 +15,34 @@ SHAPES = [(1, 1, 1, 3, 3), (2, 4, 2, 5, 5), (3, 12, 4, 4, 6), (2, 3, 3, 6, 2)]
 
 
 @pytest.mark.parametrize("batch,h_t,h_s,q,k", SHAPES)
-@pytest.mark.parametrize("variant,reference", [
-    ("mse", ref.amad_mse), ("kl", ref.amad_kl), ("token_kl", ref.amad_token_kl)])
+@pytest.mark.parametrize(
+    "variant,reference",
+    [("mse", ref.amad_mse), ("kl", ref.amad_kl), ("token_kl", ref.amad_token_kl)],
+)
 def test_amad_matches_reference(batch, h_t, h_s, q, k, variant, reference):
   rng = np.random.default_rng(h_t * 10 + h_s)
   t, s = attention_maps(rng, batch, h_t, q, k), attention_maps(rng, batch, h_s, q, k)
-  np.testing.assert_allclose(L.amad(t, s, variant=variant), reference(t, s), rtol=1e-4,
-                             atol=1e-6)
+  np.testing.assert_allclose(L.amad(t, s, variant=variant), reference(t, s), rtol=1e-4, atol=1e-6)
 
 
 @pytest.mark.parametrize("variant", ["mse", "kl", "token_kl"])
 def test_amad_is_invariant_to_permuting_student_heads(variant):
   rng = np.random.default_rng(0)
   t, s = attention_maps(rng, 2, 6, 4, 5), attention_maps(rng, 2, 3, 4, 5)
-  np.testing.assert_allclose(L.amad(t, s[:, [2, 0, 1]], variant=variant),
-                             L.amad(t, s, variant=variant), rtol=1e-5, atol=1e-7)
+  np.testing.assert_allclose(
+      L.amad(t, s[:, [2, 0, 1]], variant=variant),
+      L.amad(t, s, variant=variant),
+      rtol=1e-5,
+      atol=1e-7,
+  )
 
 
 def test_amad_with_one_head_each_is_distance_of_normalised_maps():
   rng = np.random.default_rng(1)
   t, s = attention_maps(rng, 3, 1, 4, 4), attention_maps(rng, 3, 1, 4, 4)
-  expected = [np.sum((ref.normalize(a.ravel()) - ref.normalize(b.ravel()))**2)
-              for a, b in zip(t, s)]
+  expected = [
+      np.sum((ref.normalize(a.ravel()) - ref.normalize(b.ravel())) ** 2) for a, b in zip(t, s)
+  ]
   np.testing.assert_allclose(L.amad(t, s, variant="mse"), expected, rtol=1e-5)
 
 
@@ -50,8 +56,9 @@ def test_amad_kl_query_mask_drops_padded_rows():
   rng = np.random.default_rng(3)
   t, s = attention_maps(rng, 2, 4, 5, 5), attention_maps(rng, 2, 2, 5, 5)
   mask = np.array([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]], bool)
-  np.testing.assert_allclose(L.amad(t, s, variant="kl", query_mask=mask),
-                             ref.amad_kl(t, s, mask), rtol=1e-4)
+  np.testing.assert_allclose(
+      L.amad(t, s, variant="kl", query_mask=mask), ref.amad_kl(t, s, mask), rtol=1e-4
+  )
 
 
 def test_amad_projection_eq11_matches_reference_and_maps_key_lengths():
@@ -59,8 +66,9 @@ def test_amad_projection_eq11_matches_reference_and_maps_key_lengths():
   t, s = attention_maps(rng, 2, 4, 3, 6), attention_maps(rng, 2, 2, 3, 4)
   projection = {"kernel": np.abs(rng.normal(size=(6, 4))), "bias": np.full(6, 0.01)}
   s_tilde = ref.project(s, projection["kernel"], projection["bias"])
-  np.testing.assert_allclose(L.amad(t, s, variant="kl", projection=projection),
-                             ref.amad_kl(t, s_tilde), rtol=1e-4)
+  np.testing.assert_allclose(
+      L.amad(t, s, variant="kl", projection=projection), ref.amad_kl(t, s_tilde), rtol=1e-4
+  )
 
 
 def test_amad_errors_name_the_problem():
@@ -79,13 +87,16 @@ def test_amad_errors_name_the_problem():
 def test_one_to_one_matches_reference_and_is_zero_on_equal_maps(kind):
   rng = np.random.default_rng(5)
   t, s = attention_maps(rng, 3, 4, 5, 6), attention_maps(rng, 3, 4, 5, 6)
-  np.testing.assert_allclose(L.one_to_one_attention(t, s, kind=kind), ref.one_to_one(t, s, kind),
-                             rtol=1e-4, atol=1e-7)
+  np.testing.assert_allclose(
+      L.one_to_one_attention(t, s, kind=kind), ref.one_to_one(t, s, kind), rtol=1e-4, atol=1e-7
+  )
   np.testing.assert_allclose(L.one_to_one_attention(t, t, kind=kind), 0.0, atol=1e-6)
 
 
 def test_one_to_one_needs_equal_head_counts():
-  with pytest.raises(ValueError, match=r"equal head counts.*12 heads.*\(2, 12, 4, 4\).*4 .*\(2, 4, 4, 4\)"):
+  with pytest.raises(
+      ValueError, match=r"equal head counts.*12 heads.*\(2, 12, 4, 4\).*4 .*\(2, 4, 4, 4\)"
+  ):
     L.one_to_one_attention(np.zeros((2, 12, 4, 4)), np.zeros((2, 4, 4, 4)))
 
 

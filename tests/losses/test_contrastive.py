@@ -21,8 +21,10 @@ def supcon_reference(emb, labels, tau):
     if not positives:
       losses.append(0.0)
       continue
-    losses.append(-sum(math.log(math.exp(z[i] @ z[p] / tau) / denominator) for p in positives)
-                  / len(positives))
+    losses.append(
+        -sum(math.log(math.exp(z[i] @ z[p] / tau) / denominator) for p in positives)
+        / len(positives)
+    )
   return np.array(losses), np.array(valid)
 
 
@@ -39,15 +41,17 @@ def test_matches_reference(n, d, classes, tau):
 
 def test_anchor_without_positive_is_zero_and_invalid():
   loss, valid = contrastive.supervised_contrastive(
-      np.eye(3, 4), np.array([0, 0, 1]), temperature=0.1)
+      np.eye(3, 4), np.array([0, 0, 1]), temperature=0.1
+  )
   assert valid.tolist() == [True, True, False] and float(loss[2]) == 0.0
 
 
 def test_gradients_are_finite_and_jit_works():
   rng = np.random.default_rng(0)
   emb, labels = rng.normal(size=(8, 5)), rng.integers(0, 2, size=8)
-  grad = jax.jit(jax.grad(lambda e: contrastive.supervised_contrastive(
-      e, labels, temperature=0.1)[0].sum()))(emb)
+  grad = jax.jit(
+      jax.grad(lambda e: contrastive.supervised_contrastive(e, labels, temperature=0.1)[0].sum())
+  )(emb)
   assert np.all(np.isfinite(grad)) and np.abs(grad).sum() > 0
 
 

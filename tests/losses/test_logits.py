@@ -13,8 +13,9 @@ from tests.losses import numpy_reference as ref
 def test_hinton_kd_matches_reference(batch, classes, tau):
   rng = np.random.default_rng(batch * classes)
   s, t = rng.normal(size=(2, batch, classes)) * 3
-  np.testing.assert_allclose(L.hinton_kd(s, t, temperature=tau), ref.hinton_kd(s, t, tau),
-                             rtol=2e-5, atol=1e-6)
+  np.testing.assert_allclose(
+      L.hinton_kd(s, t, temperature=tau), ref.hinton_kd(s, t, tau), rtol=2e-5, atol=1e-6
+  )
 
 
 def test_hinton_kd_keeps_leading_axes():
@@ -37,8 +38,9 @@ def test_hinton_kd_gradient_is_tau_times_softened_difference():
   s, t = rng.normal(size=(2, 3, 6))
   tau = 3.0
   grad = jax.grad(lambda x: jnp.sum(L.hinton_kd(x, t, temperature=tau)))(s)
-  np.testing.assert_allclose(grad, tau * (ref.softmax(s / tau) - ref.softmax(t / tau)),
-                             rtol=1e-4, atol=1e-6)
+  np.testing.assert_allclose(
+      grad, tau * (ref.softmax(s / tau) - ref.softmax(t / tau)), rtol=1e-4, atol=1e-6
+  )
 
 
 def test_hinton_kd_rejects_mismatched_shapes_naming_both():
@@ -76,8 +78,9 @@ def test_cross_entropy_matches_reference(eps):
   rng = np.random.default_rng(4)
   z = rng.normal(size=(6, 9)) * 2
   y = rng.integers(0, 9, size=6)
-  np.testing.assert_allclose(L.cross_entropy(z, y, label_smoothing=eps),
-                             ref.cross_entropy(z, y, eps), rtol=1e-5)
+  np.testing.assert_allclose(
+      L.cross_entropy(z, y, label_smoothing=eps), ref.cross_entropy(z, y, eps), rtol=1e-5
+  )
 
 
 def test_cross_entropy_rejects_bad_labels():

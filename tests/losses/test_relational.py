@@ -7,8 +7,10 @@ import kd_jax.losses as L
 from tests.losses import numpy_reference as ref
 
 
-@pytest.mark.parametrize("batch,anchors,ds,dt,per_example", [
-    (1, 3, 2, 2, False), (5, 16, 8, 12, False), (4, 7, 6, 3, True)])
+@pytest.mark.parametrize(
+    "batch,anchors,ds,dt,per_example",
+    [(1, 3, 2, 2, False), (5, 16, 8, 12, False), (4, 7, 6, 3, True)],
+)
 def test_similarity_kl_matches_reference(batch, anchors, ds, dt, per_example):
   rng = np.random.default_rng(batch + anchors)
   lead = (batch, anchors) if per_example else (anchors,)
@@ -21,15 +23,20 @@ def test_similarity_kl_matches_reference(batch, anchors, ds, dt, per_example):
 def test_similarity_kl_default_student_temperature_is_the_teacher_one():
   rng = np.random.default_rng(0)
   s, sa, t, ta = rng.normal(size=(4, 3, 5))
-  np.testing.assert_allclose(L.similarity_kl(s, sa, t, ta, temperature=0.04),
-                             ref.similarity_kl(s, sa, t, ta, 0.04, 0.04), rtol=1e-4, atol=1e-6)
+  np.testing.assert_allclose(
+      L.similarity_kl(s, sa, t, ta, temperature=0.04),
+      ref.similarity_kl(s, sa, t, ta, 0.04, 0.04),
+      rtol=1e-4,
+      atol=1e-6,
+  )
 
 
 def test_similarity_kl_is_zero_when_student_equals_teacher_and_scale_free():
   rng = np.random.default_rng(1)
   emb, anchors = rng.normal(size=(6, 8)), rng.normal(size=(20, 8))
   np.testing.assert_allclose(
-      L.similarity_kl(emb, anchors, 3.0 * emb, anchors, temperature=0.07), 0.0, atol=1e-5)
+      L.similarity_kl(emb, anchors, 3.0 * emb, anchors, temperature=0.07), 0.0, atol=1e-5
+  )
   # ReAugKD's form: teacher anchors on both sides.
   assert np.all(L.similarity_kl(emb[::-1], anchors, emb, anchors, temperature=0.07) > 0)
 
@@ -70,8 +77,9 @@ def test_correlation_congruence_matches_reference(kernel):
   rng = np.random.default_rng(4)
   s, t = rng.normal(size=(6, 5)), rng.normal(size=(6, 8))
   out = L.correlation_congruence(s, t, kernel=kernel, gamma=0.4, order=2)
-  np.testing.assert_allclose(out, ref.correlation_congruence(s, t, kernel, 0.4, 2),
-                             rtol=1e-4, atol=1e-7)
+  np.testing.assert_allclose(
+      out, ref.correlation_congruence(s, t, kernel, 0.4, 2), rtol=1e-4, atol=1e-7
+  )
 
 
 def test_taylor_kernel_converges_to_exact_gaussian():
@@ -79,8 +87,11 @@ def test_taylor_kernel_converges_to_exact_gaussian():
   s, t = rng.normal(size=(5, 4)), rng.normal(size=(5, 4))
   exact = L.correlation_congruence(s, t, kernel="gaussian", gamma=0.4)
   np.testing.assert_allclose(
-      L.correlation_congruence(s, t, kernel="gaussian_taylor", gamma=0.4, order=12), exact,
-      rtol=1e-4, atol=1e-7)
+      L.correlation_congruence(s, t, kernel="gaussian_taylor", gamma=0.4, order=12),
+      exact,
+      rtol=1e-4,
+      atol=1e-7,
+  )
 
 
 def test_correlation_congruence_rejects_unknown_kernel():

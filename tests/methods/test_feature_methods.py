@@ -17,32 +17,40 @@ from tests.train import helpers
 
 RNG = np.random.default_rng(3)
 BATCH, CLASSES = 4, 5
-CONTEXT = base.RunContext(total_steps=10, steps_per_epoch=5, num_train_examples=20,
-                          batch_size=BATCH, num_classes=CLASSES)
+CONTEXT = base.RunContext(
+    total_steps=10, steps_per_epoch=5, num_train_examples=20, batch_size=BATCH, num_classes=CLASSES
+)
 
 
 def _io(step=0):
-  student = {"logits": jnp.asarray(RNG.normal(size=(BATCH, CLASSES)), jnp.float32),
-             "features": [jnp.asarray(RNG.normal(size=(BATCH, 8, 8, c)), jnp.float32)
-                          for c in (3, 4, 6)]}
-  teacher = {"logits": jnp.asarray(RNG.normal(size=(BATCH, CLASSES)), jnp.float32),
-             "features": [jnp.asarray(RNG.normal(size=(BATCH, 8, 8, c)), jnp.float32)
-                          for c in (5, 7, 9)]}
-  return base.StepIO(student=student, teachers=(teacher,), context=CONTEXT,
-                     batch={"label": jnp.asarray(RNG.integers(0, CLASSES, BATCH))},
-                     step=jnp.asarray(step, jnp.int32))
+  student = {
+      "logits": jnp.asarray(RNG.normal(size=(BATCH, CLASSES)), jnp.float32),
+      "features": [jnp.asarray(RNG.normal(size=(BATCH, 8, 8, c)), jnp.float32) for c in (3, 4, 6)],
+  }
+  teacher = {
+      "logits": jnp.asarray(RNG.normal(size=(BATCH, CLASSES)), jnp.float32),
+      "features": [jnp.asarray(RNG.normal(size=(BATCH, 8, 8, c)), jnp.float32) for c in (5, 7, 9)],
+  }
+  return base.StepIO(
+      student=student,
+      teachers=(teacher,),
+      context=CONTEXT,
+      batch={"label": jnp.asarray(RNG.integers(0, CLASSES, BATCH))},
+      step=jnp.asarray(step, jnp.int32),
+  )
 
 
 def _task(io, kd_weight, ce_weight, tau=4.0):
   s, t = np.asarray(io.student["logits"]), np.asarray(io.teachers[0]["logits"])
-  return (kd_weight * ref.hinton_kd(s, t, tau).mean()
-          + ce_weight * ref.cross_entropy(s, np.asarray(io.batch["label"])).mean())
+  return (
+      kd_weight * ref.hinton_kd(s, t, tau).mean()
+      + ce_weight * ref.cross_entropy(s, np.asarray(io.batch["label"])).mean()
+  )
 
 
 @pytest.mark.parametrize("pairs", [(), ((0, 1), (2, 2))])
 def test_fitnets_matches_reference(pairs):
-  method = methods.get_method("fitnets", pairs=pairs, hint_weight=2.0, kd_weight=0.5,
-                              ce_weight=0.3)
+  method = methods.get_method("fitnets", pairs=pairs, hint_weight=2.0, kd_weight=0.5, ce_weight=0.3)
   io = _io()
   variables = method.init(jax.random.key(0), io)
   loss, aux = method.loss(variables.params, {}, io)
@@ -51,11 +59,16 @@ def test_fitnets_matches_reference(pairs):
   hint = 0.0
   for i, j in used:
     adapter = variables.params["adapters"][f"{i}_{j}"]
-    assert adapter["kernel"].shape == (io.student["features"][i].shape[-1],
-                                       io.teachers[0]["features"][j].shape[-1])
-    hint += ref.fitnets(np.asarray(io.student["features"][i]),
-                        np.asarray(io.teachers[0]["features"][j]),
-                        np.asarray(adapter["kernel"]), np.asarray(adapter["bias"])).mean()
+    assert adapter["kernel"].shape == (
+        io.student["features"][i].shape[-1],
+        io.teachers[0]["features"][j].shape[-1],
+    )
+    hint += ref.fitnets(
+        np.asarray(io.student["features"][i]),
+        np.asarray(io.teachers[0]["features"][j]),
+        np.asarray(adapter["kernel"]),
+        np.asarray(adapter["bias"]),
+    ).mean()
   np.testing.assert_allclose(float(aux.metrics["hint"]), hint, rtol=1e-4)
   np.testing.assert_allclose(float(loss), 2.0 * hint + _task(io, 0.5, 0.3), rtol=1e-4)
 
@@ -74,8 +87,10 @@ def test_attention_transfer_matches_reference():
   method = methods.get_method("at", weight=1000.0, p=2.0, ce_weight=1.0)
   io = _io()
   loss, aux = method.loss({}, {}, io)
-  at = sum(ref.attention_transfer(np.asarray(s), np.asarray(t)).mean()
-           for s, t in zip(io.student["features"], io.teachers[0]["features"]))
+  at = sum(
+      ref.attention_transfer(np.asarray(s), np.asarray(t)).mean()
+      for s, t in zip(io.student["features"], io.teachers[0]["features"])
+  )
   np.testing.assert_allclose(float(aux.metrics["at"]), at, rtol=1e-4)
   np.testing.assert_allclose(float(loss), 1000.0 * at + _task(io, 0.0, 1.0), rtol=1e-4)
 
@@ -85,21 +100,30 @@ def test_feature_methods_name_bad_pairs():
   with pytest.raises(ValueError, match=r"feature pair \(5, 0\) is out of range.*3 feature maps"):
     methods.get_method("fitnets", pairs=((5, 0),)).init(jax.random.key(0), io)
   with pytest.raises(ValueError, match="student has 2 feature maps and the teacher 3"):
-    short = base.StepIO(student={**io.student, "features": io.student["features"][:2]},
-                        teachers=io.teachers, batch=io.batch, context=CONTEXT)
+    short = base.StepIO(
+        student={**io.student, "features": io.student["features"][:2]},
+        teachers=io.teachers,
+        batch=io.batch,
+        context=CONTEXT,
+    )
     methods.get_method("at").loss({}, {}, short)
 
 
 @pytest.mark.parametrize("name", ["fitnets", "at"])
 def test_feature_methods_train_through_the_engine(name, tmp_path):
   teacher_dir = tmp_path / "teacher"
-  loop.train_and_evaluate(helpers.tiny_config(total_steps=2, checkpoint_every=2),
-                          str(teacher_dir))
+  loop.train_and_evaluate(helpers.tiny_config(total_steps=2, checkpoint_every=2), str(teacher_dir))
   config = helpers.tiny_config(total_steps=3, checkpoint_every=3)
   config.model_kwargs = ml_collections.ConfigDict({"width": 4})
   config.method = ml_collections.ConfigDict({"name": name})
-  config.teachers = (ml_collections.ConfigDict({"model": "tests.train.helpers:TinyCNN",
-                                                "model_kwargs": {"width": 8},
-                                                "workdir": str(teacher_dir)}),)
+  config.teachers = (
+      ml_collections.ConfigDict(
+          {
+              "model": "tests.train.helpers:TinyCNN",
+              "model_kwargs": {"width": 8},
+              "workdir": str(teacher_dir),
+          }
+      ),
+  )
   results = loop.train_and_evaluate(config, str(tmp_path / "student"))
   assert {"accuracy", "agreement"} <= set(results)

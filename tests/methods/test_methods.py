@@ -11,8 +11,13 @@ from kd_jax.methods import base
 
 RNG = np.random.default_rng(0)
 BATCH, CLASSES = 6, 5
-CONTEXT = base.RunContext(total_steps=1, steps_per_epoch=1, num_train_examples=BATCH,
-                          batch_size=BATCH, num_classes=CLASSES)
+CONTEXT = base.RunContext(
+    total_steps=1,
+    steps_per_epoch=1,
+    num_train_examples=BATCH,
+    batch_size=BATCH,
+    num_classes=CLASSES,
+)
 
 
 def np_log_softmax(z):
@@ -36,13 +41,28 @@ def outputs(logits):
 
 
 def io(student, teachers, labels, **kwargs):
-  return base.StepIO(student=student, teachers=tuple(outputs(t) for t in teachers),
-                     batch={"label": jnp.asarray(labels)}, context=CONTEXT, **kwargs)
+  return base.StepIO(
+      student=student,
+      teachers=tuple(outputs(t) for t in teachers),
+      batch={"label": jnp.asarray(labels)},
+      context=CONTEXT,
+      **kwargs,
+  )
 
 
 def call_loss(method, student, teachers, labels):
-  return method.loss({}, {}, io(outputs(student), teachers, labels, rng=jax.random.key(0),
-                                step=jnp.zeros((), jnp.int32), train=True))
+  return method.loss(
+      {},
+      {},
+      io(
+          outputs(student),
+          teachers,
+          labels,
+          rng=jax.random.key(0),
+          step=jnp.zeros((), jnp.int32),
+          train=True,
+      ),
+  )
 
 
 @pytest.fixture(scope="module")
@@ -82,19 +102,22 @@ def test_vanilla_kd_is_zero_when_student_equals_single_teacher(data):
 
 def test_default_eval_metrics_with_ensemble(data):
   student, teachers, labels = data
-  out = methods.get_method("vanilla_kd").eval_metrics({}, {}, io(outputs(student), teachers,
-                                                                  labels))
+  out = methods.get_method("vanilla_kd").eval_metrics(
+      {}, {}, io(outputs(student), teachers, labels)
+  )
   ensemble = np_ensemble(teachers)
   np.testing.assert_array_equal(out["accuracy"], student.argmax(-1) == labels)
   np.testing.assert_array_equal(out["teacher_accuracy"], ensemble.argmax(-1) == labels)
   np.testing.assert_array_equal(out["agreement"], student.argmax(-1) == ensemble.argmax(-1))
-  np.testing.assert_allclose(out["predictive_kl"], np_kd(student, ensemble, 1.0), rtol=1e-4,
-                             atol=1e-6)
+  np.testing.assert_allclose(
+      out["predictive_kl"], np_kd(student, ensemble, 1.0), rtol=1e-4, atol=1e-6
+  )
 
 
 def test_eval_metrics_skip_headless_students():
   out = methods.get_method("supervised").eval_metrics(
-      {}, {}, io({"logits": None, "embedding": jnp.ones((2, 3))}, (), np.zeros(2, np.int32)))
+      {}, {}, io({"logits": None, "embedding": jnp.ones((2, 3))}, (), np.zeros(2, np.int32))
+  )
   assert out == {}
 
 
@@ -113,7 +136,9 @@ def test_registry_errors_name_the_problem():
 
 def test_requested_outputs_and_batch_dependence_are_declared():
   assert methods.get_method("vanilla_kd").requested_outputs() == (
-      frozenset({"logits"}), frozenset({"logits"}))
+      frozenset({"logits"}),
+      frozenset({"logits"}),
+  )
   assert methods.get_method("rkd").requested_outputs()[1] == frozenset({"logits", "embedding"})
   assert methods.get_method("rkd").batch_dependent
   assert not methods.get_method("vanilla_kd").batch_dependent

@@ -55,16 +55,24 @@ def test_expected_calibration_error_matches_reference(bins):
   rng = np.random.default_rng(bins)
   z = rng.normal(size=(200, 10)) * 3
   y = rng.integers(0, 10, 200)
-  np.testing.assert_allclose(M.expected_calibration_error(z, y, num_bins=bins),
-                             ece_reference(z, y, bins), rtol=1e-4, atol=1e-6)
+  np.testing.assert_allclose(
+      M.expected_calibration_error(z, y, num_bins=bins),
+      ece_reference(z, y, bins),
+      rtol=1e-4,
+      atol=1e-6,
+  )
 
 
 def test_ece_mask_drops_padding():
   rng = np.random.default_rng(2)
   z, y = rng.normal(size=(30, 4)), rng.integers(0, 4, 30)
   mask = np.arange(30) < 20
-  np.testing.assert_allclose(M.expected_calibration_error(z, y, mask=mask),
-                             ece_reference(z[:20], y[:20], 15), rtol=1e-4, atol=1e-6)
+  np.testing.assert_allclose(
+      M.expected_calibration_error(z, y, mask=mask),
+      ece_reference(z[:20], y[:20], 15),
+      rtol=1e-4,
+      atol=1e-6,
+  )
 
 
 def cka_reference(x, y):
@@ -83,8 +91,9 @@ def test_linear_cka_matches_hsic_form_and_invariances():
   np.testing.assert_allclose(M.linear_cka(x, y), cka_reference(x, y), rtol=1e-4)
   q, _ = np.linalg.qr(rng.normal(size=(6, 6)))
   np.testing.assert_allclose(M.linear_cka(x, 3 * x @ q + 1), 1.0, rtol=1e-4)
-  np.testing.assert_allclose(M.linear_cka(x[:30], y[:30]),
-                             M.linear_cka(x, y, mask=np.arange(40) < 30), rtol=1e-4)
+  np.testing.assert_allclose(
+      M.linear_cka(x[:30], y[:30]), M.linear_cka(x, y, mask=np.arange(40) < 30), rtol=1e-4
+  )
 
 
 def average_precision_reference(scores, targets):
@@ -104,12 +113,15 @@ def test_auprc_micro_and_macro_match_reference_with_ties():
   scores = np.round(rng.uniform(size=(60, 8)), 1)  # rounding creates many ties
   targets = (rng.uniform(size=(60, 8)) < 0.3).astype(np.float32)
   targets[:, 5] = 0  # a class without positives is left out of the macro mean
-  np.testing.assert_allclose(M.auprc(scores, targets, average="micro"),
-                             average_precision_reference(scores.ravel(), targets.ravel()),
-                             rtol=1e-5)
+  np.testing.assert_allclose(
+      M.auprc(scores, targets, average="micro"),
+      average_precision_reference(scores.ravel(), targets.ravel()),
+      rtol=1e-5,
+  )
   per_class = [average_precision_reference(scores[:, c], targets[:, c]) for c in range(8) if c != 5]
-  np.testing.assert_allclose(M.auprc(scores, targets, average="macro"), np.mean(per_class),
-                             rtol=1e-5)
+  np.testing.assert_allclose(
+      M.auprc(scores, targets, average="macro"), np.mean(per_class), rtol=1e-5
+  )
 
 
 def test_auprc_agrees_with_scikit_learn():
@@ -117,28 +129,39 @@ def test_auprc_agrees_with_scikit_learn():
   rng = np.random.default_rng(5)
   scores = rng.uniform(size=(50, 6))
   targets = (rng.uniform(size=(50, 6)) < 0.4).astype(int)
-  np.testing.assert_allclose(M.auprc(scores, targets, average="micro"),
-                             metrics.average_precision_score(targets, scores, average="micro"),
-                             rtol=1e-5)
-  np.testing.assert_allclose(M.auprc(scores, targets, average="macro"),
-                             metrics.average_precision_score(targets, scores, average="macro"),
-                             rtol=1e-5)
+  np.testing.assert_allclose(
+      M.auprc(scores, targets, average="micro"),
+      metrics.average_precision_score(targets, scores, average="micro"),
+      rtol=1e-5,
+  )
+  np.testing.assert_allclose(
+      M.auprc(scores, targets, average="macro"),
+      metrics.average_precision_score(targets, scores, average="macro"),
+      rtol=1e-5,
+  )
 
 
 def test_auprc_mask_drops_padded_rows_and_perfect_ranking_scores_one():
   rng = np.random.default_rng(6)
   scores, targets = rng.uniform(size=(20, 3)), (rng.uniform(size=(20, 3)) < 0.5).astype(float)
   mask = np.arange(20) < 12
-  np.testing.assert_allclose(M.auprc(scores, targets, mask=mask), M.auprc(scores[:12], targets[:12]),
-                             rtol=1e-6)
+  np.testing.assert_allclose(
+      M.auprc(scores, targets, mask=mask), M.auprc(scores[:12], targets[:12]), rtol=1e-6
+  )
   np.testing.assert_allclose(M.auprc(targets + 0.1 * scores, targets), 1.0)
 
 
-@pytest.mark.parametrize("fn", [
-    lambda s, t, y: M.accuracy(s, y), lambda s, t, y: M.top_k_agreement(s, t, k=2),
-    lambda s, t, y: M.predictive_kl(t, s), lambda s, t, y: M.expected_calibration_error(s, y),
-    lambda s, t, y: M.linear_cka(s, t),
-    lambda s, t, y: M.auprc(s, (t > 0).astype(jnp.float32), average="macro")])
+@pytest.mark.parametrize(
+    "fn",
+    [
+        lambda s, t, y: M.accuracy(s, y),
+        lambda s, t, y: M.top_k_agreement(s, t, k=2),
+        lambda s, t, y: M.predictive_kl(t, s),
+        lambda s, t, y: M.expected_calibration_error(s, y),
+        lambda s, t, y: M.linear_cka(s, t),
+        lambda s, t, y: M.auprc(s, (t > 0).astype(jnp.float32), average="macro"),
+    ],
+)
 def test_metrics_jit_and_bfloat16(fn):
   rng = np.random.default_rng(7)
   s, t = rng.normal(size=(2, 12, 5)).astype(np.float32)

@@ -1,4 +1,5 @@
 """Real inputs for the model tests: Fashion-MNIST images and recorded speech (shared DATA.md)."""
+
 import gzip
 import pathlib
 

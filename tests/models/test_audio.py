@@ -1,4 +1,5 @@
 """SEA's mel front end against librosa on recorded speech; L3 / students against SEA Table 1."""
+
 import dataclasses
 
 import jax
@@ -29,16 +30,27 @@ def librosa_mel(clip, config, *, center):
   if not center:
     clip = np.pad(clip, audio.padding_amounts(len(clip), config))
   return librosa.feature.melspectrogram(
-      y=clip, sr=config.sample_rate, n_fft=config.n_fft, hop_length=config.hop_length,
-      n_mels=config.n_mels, htk=True, norm="slaney", power=config.power, center=center,
-      pad_mode="constant", window="hann")
+      y=clip,
+      sr=config.sample_rate,
+      n_fft=config.n_fft,
+      hop_length=config.hop_length,
+      n_mels=config.n_mels,
+      htk=True,
+      norm="slaney",
+      power=config.power,
+      center=center,
+      pad_mode="constant",
+      window="hann",
+  )
 
 
-@pytest.mark.parametrize("config", [audio.SEA_STUDENT_MEL, audio.L3_MEL],
-                         ids=["student_8k", "teacher_48k"])
+@pytest.mark.parametrize(
+    "config", [audio.SEA_STUDENT_MEL, audio.L3_MEL], ids=["student_8k", "teacher_48k"]
+)
 def test_filterbank_matches_librosa(config):
-  expected = librosa.filters.mel(sr=config.sample_rate, n_fft=config.n_fft,
-                                 n_mels=config.n_mels, htk=True, norm="slaney")
+  expected = librosa.filters.mel(
+      sr=config.sample_rate, n_fft=config.n_fft, n_mels=config.n_mels, htk=True, norm="slaney"
+  )
   np.testing.assert_allclose(audio.mel_filterbank(config), expected.T, rtol=1e-5, atol=1e-9)
 
 
@@ -51,7 +63,10 @@ def test_student_front_end_matches_librosa_on_speech(speech_8k, padding):
     mel = librosa_mel(clip, config, center=padding == "center")
     np.testing.assert_allclose(
         np.asarray(audio.mel_spectrogram(clip[None], config, decibels=False))[0, ..., 0],
-        mel, rtol=1e-4, atol=1e-6 * mel.max())
+        mel,
+        rtol=1e-4,
+        atol=1e-6 * mel.max(),
+    )
     expected_db = librosa.amplitude_to_db(mel, ref=np.max, amin=1e-5, top_db=80.0)
     np.testing.assert_allclose(ours[example, ..., 0], expected_db, atol=2e-3)
 
@@ -61,8 +76,9 @@ def test_teacher_front_end_gives_256_by_199_at_48k(speech_8k):
   clip = np.interp(np.arange(48_000) / 6.0, np.arange(8000), speech_8k[0]).astype(np.float32)
   ours = np.asarray(audio.mel_spectrogram(clip[None], audio.L3_MEL))
   assert ours.shape == (1, 256, 199, 1)
-  expected = librosa.amplitude_to_db(librosa_mel(clip, audio.L3_MEL, center=False), ref=np.max,
-                                     amin=1e-5, top_db=80.0)
+  expected = librosa.amplitude_to_db(
+      librosa_mel(clip, audio.L3_MEL, center=False), ref=np.max, amin=1e-5, top_db=80.0
+  )
   np.testing.assert_allclose(ours[0, ..., 0], expected, atol=2e-3)
 
 
@@ -70,13 +86,18 @@ def test_front_end_errors():
   with pytest.raises(ValueError, match="batch, samples"):
     audio.mel_spectrogram(jnp.zeros(8000), audio.SEA_STUDENT_MEL)
   with pytest.raises(ValueError, match="padding must be"):
-    audio.mel_spectrogram(jnp.zeros((1, 8000)),
-                          dataclasses.replace(audio.SEA_STUDENT_MEL, padding="reflect"))
+    audio.mel_spectrogram(
+        jnp.zeros((1, 8000)), dataclasses.replace(audio.SEA_STUDENT_MEL, padding="reflect")
+    )
 
 
-SPECTROGRAM = {"l3_teacher": (1, 256, 199, 1), "sea_student0": (1, 64, 50, 1),
-               "sea_student1": (1, 64, 50, 1), "sea_student2": (1, 64, 50, 1),
-               "sea_student3": (1, 64, 50, 1)}
+SPECTROGRAM = {
+    "l3_teacher": (1, 256, 199, 1),
+    "sea_student0": (1, 64, 50, 1),
+    "sea_student1": (1, 64, 50, 1),
+    "sea_student2": (1, 64, 50, 1),
+    "sea_student3": (1, 64, 50, 1),
+}
 
 
 @pytest.mark.parametrize("name", sorted(SPECTROGRAM))
@@ -96,7 +117,8 @@ def test_sizes_reproduce_sea_table1(name):
 def student1():
   model = get_model("sea_student1")
   variables = jax.jit(lambda k, x: model.init(k, x, train=False))(
-      jax.random.PRNGKey(0), jnp.zeros((1, 8000)))
+      jax.random.PRNGKey(0), jnp.zeros((1, 8000))
+  )
   return model, variables
 
 
@@ -120,9 +142,9 @@ def test_student_in_bfloat16(student1, speech_8k):
   model, variables = student1
   out32 = model.apply(variables, speech_8k, train=False)
   out16 = jax.jit(lambda v, x: model.clone(dtype=jnp.bfloat16).apply(v, x, train=False))(
-      variables, speech_8k)
+      variables, speech_8k
+  )
   assert out16["features"][0].dtype == jnp.bfloat16
   assert out16["spectrogram"].dtype == jnp.float32  # the front end stays float32
   scale = float(np.abs(np.asarray(out32["embedding"])).max())
-  np.testing.assert_allclose(np.float32(out16["embedding"]), out32["embedding"],
-                             atol=0.05 * scale)
+  np.testing.assert_allclose(np.float32(out16["embedding"]), out32["embedding"], atol=0.05 * scale)

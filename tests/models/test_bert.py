@@ -1,4 +1,5 @@
 """BERT: the real MiniLM-L6 teacher against PyTorch, the HF loader's checks, student configs."""
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -49,8 +50,12 @@ def test_minilm_embeddings_equal_pytorch(minilm_outputs, reference):
   _, out = minilm_outputs
   np.testing.assert_allclose(out["embedding"], reference["mean_pooled"], atol=1e-4, rtol=0)
   valid = reference["attention_mask"].astype(bool)
-  np.testing.assert_allclose(np.asarray(out["features"][-1])[valid],
-                             reference["last_hidden_state"][valid], atol=1e-4, rtol=0)
+  np.testing.assert_allclose(
+      np.asarray(out["features"][-1])[valid],
+      reference["last_hidden_state"][valid],
+      atol=1e-4,
+      rtol=0,
+  )
 
 
 def test_minilm_attention_probabilities_equal_pytorch(minilm_outputs, reference):
@@ -68,15 +73,19 @@ def test_every_checkpoint_weight_is_used(minilm):
 
   directory, _, variables = minilm
   state = load_file(str(directory / "model.safetensors"))
-  used = sum(v.size for k, v in state.items()
-             if not k.startswith("pooler.") and not k.endswith("position_ids"))
+  used = sum(
+      v.size
+      for k, v in state.items()
+      if not k.startswith("pooler.") and not k.endswith("position_ids")
+  )
   assert count_parameters(variables) == used == 22_565_376
 
 
 def test_normalized_embedding_is_sentence_transformers_output(minilm, reference):
   directory, _, variables = minilm
-  model = bert.BertEncoder(bert.BertConfig.from_hf_json(directory / "config.json"),
-                           normalize_embedding=True)
+  model = bert.BertEncoder(
+      bert.BertConfig.from_hf_json(directory / "config.json"), normalize_embedding=True
+  )
   batch = {k: reference[k] for k in ("input_ids", "attention_mask", "token_type_ids")}
   out = model.apply(variables, batch, train=False)
   np.testing.assert_allclose(out["embedding"], reference["normalized"], atol=1e-4)
@@ -112,8 +121,7 @@ def test_classifier_head_on_loaded_teacher(minilm, reference):
   model, variables = bert.load_hf_bert(directory, num_classes=5, rng=jax.random.PRNGKey(3))
   # Token ids alone: [PAD] (id 0) positions are masked as the reference's explicit mask did.
   with jax.default_matmul_precision("highest"):
-    out = jax.jit(lambda v, x: model.apply(v, x, train=False))(variables,
-                                                               reference["input_ids"])
+    out = jax.jit(lambda v, x: model.apply(v, x, train=False))(variables, reference["input_ids"])
   assert out["logits"].shape == (6, 5) and out["logits"].dtype == jnp.float32
   np.testing.assert_allclose(out["embedding"], reference["mean_pooled"], atol=1e-4)
 
@@ -121,8 +129,14 @@ def test_classifier_head_on_loaded_teacher(minilm, reference):
 # ---------------------------------------------------------------------------------------------
 # Small students and the loader's error messages (no checkpoint needed).
 
-SMALL = bert.BertConfig(vocab_size=50, hidden_size=32, num_layers=2, num_heads=4,
-                        intermediate_size=64, max_position_embeddings=16)
+SMALL = bert.BertConfig(
+    vocab_size=50,
+    hidden_size=32,
+    num_layers=2,
+    num_heads=4,
+    intermediate_size=64,
+    max_position_embeddings=16,
+)
 
 
 def random_variables(model, example, seed=0):
@@ -130,7 +144,8 @@ def random_variables(model, example, seed=0):
   rng = np.random.default_rng(seed)
   shapes = jax.eval_shape(lambda x: model.init(jax.random.PRNGKey(0), x, train=False), example)
   return jax.tree_util.tree_map(
-      lambda s: jnp.asarray(rng.normal(0.0, 0.2, s.shape), s.dtype), shapes)
+      lambda s: jnp.asarray(rng.normal(0.0, 0.2, s.shape), s.dtype), shapes
+  )
 
 
 def small_student_state():

@@ -1,5 +1,6 @@
 """The bf16 BERT training graph: no bf16 scatter-adds, attention matmuls on bf16 operands, and
 gradients that agree with float32 (issue 15: the bf16 step was 10× slower than float32)."""
+
 import dataclasses
 import re
 
@@ -10,14 +11,25 @@ import pytest
 
 from kd_jax.models import bert
 
-CONFIG = bert.BertConfig(vocab_size=64, hidden_size=32, num_layers=2, num_heads=4,
-                         intermediate_size=64, max_position_embeddings=16)
+CONFIG = bert.BertConfig(
+    vocab_size=64,
+    hidden_size=32,
+    num_layers=2,
+    num_heads=4,
+    intermediate_size=64,
+    max_position_embeddings=16,
+)
 IDS = np.array([[5, 7, 9, 11, 3, 0, 0, 0], [4, 8, 2, 6, 1, 9, 12, 0]], np.int32)
 
 
 def loss_fn(model, params, outputs, train):
-  out = model.apply({"params": params}, IDS, train=train, outputs=outputs,
-                    rngs={"dropout": jax.random.PRNGKey(3)} if train else None)
+  out = model.apply(
+      {"params": params},
+      IDS,
+      train=train,
+      outputs=outputs,
+      rngs={"dropout": jax.random.PRNGKey(3)} if train else None,
+  )
   return jnp.sum(out["logits"].astype(jnp.float32) ** 2)
 
 
@@ -58,8 +70,9 @@ def test_bf16_gradients_agree_with_float32(params):
   bf16 = f32.clone(dtype=jnp.bfloat16)
   g32 = jax.grad(lambda p: loss_fn(f32, p, ("logits",), True))(params)
   g16 = jax.grad(lambda p: loss_fn(bf16, p, ("logits",), True))(params)
-  for path, a, b in zip(jax.tree_util.tree_leaves_with_path(g32), jax.tree.leaves(g32),
-                        jax.tree.leaves(g16)):
+  for path, a, b in zip(
+      jax.tree_util.tree_leaves_with_path(g32), jax.tree.leaves(g32), jax.tree.leaves(g16)
+  ):
     a, b = np.ravel(a), np.ravel(np.asarray(b, np.float32))
     if np.linalg.norm(a) < 1e-6:
       continue  # e.g. unused rows of the word table

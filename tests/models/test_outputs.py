@@ -1,4 +1,5 @@
 """Requested outputs and the fused attention path: the explicit path's numbers, f32 and bf16."""
+
 import dataclasses
 import inspect
 
@@ -9,12 +10,22 @@ import pytest
 
 from kd_jax.models import attention, bert, get_model, model_names
 
-SMALL = bert.BertConfig(vocab_size=50, hidden_size=32, num_layers=2, num_heads=4,
-                        intermediate_size=64, max_position_embeddings=16, hidden_dropout=0.0,
-                        attention_dropout=0.0)
+SMALL = bert.BertConfig(
+    vocab_size=50,
+    hidden_size=32,
+    num_layers=2,
+    num_heads=4,
+    intermediate_size=64,
+    max_position_embeddings=16,
+    hidden_dropout=0.0,
+    attention_dropout=0.0,
+)
 IDS = np.array([[5, 7, 9, 11, 3, 0], [4, 8, 2, 0, 0, 0]], np.int32)  # 0 = padding
-BATCH = {"input_ids": IDS, "attention_mask": (IDS > 0).astype(np.int32),
-         "token_type_ids": np.array([[0, 0, 0, 1, 1, 0], [0, 0, 1, 0, 0, 0]], np.int32)}
+BATCH = {
+    "input_ids": IDS,
+    "attention_mask": (IDS > 0).astype(np.int32),
+    "token_type_ids": np.array([[0, 0, 0, 1, 1, 0], [0, 0, 1, 0, 0, 0]], np.int32),
+}
 # The second row is fully masked: both paths must give HF's uniform attention there.
 KEY_MASK = np.array([[1, 1, 1, 1, 0], [0, 0, 0, 0, 0], [1, 0, 1, 0, 1]])
 
@@ -48,8 +59,9 @@ def test_fused_attention_equals_explicit(monkeypatch, dtype, atol):
   assert not calls and probabilities.dtype == jnp.float32
   fused, none = layer.apply(params, x, KEY_MASK, train=False, return_probabilities=False)
   assert calls == [None] and none is None and fused.dtype == dtype
-  np.testing.assert_allclose(np.asarray(fused, np.float32), np.asarray(explicit, np.float32),
-                             atol=atol, rtol=0)
+  np.testing.assert_allclose(
+      np.asarray(fused, np.float32), np.asarray(explicit, np.float32), atol=atol, rtol=0
+  )
   if dtype == jnp.bfloat16:  # and the bf16 fused output stays near the float32 one
     reference, _ = layer.clone(dtype=jnp.float32).apply(params, x, KEY_MASK, train=False)
     np.testing.assert_allclose(np.asarray(fused, np.float32), reference, atol=atol, rtol=0)
@@ -67,8 +79,12 @@ def test_bert_requested_outputs_match_full_outputs(small_bert, monkeypatch, dtyp
   assert len(calls) == SMALL.num_layers  # no maps asked for: every layer took the fused path
   for key in ("logits", "embedding"):
     np.testing.assert_allclose(some[key], full[key], atol=atol, rtol=0, err_msg=key)
-  np.testing.assert_allclose(np.asarray(some["features"][-1], np.float32),
-                             np.asarray(full["features"][-1], np.float32), atol=atol, rtol=0)
+  np.testing.assert_allclose(
+      np.asarray(some["features"][-1], np.float32),
+      np.asarray(full["features"][-1], np.float32),
+      atol=atol,
+      rtol=0,
+  )
 
 
 def test_fused_and_explicit_gradients_agree(small_bert):
@@ -124,6 +140,7 @@ def test_unknown_output_names_are_refused():
 @pytest.mark.parametrize("name", model_names())
 def test_every_model_accepts_outputs(name):
   """The engine passes `outputs=` whenever `__call__` accepts it: every zoo model does."""
-  model = get_model(name, **({"init_from": "scratch", "num_classes": 2}
-                             if name == "bert_classifier" else {}))
+  model = get_model(
+      name, **({"init_from": "scratch", "num_classes": 2} if name == "bert_classifier" else {})
+  )
   assert "outputs" in inspect.signature(type(model).__call__).parameters

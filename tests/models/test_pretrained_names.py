@@ -21,8 +21,9 @@ def test_minilm_l6_loads_the_checkpoint_and_pretrained_false_does_not():
   assert loaded["params"]["classifier"]["kernel"].shape == (384, 3)  # the head is new
   # The train step donates its state: a later stage in the same process must still load.
   jax.jit(lambda v: jax.tree.map(lambda a: a + 1, v), donate_argnums=0)(loaded)
-  np.testing.assert_array_equal(_word_embeddings(model.load_pretrained(variables)),
-                                _word_embeddings(reference))
+  np.testing.assert_array_equal(
+      _word_embeddings(model.load_pretrained(variables)), _word_embeddings(reference)
+  )
 
   scratch = get_model("minilm_l6", num_classes=3, pretrained=False)
   assert not hasattr(scratch, "load_pretrained")

@@ -1,4 +1,5 @@
 """CIFAR ResNets, WRNs, PreAct ResNets and DiSK's ResNet10 family against their published sizes."""
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -15,21 +16,33 @@ CIFAR_IMAGE = jax.ShapeDtypeStruct((1, 32, 32, 3), jnp.float32)
 # literature that uses RepDistiller's models (Tian et al., ICLR 2020, and its followers); the
 # CIFAR-10 ResNet-110 count of He et al. (2016, Table 6).
 PUBLISHED_PARAMS_M = {
-    "resnet20": (100, "0.28"), "resnet32": (100, "0.47"), "resnet56": (100, "0.86"),
-    "resnet110": (10, "1.7"), "resnet8x4": (100, "1.23"), "resnet32x4": (100, "7.43"),
-    "wrn_40_2": (100, "2.26"), "wrn_16_2": (100, "0.70"), "wrn_40_1": (100, "0.57"),
+    "resnet20": (100, "0.28"),
+    "resnet32": (100, "0.47"),
+    "resnet56": (100, "0.86"),
+    "resnet110": (10, "1.7"),
+    "resnet8x4": (100, "1.23"),
+    "resnet32x4": (100, "7.43"),
+    "wrn_40_2": (100, "2.26"),
+    "wrn_16_2": (100, "0.70"),
+    "wrn_40_1": (100, "0.57"),
 }
 
 # DiSK (Kag et al., ICLR 2023) CIFAR-100 MACs, millions (PAPERS.md §4).
 DISK_MACS_M = {
-    "resnet10_l": "64", "resnet10_m": "16", "resnet10_s": "4", "resnet10_xs": "2.86",
-    "resnet10_xxs": "2", "resnet10_xxxs": "0.8", "resnet10": "253", "resnet18": "555",
+    "resnet10_l": "64",
+    "resnet10_m": "16",
+    "resnet10_s": "4",
+    "resnet10_xs": "2.86",
+    "resnet10_xxs": "2",
+    "resnet10_xxxs": "0.8",
+    "resnet10": "253",
+    "resnet18": "555",
 }
 
 
 def half_unit_of_last_digit(printed: str) -> float:
   decimals = len(printed.split(".")[1]) if "." in printed else 0
-  return 0.5 * 10.0 ** -decimals
+  return 0.5 * 10.0**-decimals
 
 
 @pytest.mark.parametrize("name", sorted(PUBLISHED_PARAMS_M))
@@ -58,6 +71,7 @@ def test_xla_macs_skip_only_padding_taps():
 
 
 class ConvThenDense(nn.Module):
+
   @nn.compact
   def __call__(self, x, *, train):
     x = nn.Conv(16, (3, 3), strides=2, padding=1, feature_group_count=1)(x)
@@ -80,10 +94,16 @@ def resnet8(fashion_images):
   return model, init(jax.random.PRNGKey(0), fashion_images[:1])
 
 
-@pytest.mark.parametrize("name,stages,channels", [
-    ("resnet8", 3, 64), ("wrn_16_1", 3, 64), ("preact_resnet20", 3, 64),
-    ("resnet10_xxs", 4, 16), ("preact_resnet56", 3, 256),
-])
+@pytest.mark.parametrize(
+    "name,stages,channels",
+    [
+        ("resnet8", 3, 64),
+        ("wrn_16_1", 3, 64),
+        ("preact_resnet20", 3, 64),
+        ("resnet10_xxs", 4, 16),
+        ("preact_resnet56", 3, 256),
+    ],
+)
 def test_output_shapes_on_grayscale_28x28(name, stages, channels):
   """Every family takes 28×28×1 and returns logits, embedding and one map per stage."""
   model = get_model(name, num_classes=10)
@@ -113,10 +133,11 @@ def test_batch_norm_training_uses_batch_statistics(resnet8, fashion_images):
   _, updates = model.apply(variables, fashion_images, train=True, mutable=["batch_stats"])
   kernel = np.asarray(variables["params"]["stem_conv"]["kernel"], np.float64)
   padded = np.pad(fashion_images.astype(np.float64), ((0, 0), (1, 1), (1, 1), (0, 0)))
-  patches = np.stack([padded[:, i:i + 28, j:j + 28, :] for i in range(3) for j in range(3)], -2)
+  patches = np.stack([padded[:, i : i + 28, j : j + 28, :] for i in range(3) for j in range(3)], -2)
   stem = np.einsum("bhwkc,kco->bhwo", patches, kernel.reshape(9, 1, -1))
-  np.testing.assert_allclose(updates["batch_stats"]["stem_bn"]["mean"],
-                             0.1 * stem.mean((0, 1, 2)), rtol=1e-4, atol=1e-6)
+  np.testing.assert_allclose(
+      updates["batch_stats"]["stem_bn"]["mean"], 0.1 * stem.mean((0, 1, 2)), rtol=1e-4, atol=1e-6
+  )
 
 
 def test_bfloat16_compute_keeps_float32_params_and_logits(resnet8, fashion_images):
@@ -133,7 +154,8 @@ def test_bfloat16_compute_keeps_float32_params_and_logits(resnet8, fashion_image
 def test_summary_reports_sizes_and_costs():
   report = summary(get_model("resnet20", num_classes=100), jnp.zeros((2, 32, 32, 3)))
   assert report["params"] == count_parameters(
-      abstract_variables(get_model("resnet20"), CIFAR_IMAGE)["params"])
+      abstract_variables(get_model("resnet20"), CIFAR_IMAGE)["params"]
+  )
   # BN running mean and variance: two per channel; stem, 3 stages × 3 blocks × 2, 2 shortcuts.
   assert report["state"] == 2 * (16 + 6 * 16 + 6 * 32 + 6 * 64 + 32 + 64)
   assert report["bytes"] == 4 * report["total"]
@@ -150,8 +172,14 @@ def test_bad_inputs_and_names_give_clear_errors():
     get_model("wrn_15_2")
   with pytest.raises(KeyError, match="unknown model"):
     get_model("resnet9000")
-  assert {"resnet20", "wrn_40_2", "resnet10_s", "preact_resnet20", "vit_tiny",
-          "sea_student1"} <= set(model_names())
+  assert {
+      "resnet20",
+      "wrn_40_2",
+      "resnet10_s",
+      "preact_resnet20",
+      "vit_tiny",
+      "sea_student1",
+  } <= set(model_names())
 
 
 def test_gradients_reach_every_parameter(resnet8, fashion_images):
@@ -160,8 +188,9 @@ def test_gradients_reach_every_parameter(resnet8, fashion_images):
   labels = jnp.arange(8) % 10
 
   def loss(params):
-    out, _ = model.apply({**variables, "params": params}, fashion_images, train=True,
-                         mutable=["batch_stats"])
+    out, _ = model.apply(
+        {**variables, "params": params}, fashion_images, train=True, mutable=["batch_stats"]
+    )
     log_probs = jax.nn.log_softmax(out["logits"])
     return -jnp.take_along_axis(log_probs, labels[:, None], axis=1).mean()
 

@@ -5,6 +5,7 @@ the suite keeps its one device. The batch is sharded over a 1-D "data" mesh, var
 replicated; BatchNorm's batch statistics in train mode must then be the global ones. Meshes:
 the trainer's (`kd_jax.train.mesh`, automatic axes) and `jax.make_mesh`'s explicit-axes default.
 """
+
 import json
 import os
 import pathlib
@@ -67,14 +68,31 @@ SCRIPT = textwrap.dedent("""
 
 
 def test_models_on_eight_simulated_devices():
-  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8",
-             JAX_PLATFORMS="cpu", PYTHONPATH=str(REPO))
-  result = subprocess.run([sys.executable, "-c", SCRIPT], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=300, check=False)
+  env = dict(
+      os.environ,
+      XLA_FLAGS="--xla_force_host_platform_device_count=8",
+      JAX_PLATFORMS="cpu",
+      PYTHONPATH=str(REPO),
+  )
+  result = subprocess.run(
+      [sys.executable, "-c", SCRIPT],
+      cwd=REPO,
+      env=env,
+      capture_output=True,
+      text=True,
+      timeout=300,
+      check=False,
+  )
   assert result.returncode == 0, result.stderr[-4000:]
   line = [l for l in result.stdout.splitlines() if l.startswith("RESULT ")][-1]
-  errors = json.loads(line[len("RESULT "):])
-  assert set(errors) == {"resnet8/auto", "sea_student3/auto", "vit_micro/auto", "bert/auto",
-                         "vit_micro/explicit", "bert/explicit"}
+  errors = json.loads(line[len("RESULT ") :])
+  assert set(errors) == {
+      "resnet8/auto",
+      "sea_student3/auto",
+      "vit_micro/auto",
+      "bert/auto",
+      "vit_micro/explicit",
+      "bert/explicit",
+  }
   for name, error in errors.items():
     assert error < 1e-4, (name, error)

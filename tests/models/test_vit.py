@@ -1,4 +1,5 @@
 """ViT sizes against DeiT / timm, attention against NumPy, forward on real 28×28×1 images."""
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -11,11 +12,15 @@ from kd_jax.models.summary import abstract_variables, count_parameters
 IMAGENET = jax.ShapeDtypeStruct((1, 224, 224, 3), jnp.float32)
 
 
-@pytest.mark.parametrize("name,params,macs_g", [
-    # timm's exact counts for vit_tiny/small_patch16_224 (DeiT-Ti / DeiT-S, Touvron et al. 2021,
-    # Table 1: 5M / 22M params, 1.3 / 4.6 GFLOPs, which are multiply-adds).
-    ("vit_tiny", 5_717_416, "1.3"), ("vit_small", 22_050_664, "4.6"),
-])
+@pytest.mark.parametrize(
+    "name,params,macs_g",
+    [
+        # timm's exact counts for vit_tiny/small_patch16_224 (DeiT-Ti / DeiT-S, Touvron et al. 2021,
+        # Table 1: 5M / 22M params, 1.3 / 4.6 GFLOPs, which are multiply-adds).
+        ("vit_tiny", 5_717_416, "1.3"),
+        ("vit_small", 22_050_664, "4.6"),
+    ],
+)
 def test_imagenet_sizes_match_deit(name, params, macs_g):
   model = get_model(name, patch_size=16, num_classes=1000)
   assert count_parameters(abstract_variables(model, IMAGENET)["params"]) == params
@@ -54,7 +59,8 @@ def test_self_attention_matches_numpy():
 def micro_vit(fashion_images):
   model = get_model("vit_micro", num_classes=10, patch_size=4)
   variables = jax.jit(lambda k, x: model.init(k, x, train=False))(
-      jax.random.PRNGKey(0), fashion_images[:1])
+      jax.random.PRNGKey(0), fashion_images[:1]
+  )
   return model, variables
 
 
@@ -75,8 +81,12 @@ def test_vit_bfloat16_and_errors(micro_vit, fashion_images):
   out32 = model.apply(variables, fashion_images[:2], train=False)
   assert out16["features"][0].dtype == jnp.bfloat16
   assert out16["attentions"][0].dtype == jnp.float32  # softmax stays float32
-  np.testing.assert_allclose(out16["embedding"].astype(np.float32), out32["embedding"],
-                             atol=0.1 * float(np.abs(out32["embedding"]).max()))
+  np.testing.assert_allclose(
+      out16["embedding"].astype(np.float32),
+      out32["embedding"],
+      atol=0.1 * float(np.abs(out32["embedding"]).max()),
+  )
   with pytest.raises(ValueError, match="not divisible by patch size 5"):
     get_model("vit_micro", patch_size=5).init(
-        jax.random.PRNGKey(0), fashion_images[:1], train=False)
+        jax.random.PRNGKey(0), fashion_images[:1], train=False
+    )

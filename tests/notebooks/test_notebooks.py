@@ -24,7 +24,8 @@ def test_notebook_runs(path, tmp_path, monkeypatch):
   monkeypatch.setenv("MPLBACKEND", "Agg")
   notebook = nbformat.read(path, as_version=4)
   # Raises CellExecutionError naming the cell and its traceback when a cell fails.
-  nbclient.NotebookClient(notebook, timeout=600, kernel_name="python3",
-                          resources={"metadata": {"path": REPO}}).execute()
+  nbclient.NotebookClient(
+      notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": REPO}}
+  ).execute()
   outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.outputs]
   assert not [o for o in outputs if o.get("output_type") == "error"]

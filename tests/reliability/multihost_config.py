@@ -34,5 +34,9 @@ def recorded_mnist(split, *, data_dir=None, manual_dir=None):
 
 def get_config(arg: str = ""):
   del arg
-  return helpers.tiny_config(dataset="tests.reliability.multihost_config:recorded_mnist",
-                             total_steps=8, checkpoint_every=4, multihost=True)
+  return helpers.tiny_config(
+      dataset="tests.reliability.multihost_config:recorded_mnist",
+      total_steps=8,
+      checkpoint_every=4,
+      multihost=True,
+  )

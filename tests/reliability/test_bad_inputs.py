@@ -39,13 +39,16 @@ CASES = {}
 
 def case(name, error, match):
   """Registers `function(tmp_path)` as a case that must raise `error` matching `match`."""
+
   def register(function):
     CASES[name] = (function, error, match)
     return function
+
   return register
 
 
 # --- Config: every hyper-parameter with a domain ---------------------------------------------
+
 
 def _config_case(name, edit, match):
   def function(tmp_path):
@@ -53,6 +56,7 @@ def _config_case(name, edit, match):
     c = helpers.tiny_config()
     edit(c)
     config_lib.validate(c)
+
   CASES[f"config/{name}"] = (function, ValueError, match)
 
 
@@ -63,26 +67,50 @@ def _set(path, value):
     for parent in parents:
       node = node[parent]
     node[leaf] = value
+
   return edit
 
 
 for _name, _path, _value, _match in [
-    ("negative_learning_rate", "optimizer.learning_rate", -0.1,
-     r"optimizer.learning_rate must be a finite number > 0, got -0.1"),
-    ("zero_learning_rate", "optimizer.learning_rate", 0.0,
-     r"optimizer.learning_rate must be a finite number > 0, got 0.0"),
-    ("nan_learning_rate", "optimizer.learning_rate", float("nan"),
-     r"optimizer.learning_rate must be a finite number > 0, got nan"),
+    (
+        "negative_learning_rate",
+        "optimizer.learning_rate",
+        -0.1,
+        r"optimizer.learning_rate must be a finite number > 0, got -0.1",
+    ),
+    (
+        "zero_learning_rate",
+        "optimizer.learning_rate",
+        0.0,
+        r"optimizer.learning_rate must be a finite number > 0, got 0.0",
+    ),
+    (
+        "nan_learning_rate",
+        "optimizer.learning_rate",
+        float("nan"),
+        r"optimizer.learning_rate must be a finite number > 0, got nan",
+    ),
     ("negative_momentum", "optimizer.momentum", -0.5, r"optimizer.momentum must be in \[0, 1\)"),
     ("momentum_one", "optimizer.momentum", 1.0, r"optimizer.momentum .* got 1.0"),
-    ("negative_warmup", "optimizer.warmup_steps", -1,
-     r"optimizer.warmup_steps must be an integer in \[0, total_steps=12\), got -1"),
-    ("warmup_past_the_end", "optimizer.warmup_steps", 12,
-     r"optimizer.warmup_steps .* got 12"),
-    ("negative_weight_decay", "optimizer.weight_decay", -1e-4,
-     r"optimizer.weight_decay must be a finite number >= 0, got -0.0001"),
-    ("negative_end_learning_rate", "optimizer.end_learning_rate", -1.0,
-     r"optimizer.end_learning_rate must be a finite number >= 0, got -1.0"),
+    (
+        "negative_warmup",
+        "optimizer.warmup_steps",
+        -1,
+        r"optimizer.warmup_steps must be an integer in \[0, total_steps=12\), got -1",
+    ),
+    ("warmup_past_the_end", "optimizer.warmup_steps", 12, r"optimizer.warmup_steps .* got 12"),
+    (
+        "negative_weight_decay",
+        "optimizer.weight_decay",
+        -1e-4,
+        r"optimizer.weight_decay must be a finite number >= 0, got -0.0001",
+    ),
+    (
+        "negative_end_learning_rate",
+        "optimizer.end_learning_rate",
+        -1.0,
+        r"optimizer.end_learning_rate must be a finite number >= 0, got -1.0",
+    ),
     ("unknown_optimizer", "optimizer.name", "rmsprop", r"optimizer.name .* got 'rmsprop'"),
     ("unknown_schedule", "optimizer.schedule", "linear", r"optimizer.schedule .* got 'linear'"),
     ("nesterov_without_momentum", "optimizer.momentum", 0.0, r"nesterov=True needs"),
@@ -92,12 +120,19 @@ for _name, _path, _value, _match in [
     ("zero_max_to_keep", "max_to_keep", 0, r"max_to_keep must be a positive integer, got 0"),
     ("float16_compute", "compute_dtype", "float16", r"compute_dtype must be .* got 'float16'"),
     ("empty_input_key", "input_key", "", r"input_key must name a batch entry"),
-    ("accumulation_not_dividing", "grad_accum_steps", 5,
-     r"batch_size=32 is not divisible by grad_accum_steps=5"),
+    (
+        "accumulation_not_dividing",
+        "grad_accum_steps",
+        5,
+        r"batch_size=32 is not divisible by grad_accum_steps=5",
+    ),
 ]:
   if _name == "nesterov_without_momentum":
-    _config_case(_name, lambda c: (_set("optimizer.momentum", 0.0)(c),
-                                   _set("optimizer.nesterov", True)(c)), _match)
+    _config_case(
+        _name,
+        lambda c: (_set("optimizer.momentum", 0.0)(c), _set("optimizer.nesterov", True)(c)),
+        _match,
+    )
   else:
     _config_case(_name, _set(_path, _value), _match)
 
@@ -110,8 +145,11 @@ def _unknown_key(tmp_path):
   config_lib.validate(c)
 
 
-@case("config/teacher_without_workdir", ValueError, r"teachers\[0\] must have keys .*missing "
-      r"\['workdir'\]")
+@case(
+    "config/teacher_without_workdir",
+    ValueError,
+    r"teachers\[0\] must have keys .*missing " r"\['workdir'\]",
+)
 def _teacher_without_workdir(tmp_path):
   del tmp_path
   c = helpers.tiny_config(method=ml_collections.ConfigDict({"name": "vanilla_kd"}))
@@ -122,16 +160,23 @@ def _teacher_without_workdir(tmp_path):
 @case("config/stage_order_incomplete", ValueError, r"stage_order \['a'\] must list every stage")
 def _stage_order_incomplete(tmp_path):
   del tmp_path
-  config = ml_collections.ConfigDict({"stages": {"a": helpers.tiny_config().to_dict(),
-                                                 "b": helpers.tiny_config().to_dict()},
-                                      "stage_order": ("a",)})
+  config = ml_collections.ConfigDict(
+      {
+          "stages": {"a": helpers.tiny_config().to_dict(), "b": helpers.tiny_config().to_dict()},
+          "stage_order": ("a",),
+      }
+  )
   config_lib.validate_stages(config)
 
 
 # --- Data and labels ---------------------------------------------------------------------------
 
-@case("data/negative_label_in_batch", ValueError,
-      r"train batch of step 3: label -1 is outside \[0, num_classes=10\)")
+
+@case(
+    "data/negative_label_in_batch",
+    ValueError,
+    r"train batch of step 3: label -1 is outside \[0, num_classes=10\)",
+)
 def _negative_label(tmp_path):
   del tmp_path
   guards.check_labels({"label": np.array([1, -1, 2])}, 10, "train batch of step 3")
@@ -184,15 +229,21 @@ def _model_zero_classes(tmp_path):
 _LOGITS = jnp.zeros((3, 4))
 
 
-@case("loss/cross_entropy_label_minus_one", ValueError,
-      r"labels must be class ids in \[0, 4\) .* got values from -1 to 2")
+@case(
+    "loss/cross_entropy_label_minus_one",
+    ValueError,
+    r"labels must be class ids in \[0, 4\) .* got values from -1 to 2",
+)
 def _ce_minus_one(tmp_path):
   del tmp_path
   logit_losses.cross_entropy(_LOGITS, jnp.array([0, -1, 2]))
 
 
-@case("loss/cross_entropy_label_equal_to_classes", ValueError,
-      r"labels must be class ids in \[0, 4\) .* from 0 to 4")
+@case(
+    "loss/cross_entropy_label_equal_to_classes",
+    ValueError,
+    r"labels must be class ids in \[0, 4\) .* from 0 to 4",
+)
 def _ce_too_large(tmp_path):
   del tmp_path
   logit_losses.cross_entropy(_LOGITS, np.array([0, 4, 1]))
@@ -222,8 +273,11 @@ def _label_smoothing_one(tmp_path):
   logit_losses.cross_entropy(_LOGITS, jnp.array([0, 1, 2]), label_smoothing=1.0)
 
 
-@case("loss/kd_shape_mismatch", ValueError, r"student_logits has shape \(3, 4\) but "
-      r"teacher_logits has shape \(3, 5\)")
+@case(
+    "loss/kd_shape_mismatch",
+    ValueError,
+    r"student_logits has shape \(3, 4\) but " r"teacher_logits has shape \(3, 5\)",
+)
 def _kd_shape_mismatch(tmp_path):
   del tmp_path
   logit_losses.hinton_kd(_LOGITS, jnp.zeros((3, 5)), temperature=2.0)
@@ -231,11 +285,15 @@ def _kd_shape_mismatch(tmp_path):
 
 # --- Knowledge bases ---------------------------------------------------------------------------
 
+
 def _kb_arrays():
   rng = np.random.default_rng(0)
   soft = rng.random((6, 3)).astype(np.float32)
-  return rng.normal(size=(6, 5)).astype(np.float32), soft / soft.sum(1, keepdims=True), \
-      np.array([0, 1, 2, 0, 1, 2])
+  return (
+      rng.normal(size=(6, 5)).astype(np.float32),
+      soft / soft.sum(1, keepdims=True),
+      np.array([0, 1, 2, 0, 1, 2]),
+  )
 
 
 def _kb_content_case(name, edit, match):
@@ -244,6 +302,7 @@ def _kb_content_case(name, edit, match):
     embeddings, soft, labels = _kb_arrays()
     embeddings, soft, labels = edit(embeddings, soft, labels)
     retrieval.KnowledgeBase(embeddings, soft, labels, "teacher@1")
+
   CASES[f"kb/{name}"] = (function, retrieval.KnowledgeBaseError, match)
 
 
@@ -258,16 +317,29 @@ def _negative_soft_label(e, s, l):
 
 
 _kb_content_case("empty", lambda e, s, l: (e[:0], s[:0], l[:0]), r"it is empty \(0 entries\)")
-_kb_content_case("nan_embedding", _nan_embedding,
-                 r"1 of 6 embeddings are not finite .* first at entry 2")
-_kb_content_case("negative_soft_label", _negative_soft_label,
-                 r"soft-label rows have negative or non-finite values, first at entry 4")
-_kb_content_case("unnormalised_soft_labels", lambda e, s, l: (e, s * 2, l),
-                 r"6 of 6 soft-label rows do not sum to 1")
-_kb_content_case("label_out_of_range", lambda e, s, l: (e, s, l + 1),
-                 r"2 of 6 labels are outside \[0, num_classes=3\) \(entry 2 has label 3\)")
-_kb_content_case("shapes_disagree", lambda e, s, l: (e, s[:5], l),
-                 r"arrays disagree: embeddings \(6, 5\), soft_labels \(5, 3\)")
+_kb_content_case(
+    "nan_embedding", _nan_embedding, r"1 of 6 embeddings are not finite .* first at entry 2"
+)
+_kb_content_case(
+    "negative_soft_label",
+    _negative_soft_label,
+    r"soft-label rows have negative or non-finite values, first at entry 4",
+)
+_kb_content_case(
+    "unnormalised_soft_labels",
+    lambda e, s, l: (e, s * 2, l),
+    r"6 of 6 soft-label rows do not sum to 1",
+)
+_kb_content_case(
+    "label_out_of_range",
+    lambda e, s, l: (e, s, l + 1),
+    r"2 of 6 labels are outside \[0, num_classes=3\) \(entry 2 has label 3\)",
+)
+_kb_content_case(
+    "shapes_disagree",
+    lambda e, s, l: (e, s[:5], l),
+    r"arrays disagree: embeddings \(6, 5\), soft_labels \(5, 3\)",
+)
 
 
 def _saved_kb(tmp_path):
@@ -286,31 +358,43 @@ def _edit_manifest(tmp_path, edit):
   retrieval.load_knowledge_base(directory)
 
 
-@case("kb/manifest_missing_field", retrieval.KnowledgeBaseError,
-      r"manifest.json lacks the field\(s\) \['teacher_id'\]")
+@case(
+    "kb/manifest_missing_field",
+    retrieval.KnowledgeBaseError,
+    r"manifest.json lacks the field\(s\) \['teacher_id'\]",
+)
 def _manifest_missing_field(tmp_path):
   _edit_manifest(tmp_path, lambda m: m.pop("teacher_id"))
 
 
-@case("kb/manifest_disagrees_with_arrays", retrieval.KnowledgeBaseError,
-      r"arrays disagree with the manifest: embedding_dim 7 in the manifest vs 5 in the arrays")
+@case(
+    "kb/manifest_disagrees_with_arrays",
+    retrieval.KnowledgeBaseError,
+    r"arrays disagree with the manifest: embedding_dim 7 in the manifest vs 5 in the arrays",
+)
 def _manifest_disagrees(tmp_path):
   _edit_manifest(tmp_path, lambda m: m.update(embedding_dim=7))
 
 
-@case("kb/truncated_manifest", retrieval.KnowledgeBaseError,
-      r"kb/manifest.json is not valid JSON .* truncated")
+@case(
+    "kb/truncated_manifest",
+    retrieval.KnowledgeBaseError,
+    r"kb/manifest.json is not valid JSON .* truncated",
+)
 def _truncated_manifest(tmp_path):
   directory, path = _saved_kb(tmp_path)
   with open(path) as f:
     text = f.read()
   with open(path, "w") as f:
-    f.write(text[:len(text) // 2])
+    f.write(text[: len(text) // 2])
   retrieval.load_knowledge_base(directory)
 
 
-@case("kb/corrupt_arrays", retrieval.KnowledgeBaseError,
-      r"knowledge_base.safetensors does not match the checksum")
+@case(
+    "kb/corrupt_arrays",
+    retrieval.KnowledgeBaseError,
+    r"knowledge_base.safetensors does not match the checksum",
+)
 def _corrupt_arrays(tmp_path):
   directory, _ = _saved_kb(tmp_path)
   path = os.path.join(directory, "knowledge_base.safetensors")
@@ -322,11 +406,17 @@ def _corrupt_arrays(tmp_path):
 
 # --- Checkpoints, teachers, workdirs -----------------------------------------------------------
 
+
 def _teacher_state():
   kernel = jax.random.normal(jax.random.key(0), (64, 64))
-  return {"step": jnp.asarray(5, jnp.int32),
-          "params": {"student": {"Dense_0": {"kernel": kernel}}, "method": {}},
-          "model_state": {}, "opt_state": (), "method_state": {}, "rng": jnp.zeros(2, jnp.uint32)}
+  return {
+      "step": jnp.asarray(5, jnp.int32),
+      "params": {"student": {"Dense_0": {"kernel": kernel}}, "method": {}},
+      "model_state": {},
+      "opt_state": (),
+      "method_state": {},
+      "rng": jnp.zeros(2, jnp.uint32),
+  }
 
 
 def _saved_run(tmp_path):
@@ -340,17 +430,23 @@ def _data_files(step_dir):
   return [p for p in (step_dir / "state").rglob("*") if p.is_file() and p.parent.name == "d"]
 
 
-@case("checkpoint/flipped_teacher_params", integrity.CorruptCheckpointError,
-      r"teacher's checkpoint step 5 .*checksum mismatch in 1 of 1 arrays "
-      r"\(params.student.Dense_0.kernel\)")
+@case(
+    "checkpoint/flipped_teacher_params",
+    integrity.CorruptCheckpointError,
+    r"teacher's checkpoint step 5 .*checksum mismatch in 1 of 1 arrays "
+    r"\(params.student.Dense_0.kernel\)",
+)
 def _flipped_teacher(tmp_path):
   run = _saved_run(tmp_path)
   corruption.flip_silently(run / "checkpoints" / "5")
   checkpoint_lib.restore_exported_variables(str(run))
 
 
-@case("checkpoint/truncated_teacher", integrity.CorruptCheckpointError,
-      r"Cannot read the teacher's checkpoint step 5 in \S+")
+@case(
+    "checkpoint/truncated_teacher",
+    integrity.CorruptCheckpointError,
+    r"Cannot read the teacher's checkpoint step 5 in \S+",
+)
 def _truncated_teacher(tmp_path):
   run = _saved_run(tmp_path)
   for path in _data_files(run / "checkpoints" / "5"):
@@ -358,14 +454,20 @@ def _truncated_teacher(tmp_path):
   checkpoint_lib.restore_exported_variables(str(run))
 
 
-@case("checkpoint/teacher_never_trained", FileNotFoundError,
-      r"No checkpoints in \S+: train the teacher first")
+@case(
+    "checkpoint/teacher_never_trained",
+    FileNotFoundError,
+    r"No checkpoints in \S+: train the teacher first",
+)
 def _teacher_never_trained(tmp_path):
   checkpoint_lib.restore_exported_variables(str(tmp_path / "empty"))
 
 
-@case("checkpoint/checksums_record_replaced", integrity.CorruptCheckpointError,
-      r"checksum mismatch in 1 of 1 arrays")
+@case(
+    "checkpoint/checksums_record_replaced",
+    integrity.CorruptCheckpointError,
+    r"checksum mismatch in 1 of 1 arrays",
+)
 def _checksums_replaced(tmp_path):
   run = _saved_run(tmp_path)
   path = run / "checkpoints" / "5" / "checksums" / "metadata"
@@ -375,31 +477,47 @@ def _checksums_replaced(tmp_path):
   checkpoint_lib.restore_exported_variables(str(run))
 
 
-@case("teacher/nan_params", FloatingPointError,
-      r"teachers\[0\] \(/runs/t\) has non-finite values .* in 1 array\(s\): params.Dense_0.bias")
+@case(
+    "teacher/nan_params",
+    FloatingPointError,
+    r"teachers\[0\] \(/runs/t\) has non-finite values .* in 1 array\(s\): params.Dense_0.bias",
+)
 def _teacher_nan(tmp_path):
   del tmp_path
-  variables = {"params": {"Dense_0": {"kernel": jnp.ones((2, 2)),
-                                      "bias": jnp.array([0.0, jnp.nan])}}}
+  variables = {
+      "params": {"Dense_0": {"kernel": jnp.ones((2, 2)), "bias": jnp.array([0.0, jnp.nan])}}
+  }
   guards.check_finite_variables(variables, "teachers[0] (/runs/t)")
 
 
-@case("teacher/architecture_mismatch", ValueError,
-      r"teachers\[0\] \(tests.train.helpers:TinyCNN \{'width': 8\}\) does not match the "
-      r"checkpoint in /runs/t: \d+ parameter\(s\) differ")
+@case(
+    "teacher/architecture_mismatch",
+    ValueError,
+    r"teachers\[0\] \(tests.train.helpers:TinyCNN \{'width': 8\}\) does not match the "
+    r"checkpoint in /runs/t: \d+ parameter\(s\) differ",
+)
 def _teacher_mismatch(tmp_path):
   del tmp_path
   x = jnp.zeros((1, 28, 28, 1))
   variables = helpers.TinyCNN(width=4).init(jax.random.key(0), x, train=False)
   config = helpers.tiny_config(method=ml_collections.ConfigDict({"name": "vanilla_kd"}))
-  config.teachers = (ml_collections.ConfigDict(
-      {"model": "tests.train.helpers:TinyCNN", "model_kwargs": {"width": 8},
-       "workdir": "/runs/t"}),)
+  config.teachers = (
+      ml_collections.ConfigDict(
+          {
+              "model": "tests.train.helpers:TinyCNN",
+              "model_kwargs": {"width": 8},
+              "workdir": "/runs/t",
+          }
+      ),
+  )
   build.check_teacher_shapes(config, [helpers.TinyCNN(width=8)], [variables], x)
 
 
-@case("workdir/held_by_another_run", workdir_lock.WorkdirBusyError,
-      r"is in use by another run \(pid 4242 on host elsewhere, started 2026-01-01T00:00:00\)")
+@case(
+    "workdir/held_by_another_run",
+    workdir_lock.WorkdirBusyError,
+    r"is in use by another run \(pid 4242 on host elsewhere, started 2026-01-01T00:00:00\)",
+)
 def _workdir_busy(tmp_path):
   # flock locks belong to an open file: a second open() here is "another run" to the lock.
   path = tmp_path / workdir_lock.LOCK_NAME
@@ -432,8 +550,10 @@ def test_valid_inputs_pass_the_same_checks(tmp_path):
   run = _saved_run(tmp_path)
   step, variables = checkpoint_lib.restore_exported_variables(str(run))
   assert step == 5
-  np.testing.assert_array_equal(variables["params"]["Dense_0"]["kernel"],
-                                _teacher_state()["params"]["student"]["Dense_0"]["kernel"])
+  np.testing.assert_array_equal(
+      variables["params"]["Dense_0"]["kernel"],
+      _teacher_state()["params"]["student"]["Dense_0"]["kernel"],
+  )
   with workdir_lock.hold(str(tmp_path / "w")):
     assert json.loads((tmp_path / "w" / ".lock").read_text())["pid"] == os.getpid()
   shutil.rmtree(tmp_path / "w")

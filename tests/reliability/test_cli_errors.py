@@ -18,8 +18,20 @@ def run_cli(workdir, *overrides, timeout=120):
   env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
   env.update(JAX_PLATFORMS="cpu", PYTHONPATH=ROOT)
   process = subprocess.run(
-      [sys.executable, "-m", "experiments.main", f"--config={TINY}", f"--workdir={workdir}",
-       *overrides], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+      [
+          sys.executable,
+          "-m",
+          "experiments.main",
+          f"--config={TINY}",
+          f"--workdir={workdir}",
+          *overrides,
+      ],
+      cwd=ROOT,
+      env=env,
+      capture_output=True,
+      text=True,
+      timeout=timeout,
+  )
   return process.returncode, process.stdout + process.stderr
 
 
@@ -30,8 +42,10 @@ def fatal_lines(output):
 def test_bad_hyper_parameter_is_one_line_and_leaves_nothing(tmp_path):
   code, output = run_cli(tmp_path / "run", "--config.optimizer.learning_rate=-0.5")
   assert code != 0
-  assert fatal_lines(output) == ["FATAL: Inconsistent config: optimizer.learning_rate must be a "
-                                 "finite number > 0, got -0.5."], output[-2000:]
+  assert fatal_lines(output) == [
+      "FATAL: Inconsistent config: optimizer.learning_rate must be a "
+      "finite number > 0, got -0.5."
+  ], output[-2000:]
   assert not (tmp_path / "run").exists()
 
 
@@ -58,6 +72,7 @@ def test_busy_workdir_stops_the_second_run_at_once(tmp_path):
   assert code != 0
   lines = fatal_lines(output)
   assert len(lines) == 1, output[-2000:]
-  assert (f"WorkdirBusyError: {workdir} is in use by another run (pid {os.getpid()} on host"
-          in lines[0])
+  assert (
+      f"WorkdirBusyError: {workdir} is in use by another run (pid {os.getpid()} on host" in lines[0]
+  )
   assert not os.path.exists(os.path.join(workdir, "config.json"))  # it touched nothing

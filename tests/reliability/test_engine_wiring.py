@@ -18,7 +18,6 @@ from kd_jax.train import loop
 from kd_jax.train import workdir_lock
 from tests.train import helpers
 
-
 BAD_INDEX = 300  # with seed 0 the shuffled epoch reaches it after the first batch
 
 
@@ -45,10 +44,17 @@ def bad_label_source(split, *, data_dir=None, manual_dir=None):
 
 def test_out_of_range_train_label_stops_at_its_batch(tmp_path):
   # Without a check of every batch, the label only surfaces as a NaN loss at the next log step.
-  config = helpers.tiny_config(dataset="tests.reliability.test_engine_wiring:bad_label_source",
-                               total_steps=16, log_every=16, checkpoint_every=16)
-  with pytest.raises(ValueError, match=r"train batch of step (\d+) \(tests.reliability.*\): "
-                                       r"label 10 is outside \[0, num_classes=10\)") as error:
+  config = helpers.tiny_config(
+      dataset="tests.reliability.test_engine_wiring:bad_label_source",
+      total_steps=16,
+      log_every=16,
+      checkpoint_every=16,
+  )
+  with pytest.raises(
+      ValueError,
+      match=r"train batch of step (\d+) \(tests.reliability.*\): "
+      r"label 10 is outside \[0, num_classes=10\)",
+  ) as error:
     loop.train_and_evaluate(config, str(tmp_path))
   step = int(re.search(r"step (\d+)", str(error.value)).group(1))
   assert 1 < step <= 16  # caught at its own batch, not by a check of the first batch only
@@ -56,14 +62,20 @@ def test_out_of_range_train_label_stops_at_its_batch(tmp_path):
 
 def _teacher_workdir(path, width, poison=False):
   """A finished-looking teacher run of TinyCNN(width) without config.json."""
-  variables = helpers.TinyCNN(width=width).init(jax.random.key(0), jnp.zeros((1, 28, 28, 1)),
-                                                train=False)
+  variables = helpers.TinyCNN(width=width).init(
+      jax.random.key(0), jnp.zeros((1, 28, 28, 1)), train=False
+  )
   params = variables["params"]
   if poison:
     params = jax.tree.map(lambda p: p.at[(0,) * p.ndim].set(jnp.nan), params)
-  state = {"step": jnp.asarray(4, jnp.int32), "params": {"student": params, "method": {}},
-           "model_state": {"batch_stats": variables["batch_stats"]}, "opt_state": (),
-           "method_state": {}, "rng": jnp.zeros(2, jnp.uint32)}
+  state = {
+      "step": jnp.asarray(4, jnp.int32),
+      "params": {"student": params, "method": {}},
+      "model_state": {"batch_stats": variables["batch_stats"]},
+      "opt_state": (),
+      "method_state": {},
+      "rng": jnp.zeros(2, jnp.uint32),
+  }
   checkpointer = checkpoint_lib.Checkpointer(str(path), async_save=False)
   checkpointer.save(4, state, {})
   checkpointer.close()
@@ -71,25 +83,37 @@ def _teacher_workdir(path, width, poison=False):
 
 
 def _student_of(teacher_dir, width=8):
-  config = helpers.tiny_config(total_steps=4,
-                               method=ml_collections.ConfigDict({"name": "vanilla_kd"}))
-  config.teachers = (ml_collections.ConfigDict(
-      {"model": "tests.train.helpers:TinyCNN", "model_kwargs": {"width": width},
-       "workdir": teacher_dir}),)
+  config = helpers.tiny_config(
+      total_steps=4, method=ml_collections.ConfigDict({"name": "vanilla_kd"})
+  )
+  config.teachers = (
+      ml_collections.ConfigDict(
+          {
+              "model": "tests.train.helpers:TinyCNN",
+              "model_kwargs": {"width": width},
+              "workdir": teacher_dir,
+          }
+      ),
+  )
   return config
 
 
 def test_teacher_with_nan_params_is_refused(tmp_path):
   teacher = _teacher_workdir(tmp_path / "teacher", 8, poison=True)
-  with pytest.raises(FloatingPointError, match=r"teachers\[0\] \(.*teacher\) has non-finite "
-                                               r"values \(NaN or inf\) in \d+ array"):
+  with pytest.raises(
+      FloatingPointError,
+      match=r"teachers\[0\] \(.*teacher\) has non-finite " r"values \(NaN or inf\) in \d+ array",
+  ):
     loop.train_and_evaluate(_student_of(teacher), str(tmp_path / "student"))
 
 
 def test_teacher_of_another_architecture_is_named(tmp_path):
   teacher = _teacher_workdir(tmp_path / "teacher", 4)  # no config.json to compare with
-  with pytest.raises(ValueError, match=r"teachers\[0\] \(.*TinyCNN .*\) does not match the "
-                                       r"checkpoint in .*teacher: \d+ parameter\(s\) differ"):
+  with pytest.raises(
+      ValueError,
+      match=r"teachers\[0\] \(.*TinyCNN .*\) does not match the "
+      r"checkpoint in .*teacher: \d+ parameter\(s\) differ",
+  ):
     loop.train_and_evaluate(_student_of(teacher, width=8), str(tmp_path / "student"))
 
 

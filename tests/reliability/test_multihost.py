@@ -42,33 +42,64 @@ def test_two_processes_share_one_run(tmp_path):
   processes = []
   for index in range(2):
     env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
-    env.update(JAX_PLATFORMS="cpu", PYTHONPATH=ROOT, KD_JAX_READS_DIR=str(reads),
-               XLA_FLAGS="--xla_force_host_platform_device_count=2",
-               JAX_COORDINATOR_ADDRESS=f"localhost:{port}", JAX_NUM_PROCESSES="2",
-               JAX_PROCESS_ID=str(index))
-    processes.append(subprocess.Popen(
-        [sys.executable, "-m", "experiments.main", f"--config={CONFIG}", f"--workdir={workdir}"],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+    env.update(
+        JAX_PLATFORMS="cpu",
+        PYTHONPATH=ROOT,
+        KD_JAX_READS_DIR=str(reads),
+        XLA_FLAGS="--xla_force_host_platform_device_count=2",
+        JAX_COORDINATOR_ADDRESS=f"localhost:{port}",
+        JAX_NUM_PROCESSES="2",
+        JAX_PROCESS_ID=str(index),
+    )
+    processes.append(
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "experiments.main",
+                f"--config={CONFIG}",
+                f"--workdir={workdir}",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+    )
   outputs = [p.communicate(timeout=300)[0] for p in processes]
   for process, output in zip(processes, outputs):
     assert process.returncode == 0, output[-3000:]
 
   # Each host read only its own rows of the global batches (disjoint: 512 examples, one epoch
   # is 16 steps), at least 8 steps x 16 examples (more with grain's read-ahead).
-  host_reads = [{int(line) for line in (reads / f"reads_{i}.txt").read_text().split()}
-                for i in range(2)]
+  host_reads = [
+      {int(line) for line in (reads / f"reads_{i}.txt").read_text().split()} for i in range(2)
+  ]
   assert all(len(r) >= 8 * 16 for r in host_reads), [len(r) for r in host_reads]
   assert not host_reads[0] & host_reads[1]
 
   # The same config in one process on 4 devices trains on the same global batches.
   env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
-  env.update(JAX_PLATFORMS="cpu", PYTHONPATH=ROOT,
-             XLA_FLAGS="--xla_force_host_platform_device_count=4")
+  env.update(
+      JAX_PLATFORMS="cpu", PYTHONPATH=ROOT, XLA_FLAGS="--xla_force_host_platform_device_count=4"
+  )
   single_dir = tmp_path / "single"
   single = subprocess.run(
-      [sys.executable, "-m", "experiments.main", f"--config={CONFIG}", f"--workdir={single_dir}",
-       "--config.multihost=False"], cwd=ROOT, env=env, capture_output=True, text=True,
-      timeout=300)
+      [
+          sys.executable,
+          "-m",
+          "experiments.main",
+          f"--config={CONFIG}",
+          f"--workdir={single_dir}",
+          "--config.multihost=False",
+      ],
+      cwd=ROOT,
+      env=env,
+      capture_output=True,
+      text=True,
+      timeout=300,
+  )
   assert single.returncode == 0, (single.stdout + single.stderr)[-3000:]
   losses = lambda d: [r["loss"] for r in writers.read_metrics(str(d)) if r["split"] == "train"]
   np.testing.assert_allclose(losses(workdir), losses(single_dir), rtol=1e-5)
@@ -82,16 +113,22 @@ def test_two_processes_share_one_run(tmp_path):
   assert [r["step"] for r in rows] == list(range(1, 9))
   assert rows[-1]["loss"] < rows[0]["loss"] and np.isfinite([r["loss"] for r in rows]).all()
   assert sorted(os.listdir(workdir / "checkpoints" / "8" / "data_iterator")) == [
-      "commit_success.txt", "process_0-of-2.json", "process_1-of-2.json"]
+      "commit_success.txt",
+      "process_0-of-2.json",
+      "process_1-of-2.json",
+  ]
 
   # The sharded evaluation equals a single-process evaluation of the saved parameters.
   _, variables = checkpoint_lib.restore_exported_variables(str(workdir))
   source = helpers.mnist_small("test")
   examples = [source[i] for i in range(len(source))]
-  batch = {"image": np.stack([e["image"] for e in examples]),
-           "label": np.array([e["label"] for e in examples])}
+  batch = {
+      "image": np.stack([e["image"] for e in examples]),
+      "label": np.array([e["label"] for e in examples]),
+  }
   logits = helpers.TinyCNN(width=8).apply(
-      variables, steps_lib.model_input(batch, "image", jnp.float32), train=False)["logits"]
+      variables, steps_lib.model_input(batch, "image", jnp.float32), train=False
+  )["logits"]
   accuracy = float(np.mean(np.argmax(np.asarray(logits), -1) == batch["label"]))
   results = json.loads((workdir / "results.json").read_text())
   assert results["accuracy"] == pytest.approx(accuracy, abs=1e-6)

@@ -22,6 +22,7 @@ def test_smoke_batches_divide_over_the_devices(variant, devices):
 
 
 def test_the_check_refuses_what_used_to_ship():
-  with pytest.raises(ValueError, match=r"eval_batch_size=250 must be divisible by the number of "
-                                       r"devices \(8\)"):
+  with pytest.raises(
+      ValueError, match=r"eval_batch_size=250 must be divisible by the number of " r"devices \(8\)"
+  ):
     mesh_lib.check_batch_size(250, types.SimpleNamespace(devices=np.empty(8)), "eval_batch_size")

@@ -11,17 +11,23 @@ import pytest
 
 from kd_jax.train import workdir_lock
 
-HOLD = ("import sys, time; from kd_jax.train import workdir_lock; "
-        "workdir_lock.acquire(sys.argv[1]); print('held', flush=True); time.sleep(600)")
+HOLD = (
+    "import sys, time; from kd_jax.train import workdir_lock; "
+    "workdir_lock.acquire(sys.argv[1]); print('held', flush=True); time.sleep(600)"
+)
 
 
 @pytest.fixture()
 def holder(tmp_path):
   """Another process that holds tmp_path/run until the test kills it."""
   root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-  process = subprocess.Popen([sys.executable, "-c", HOLD, str(tmp_path / "run")], cwd=root,
-                             env={**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONPATH": root},
-                             stdout=subprocess.PIPE, text=True)
+  process = subprocess.Popen(
+      [sys.executable, "-c", HOLD, str(tmp_path / "run")],
+      cwd=root,
+      env={**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONPATH": root},
+      stdout=subprocess.PIPE,
+      text=True,
+  )
   assert process.stdout.readline().strip() == "held"
   yield process
   if process.poll() is None:
@@ -31,8 +37,9 @@ def holder(tmp_path):
 
 def test_second_process_is_refused_until_the_holder_is_killed(tmp_path, holder):
   workdir = str(tmp_path / "run")
-  with pytest.raises(workdir_lock.WorkdirBusyError,
-                     match=rf"in use by another run \(pid {holder.pid} on host "):
+  with pytest.raises(
+      workdir_lock.WorkdirBusyError, match=rf"in use by another run \(pid {holder.pid} on host "
+  ):
     workdir_lock.acquire(workdir)
   holder.send_signal(signal.SIGKILL)
   holder.wait()

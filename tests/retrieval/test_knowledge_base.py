@@ -16,8 +16,11 @@ def _batches(rng, count, batch, dim, classes, pad_last=0):
     mask = np.ones(batch, bool)
     if i == count - 1 and pad_last:
       mask[-pad_last:] = False
-    yield {"x": rng.normal(size=(batch, dim)).astype(np.float32),
-           "label": rng.integers(0, classes, batch), "mask": mask}
+    yield {
+        "x": rng.normal(size=(batch, dim)).astype(np.float32),
+        "label": rng.integers(0, classes, batch),
+        "mask": mask,
+    }
 
 
 def _teacher(batch):
@@ -27,8 +30,13 @@ def _teacher(batch):
 
 @pytest.fixture()
 def kb():
-  return R.build_knowledge_base(_teacher, _batches(np.random.default_rng(0), 4, 8, 5, 3, 3),
-                                teacher_id="teacher@step100", temperature=2.0, total=4)
+  return R.build_knowledge_base(
+      _teacher,
+      _batches(np.random.default_rng(0), 4, 8, 5, 3, 3),
+      teacher_id="teacher@step100",
+      temperature=2.0,
+      total=4,
+  )
 
 
 def test_build_drops_padding_and_stores_soft_labels(kb):
@@ -44,8 +52,9 @@ def test_build_drops_padding_and_stores_soft_labels(kb):
 def test_save_load_round_trip_and_refusals(kb, tmp_path):
   directory = str(tmp_path / "kb")
   R.save_knowledge_base(kb, directory)
-  loaded = R.load_knowledge_base(directory, teacher_id="teacher@step100", embedding_dim=5,
-                                 num_classes=3)
+  loaded = R.load_knowledge_base(
+      directory, teacher_id="teacher@step100", embedding_dim=5, num_classes=3
+  )
   np.testing.assert_array_equal(loaded.embeddings, kb.embeddings)
   np.testing.assert_array_equal(loaded.soft_labels, kb.soft_labels)
   np.testing.assert_array_equal(loaded.labels, kb.labels)

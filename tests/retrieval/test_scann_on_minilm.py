@@ -19,6 +19,7 @@ MAX_LENGTH = 40
 def minilm_embeddings():
   from kd_jax.data import get_source
   from kd_jax.models import bert
+
   source = get_source("rotten_tomatoes", "train")
   texts = [str(source[i]["text"]) for i in range(NUM_SNIPPETS)]
   labels = np.array([int(source[i]["label"]) for i in range(NUM_SNIPPETS)])
@@ -26,8 +27,10 @@ def minilm_embeddings():
   model, variables = bert.load_hf_bert(directory)
   tokenizer = bert.load_tokenizer(directory, max_length=MAX_LENGTH)
   encode = jax.jit(lambda tokens: model.apply(variables, tokens, train=False)["embedding"])
-  chunks = [np.asarray(encode(bert.tokenize(tokenizer, texts[i:i + 256])))
-            for i in range(0, NUM_SNIPPETS, 256)]
+  chunks = [
+      np.asarray(encode(bert.tokenize(tokenizer, texts[i : i + 256])))
+      for i in range(0, NUM_SNIPPETS, 256)
+  ]
   return np.concatenate(chunks), labels
 
 
@@ -61,8 +64,9 @@ def test_scann_recall_against_exact_search(minilm_embeddings):
 def test_scann_searcher_reports_recall_at_build(minilm_embeddings):
   emb, labels = minilm_embeddings
   kb = R.KnowledgeBase(emb, np.eye(2)[labels], labels, teacher_id="all-MiniLM-L6-v2")
-  searcher = kb.searcher("scann", params=R.ScannParams(num_leaves=16, num_leaves_to_search=16),
-                         default_k=5)
+  searcher = kb.searcher(
+      "scann", params=R.ScannParams(num_leaves=16, num_leaves_to_search=16), default_k=5
+  )
   assert searcher.recall_at_k >= 0.99
   idx, scores = searcher.search(emb[:3], 5)
   assert idx.shape == (3, 5) and np.all(np.diff(scores, axis=1) <= 1e-6)

@@ -1,4 +1,5 @@
 """exact_top_k: the NumPy answer whatever the chunking, inside jit, with bounded score chunks."""
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -24,8 +25,9 @@ def data():
 @pytest.mark.parametrize("max_chunk_scores", [2**27, 8 * 1000, 1])
 def test_exact_top_k_equals_numpy(data, max_chunk_scores):
   database, queries, best, sorted_scores = data
-  indices, scores = exact_top_k(queries, database, k=5, max_chunk_scores=max_chunk_scores,
-                                precision=jax.lax.Precision.HIGHEST)
+  indices, scores = exact_top_k(
+      queries, database, k=5, max_chunk_scores=max_chunk_scores, precision=jax.lax.Precision.HIGHEST
+  )
   assert indices.shape == (37, 5) and indices.dtype == jnp.int32
   np.testing.assert_array_equal(indices, best)
   np.testing.assert_allclose(scores, sorted_scores[:, :5], atol=1e-5)

@@ -20,10 +20,16 @@ def _raw_arrays(state_dir: pathlib.Path):
   sharding = jax.sharding.SingleDeviceSharding(jax.devices()[0])
   handler = ocp.PyTreeCheckpointHandler()
   try:
-    target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=sharding),
-                          handler.metadata(state_dir).tree)
-    restored = handler.restore(state_dir, args=ocp.args.PyTreeRestore(
-        item=target, restore_args=ocp.checkpoint_utils.construct_restore_args(target)))
+    target = jax.tree.map(
+        lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=sharding),
+        handler.metadata(state_dir).tree,
+    )
+    restored = handler.restore(
+        state_dir,
+        args=ocp.args.PyTreeRestore(
+            item=target, restore_args=ocp.checkpoint_utils.construct_restore_args(target)
+        ),
+    )
   finally:
     handler.close()
   return [np.asarray(x) for x in jax.tree.leaves(restored)]
@@ -31,7 +37,7 @@ def _raw_arrays(state_dir: pathlib.Path):
 
 def _xor(path: pathlib.Path, offset: int, count: int) -> None:
   data = bytearray(path.read_bytes())
-  data[offset:offset + count] = bytes(b ^ 0xFF for b in data[offset:offset + count])
+  data[offset : offset + count] = bytes(b ^ 0xFF for b in data[offset : offset + count])
   path.write_bytes(bytes(data))
 
 
@@ -50,8 +56,9 @@ def flip_silently(step_dir: pathlib.Path, count: int = 4) -> str:
       after = _raw_arrays(state_dir)
     except Exception:  # pylint: disable=broad-except  (TensorStore noticed: try elsewhere)
       after = None
-    if after is not None and any(not np.array_equal(a, b, equal_nan=True)
-                                 for a, b in zip(before, after)):
+    if after is not None and any(
+        not np.array_equal(a, b, equal_nan=True) for a, b in zip(before, after)
+    ):
       return f"{count} bytes at offset {offset} of {largest.name} ({size} bytes)"
     _xor(largest, offset, count)  # undo, try the next place
   raise AssertionError(f"no silent flip found in {largest}")

@@ -18,6 +18,7 @@ from kd_jax.train import config as config_lib
 
 class TinyCNN(nn.Module):
   """conv(stride 2) -> [BatchNorm] -> ReLU -> 2×2 mean pool -> dense; the model contract."""
+
   num_classes: int = 10
   width: int = 8
   use_batch_norm: bool = True
@@ -99,6 +100,7 @@ def tiny_config(**overrides) -> ml_collections.ConfigDict:
 class SlowSupervised(methods.Supervised):
   """Supervised, plus a host callback that sleeps each step (numerics unchanged), so a test can
   SIGKILL a run reliably in the middle."""
+
   seconds_per_step: float = 0.15
 
   def loss(self, params, state, io):

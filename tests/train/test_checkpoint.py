@@ -74,8 +74,9 @@ def test_changed_config_in_same_workdir_is_refused(finished_run):
 
 def test_finished_run_is_not_retrained(finished_run, capsys):
   config, workdir, results, _ = finished_run
-  config = helpers.tiny_config(total_steps=12, checkpoint_every=4, max_to_keep=3,
-                               progress_bar=True)  # presentation keys may change
+  config = helpers.tiny_config(
+      total_steps=12, checkpoint_every=4, max_to_keep=3, progress_bar=True
+  )  # presentation keys may change
   assert loop.train_and_evaluate(config, str(workdir)) == results
   assert "already complete" in capsys.readouterr().out
 
@@ -88,8 +89,9 @@ def test_no_restorable_checkpoint_stops_the_run(finished_run, tmp_path):
   for path in (copy / "checkpoints").rglob("*"):
     if path.is_file() and path.parent.name == "d":
       path.write_bytes(b"")
-  with pytest.raises(RuntimeError,
-                     match=r"None of the checkpoints \[4, 8, 12\].*could be restored"):
+  with pytest.raises(
+      RuntimeError, match=r"None of the checkpoints \[4, 8, 12\].*could be restored"
+  ):
     loop.train_and_evaluate(config, str(copy))
   assert len(list((copy / "checkpoints_broken").iterdir())) == 3
 
@@ -98,8 +100,13 @@ def test_supervised_student_reports_fidelity_to_a_listed_teacher(finished_run, t
   # The "student trained with CE" rows of the fidelity tables: the teacher is not used in the
   # loss, only in the evaluation (agreement, predictive KL).
   _, teacher_dir, teacher_results, _ = finished_run
-  teacher = ml_collections.ConfigDict({"model": "tests.train.helpers:TinyCNN",
-                                       "model_kwargs": {"width": 8}, "workdir": str(teacher_dir)})
+  teacher = ml_collections.ConfigDict(
+      {
+          "model": "tests.train.helpers:TinyCNN",
+          "model_kwargs": {"width": 8},
+          "workdir": str(teacher_dir),
+      }
+  )
   config = helpers.tiny_config(total_steps=4, checkpoint_every=4, teachers=(teacher,))
   config.model_kwargs = ml_collections.ConfigDict({"width": 4})
   results = loop.train_and_evaluate(config, str(tmp_path))
@@ -108,11 +115,23 @@ def test_supervised_student_reports_fidelity_to_a_listed_teacher(finished_run, t
   assert results["teacher_accuracy"] == teacher_results["accuracy"]
   assert results["predictive_kl"] > 0
 
-  wrong = helpers.tiny_config(total_steps=4, teachers=(ml_collections.ConfigDict(
-      {"model": "tests.train.helpers:TinyCNN", "model_kwargs": {"width": 16},
-       "workdir": str(teacher_dir)}),))
-  with pytest.raises(ValueError, match=r"teachers\[0\] is declared as .*'width': 16.* but the "
-                                       r"run in .* trained .*'width': 8"):
+  wrong = helpers.tiny_config(
+      total_steps=4,
+      teachers=(
+          ml_collections.ConfigDict(
+              {
+                  "model": "tests.train.helpers:TinyCNN",
+                  "model_kwargs": {"width": 16},
+                  "workdir": str(teacher_dir),
+              }
+          ),
+      ),
+  )
+  with pytest.raises(
+      ValueError,
+      match=r"teachers\[0\] is declared as .*'width': 16.* but the "
+      r"run in .* trained .*'width': 8",
+  ):
     loop.train_and_evaluate(wrong, str(tmp_path / "wrong"))
 
 
@@ -127,8 +146,11 @@ def test_flipped_bytes_fail_the_checksum_and_fall_back(finished_run, tmp_path, c
   again = loop.train_and_evaluate(config, str(copy))
   out = capsys.readouterr().out
   assert "already complete" not in out
-  assert re.search(r"checkpoint step 12 in \S+ failed to restore \(CorruptCheckpointError: .*"
-                   r"checksum mismatch in \d+ of \d+ arrays", out), out
+  assert re.search(
+      r"checkpoint step 12 in \S+ failed to restore \(CorruptCheckpointError: .*"
+      r"checksum mismatch in \d+ of \d+ arrays",
+      out,
+  ), out
   assert "from checkpoint step 8" in out
   _, resumed = checkpoint_lib.restore_exported_variables(str(copy))
   for a, b in zip(jax.tree.leaves(variables), jax.tree.leaves(resumed)):

@@ -33,14 +33,27 @@ def cli(config, workdir, *overrides, devices=1):
   env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
   env.update(JAX_PLATFORMS="cpu", PYTHONPATH=ROOT)
   if "dir" in _COMPILATION_CACHE:
-    env.update(JAX_COMPILATION_CACHE_DIR=_COMPILATION_CACHE["dir"],
-               JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0.5")
+    env.update(
+        JAX_COMPILATION_CACHE_DIR=_COMPILATION_CACHE["dir"],
+        JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0.5",
+    )
   if devices > 1:
     env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
   return subprocess.Popen(
-      [sys.executable, "-m", "experiments.main", f"--config={config}", f"--workdir={workdir}",
-       *overrides], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-      text=True)
+      [
+          sys.executable,
+          "-m",
+          "experiments.main",
+          f"--config={config}",
+          f"--workdir={workdir}",
+          *overrides,
+      ],
+      cwd=ROOT,
+      env=env,
+      stdout=subprocess.PIPE,
+      stderr=subprocess.STDOUT,
+      text=True,
+  )
 
 
 def finish(process, timeout=240):
@@ -75,8 +88,9 @@ def test_sigkill_then_resume_is_bit_identical(tmp_path):
   reference = cli(f"{TINY}:resume", tmp_path / "reference")
   victim_dir = tmp_path / "victim"
   start_and_kill(f"{TINY}:resume", victim_dir)
-  killed_at = sorted(int(p.name) for p in (victim_dir / "checkpoints").iterdir()
-                     if p.name.isdigit())[-1]
+  killed_at = sorted(
+      int(p.name) for p in (victim_dir / "checkpoints").iterdir() if p.name.isdigit()
+  )[-1]
   assert 8 <= killed_at < 24
 
   output = finish(cli(f"{TINY}:resume", victim_dir))
@@ -116,8 +130,9 @@ def test_one_and_eight_devices_give_the_same_loss_curve(tmp_path):
   results_1 = json.loads((tmp_path / "one" / "results.json").read_text())
   results_8 = json.loads((tmp_path / "eight" / "results.json").read_text())
   for stage in ("plain", "accum"):
-    np.testing.assert_allclose(results_8[stage]["accuracy"], results_1[stage]["accuracy"],
-                               atol=1 / 256 + 1e-9)  # at most one of 256 eval digits flips
+    np.testing.assert_allclose(
+        results_8[stage]["accuracy"], results_1[stage]["accuracy"], atol=1 / 256 + 1e-9
+    )  # at most one of 256 eval digits flips
 
 
 @pytest.mark.slow
@@ -125,16 +140,23 @@ def test_smoke_config_end_to_end(tmp_path):
   output = finish(cli("experiments/configs/smoke.py:tiny", tmp_path))
   results = json.loads((tmp_path / "results.json").read_text())
   assert set(results) == {"teacher", "student"}
-  assert set(results["student"]) == {"accuracy", "teacher_accuracy", "agreement",
-                                     "predictive_kl", "evals"}
+  assert set(results["student"]) == {
+      "accuracy",
+      "teacher_accuracy",
+      "agreement",
+      "predictive_kl",
+      "evals",
+  }
   assert results["student"]["teacher_accuracy"] == results["teacher"]["accuracy"]
   for stage in ("teacher", "student"):
     steps, losses = train_losses(tmp_path / stage)
     assert steps[-1] == 30 and np.all(np.isfinite(losses))
     evals = [r["step"] for r in writers.read_metrics(tmp_path / stage) if r["split"] == "eval"]
     assert evals == [15, 30]
-    assert any(name.startswith("events.out.tfevents")
-               for name in os.listdir(tmp_path / stage / "tensorboard"))
+    assert any(
+        name.startswith("events.out.tfevents")
+        for name in os.listdir(tmp_path / stage / "tensorboard")
+    )
   assert "student: 100%" in output  # the progress bar ran to the end
 
 
@@ -148,8 +170,11 @@ def test_unknown_override_fails_fast(tmp_path):
 
 def test_inconsistent_teacher_fails_before_any_stage_runs(tmp_path):
   # The student's teacher claims another width than the teacher stage trains.
-  process = cli("experiments/configs/smoke.py:tiny", tmp_path,
-                "--config.stages.teacher.model_kwargs.widths=(8, 8, 16, 16)")
+  process = cli(
+      "experiments/configs/smoke.py:tiny",
+      tmp_path,
+      "--config.stages.teacher.model_kwargs.widths=(8, 8, 16, 16)",
+  )
   output, _ = process.communicate(timeout=60)
   assert process.returncode != 0
   assert "FATAL: stage 'student': teachers[0] does not match the run of stage 'teacher'" in output

@@ -11,8 +11,11 @@ from tests.train import helpers
 
 def kd_config(**teacher):
   c = helpers.tiny_config(method=ml_collections.ConfigDict({"name": "vanilla_kd"}))
-  c.teachers = (ml_collections.ConfigDict(
-      {"model": "tests.train.helpers:TinyCNN", "workdir": "teacher", **teacher}),)
+  c.teachers = (
+      ml_collections.ConfigDict(
+          {"model": "tests.train.helpers:TinyCNN", "workdir": "teacher", **teacher}
+      ),
+  )
   return c
 
 
@@ -20,8 +23,9 @@ def test_unknown_keys_are_named():
   c = helpers.tiny_config()
   c.lerning_rate = 0.1
   c.optimizer.momentun = 0.9
-  with pytest.raises(ValueError, match=r"Unknown key\(s\) in config: \['lerning_rate', "
-                                       r"'optimizer.momentun'\]"):
+  with pytest.raises(
+      ValueError, match=r"Unknown key\(s\) in config: \['lerning_rate', " r"'optimizer.momentun'\]"
+  ):
     config_lib.validate(c)
 
 
@@ -41,11 +45,14 @@ def test_distillation_without_teacher_fails():
     config_lib.validate(c)
 
 
-@pytest.mark.parametrize("key,value,message", [
-    ("batch_size", 30, "not divisible by grad_accum_steps=4"),
-    ("compute_dtype", "float16", "compute_dtype must be"),
-    ("total_steps", 0, "total_steps must be a positive integer"),
-])
+@pytest.mark.parametrize(
+    "key,value,message",
+    [
+        ("batch_size", 30, "not divisible by grad_accum_steps=4"),
+        ("compute_dtype", "float16", "compute_dtype must be"),
+        ("total_steps", 0, "total_steps must be a positive integer"),
+    ],
+)
 def test_inconsistent_settings(key, value, message):
   c = helpers.tiny_config(grad_accum_steps=4)
   c[key] = value
@@ -64,7 +71,9 @@ def staged(teacher_kwargs, order=("teacher", "student")):
 
 def test_stages_check_teacher_against_its_stage_and_order():
   assert [name for name, _ in config_lib.validate_stages(staged({"width": 8}))] == [
-      "teacher", "student"]
+      "teacher",
+      "student",
+  ]
   with pytest.raises(ValueError, match=r"does not match the run of stage 'teacher'.*width"):
     config_lib.validate_stages(staged({"width": 16}))
   mismatch = staged({"width": 8})
@@ -80,28 +89,35 @@ def test_stages_check_teacher_against_its_stage_and_order():
 def test_model_output_shape_is_checked_at_startup(tmp_path):
   c = helpers.tiny_config(model="tests.train.helpers:three_class_cnn")
   # Checked on a train batch (32), the batch `Method.init` sees.
-  with pytest.raises(ValueError, match=r"logits of shape \(32, 3\), expected \(batch=32, "
-                                       r"num_classes=10\)"):
+  with pytest.raises(
+      ValueError, match=r"logits of shape \(32, 3\), expected \(batch=32, " r"num_classes=10\)"
+  ):
     loop.train_and_evaluate(c, str(tmp_path))
   assert not list(tmp_path.iterdir())  # a rejected config leaves nothing behind
 
 
 def test_batch_transform_is_seeded_by_step():
   from kd_jax.train import build
-  c = config_lib.validate(helpers.tiny_config(
-      batch_transforms=(ml_collections.ConfigDict({"name": "mixup", "alpha": 1.0}),)))
+
+  c = config_lib.validate(
+      helpers.tiny_config(
+          batch_transforms=(ml_collections.ConfigDict({"name": "mixup", "alpha": 1.0}),)
+      )
+  )
   apply = build.batch_transform(c)
   batch = {"image": np.arange(4 * 3, dtype=np.float32).reshape(4, 3), "label": np.arange(4)}
   first, again, other = apply(batch, 5), apply(batch, 5), apply(batch, 6)
   np.testing.assert_array_equal(first["image"], again["image"])
   assert not np.array_equal(first["image"], other["image"])
   lam, partner = first["mixup_lambda"][:, None], first["mixup_partner"]
-  np.testing.assert_allclose(first["image"],
-                             lam * batch["image"] + (1 - lam) * batch["image"][partner], rtol=1e-6)
+  np.testing.assert_allclose(
+      first["image"], lam * batch["image"] + (1 - lam) * batch["image"][partner], rtol=1e-6
+  )
 
 
 def test_unknown_transform_is_named():
   from kd_jax.train import build
+
   c = config_lib.validate(helpers.tiny_config(train_transforms=("PadCropFlipp",)))
   with pytest.raises(ValueError, match="Unknown transform 'PadCropFlipp'"):
     build.build_data(c)

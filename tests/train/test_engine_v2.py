@@ -35,8 +35,9 @@ def _state(workdir, step):
   manager = checkpoint_lib.Checkpointer(workdir, async_save=False)
   try:
     like = checkpoint_lib.restore_latest_state(workdir)[1]
-    return manager.manager.restore(step, args=ocp.args.Composite(
-        state=ocp.args.StandardRestore(like)))["state"]
+    return manager.manager.restore(
+        step, args=ocp.args.Composite(state=ocp.args.StandardRestore(like))
+    )["state"]
   finally:
     manager.close()
 
@@ -48,8 +49,9 @@ def test_prepare_computes_constants_on_the_train_split_once(toy_run):
   source = helpers.mnist_small("train")
   labels = np.array([source[i]["label"] for i in range(len(source))])
   images = np.stack([source[i]["image"] for i in range(len(source))]) / 255.0
-  np.testing.assert_allclose(constants["class_prior"], np.bincount(labels, minlength=10) / 512,
-                             rtol=1e-6)
+  np.testing.assert_allclose(
+      constants["class_prior"], np.bincount(labels, minlength=10) / 512, rtol=1e-6
+  )
   np.testing.assert_allclose(constants["pixel_mean"], images.mean(), rtol=1e-5)
   assert set(manifest["arrays"]) == {"class_prior", "pixel_mean"}
   # The loss saw the same constant every step.
@@ -61,8 +63,16 @@ def test_constants_are_not_in_the_checkpoints(toy_run):
   workdir, _ = toy_run
   _, state = checkpoint_lib.restore_latest_state(workdir)
   assert "class_prior" not in json.dumps(jax.tree_util.tree_structure(state).__repr__())
-  assert set(state) == {"step", "params", "model_state", "method_model_state", "opt_state",
-                        "method_state", "rng", "nonfinite"}
+  assert set(state) == {
+      "step",
+      "params",
+      "model_state",
+      "method_model_state",
+      "opt_state",
+      "method_state",
+      "rng",
+      "nonfinite",
+  }
 
 
 def test_run_context_drives_schedules(toy_run):
@@ -74,8 +84,10 @@ def test_run_context_drives_schedules(toy_run):
     np.testing.assert_allclose(row["epoch"], step / STEPS_PER_EPOCH, rtol=1e-6)
   # The gate trains during the first epoch only (steps 0..7): moves 4 -> 8, frozen 8 -> 12.
   gates = {s: _state(workdir, s)["params"]["method"]["gate"] for s in (4, 8, 12)}
-  moved = [float(np.abs(a - b).max()) for a, b in zip(jax.tree.leaves(gates[4]),
-                                                      jax.tree.leaves(gates[8]))]
+  moved = [
+      float(np.abs(a - b).max())
+      for a, b in zip(jax.tree.leaves(gates[4]), jax.tree.leaves(gates[8]))
+  ]
   assert max(moved) > 0
   for a, b in zip(jax.tree.leaves(gates[8]), jax.tree.leaves(gates[12])):
     np.testing.assert_array_equal(a, b)
@@ -134,8 +146,11 @@ def test_constants_mismatch_and_corruption_are_clear_errors(toy_run, tmp_path):
 def test_batch_dependent_method_refuses_gradient_accumulation(tmp_path):
   config = helpers.tiny_config(grad_accum_steps=2)
   config.method = ml_collections.ConfigDict({"name": "rkd"})
-  config.teachers = (ml_collections.ConfigDict({"model": "tests.train.helpers:TinyCNN",
-                                                "workdir": str(tmp_path / "t")}),)
+  config.teachers = (
+      ml_collections.ConfigDict(
+          {"model": "tests.train.helpers:TinyCNN", "workdir": str(tmp_path / "t")}
+      ),
+  )
   with pytest.raises(ValueError, match="batch-dependent loss.*grad_accum_steps=2"):
     loop.train_and_evaluate(config, str(tmp_path / "run"))
 
@@ -149,6 +164,7 @@ def test_prepare_never_sees_the_test_split(tmp_path):
 
 
 class ReadsValidation(toy_method.ToyEverything):
+
   def prepare(self, ctx):
     return {"n": np.asarray(len(ctx.map_split(lambda b: {"y": b["label"]}, "validation")["y"]))}
 
@@ -170,19 +186,33 @@ def test_sigkill_then_resume_is_bit_identical_with_constants(tmp_path):
   assert jax.tree.structure(expected) == jax.tree.structure(resumed)
   for a, b in zip(jax.tree.leaves(expected), jax.tree.leaves(resumed)):
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
-  assert (json.load(open(tmp_path / "reference" / "results.json"))
-          == json.load(open(victim_dir / "results.json")))
+  assert json.load(open(tmp_path / "reference" / "results.json")) == json.load(
+      open(victim_dir / "results.json")
+  )
 
 
 def test_best_checkpoint_is_chosen_on_validation_and_early_stopping(tmp_path):
-  config = helpers.tiny_config(total_steps=24, checkpoint_every=8, validation_split="validation",
-                               optimizer=ml_collections.ConfigDict(dict(
-                                   name="sgd", learning_rate=0.3, momentum=0.9, nesterov=False,
-                                   weight_decay=0.0, schedule="constant", warmup_steps=0,
-                                   end_learning_rate=0.0)))
+  config = helpers.tiny_config(
+      total_steps=24,
+      checkpoint_every=8,
+      validation_split="validation",
+      optimizer=ml_collections.ConfigDict(
+          dict(
+              name="sgd",
+              learning_rate=0.3,
+              momentum=0.9,
+              nesterov=False,
+              weight_decay=0.0,
+              schedule="constant",
+              warmup_steps=0,
+              end_learning_rate=0.0,
+          )
+      ),
+  )
   config.evals = ml_collections.ConfigDict({"validation": {"split": "validation", "every": 2}})
   config.model_selection = ml_collections.ConfigDict(
-      dict(evaluator="validation", metric="accuracy", mode="max", patience=2))
+      dict(evaluator="validation", metric="accuracy", mode="max", patience=2)
+  )
   results = loop.train_and_evaluate(config, str(tmp_path))
   periodic = [r for r in writers.read_metrics(str(tmp_path)) if r["split"] == "validation"]
   periodic, final = periodic[:-1], periodic[-1]
@@ -207,23 +237,34 @@ def test_model_selection_on_the_test_split_is_refused(tmp_path):
   config = helpers.tiny_config(validation_split="validation")
   config.evals = ml_collections.ConfigDict({"peek": {"split": "test", "every": 2}})
   config.model_selection = ml_collections.ConfigDict(
-      dict(evaluator="peek", metric="accuracy", mode="max", patience=0))
+      dict(evaluator="peek", metric="accuracy", mode="max", patience=0)
+  )
   with pytest.raises(ValueError, match="test split"):
     loop.train_and_evaluate(config, str(tmp_path))
 
 
 def test_a_teacher_declared_differently_from_its_checkpoint_is_named(tmp_path):
   teacher_dir = tmp_path / "teacher"
-  loop.train_and_evaluate(helpers.tiny_config(total_steps=2, checkpoint_every=2,
-                                              eval_batch_size=256), str(teacher_dir))
+  loop.train_and_evaluate(
+      helpers.tiny_config(total_steps=2, checkpoint_every=2, eval_batch_size=256), str(teacher_dir)
+  )
   os.remove(teacher_dir / "config.json")  # a teacher trained elsewhere: nothing to compare to
   config = helpers.tiny_config(total_steps=2)
   config.method = ml_collections.ConfigDict({"name": "vanilla_kd"})
-  config.teachers = (ml_collections.ConfigDict({"model": "tests.train.helpers:TinyCNN",
-                                                "model_kwargs": {"width": 6},
-                                                "workdir": str(teacher_dir)}),)
-  with pytest.raises(ValueError, match=r"teachers\[0\] \(tests.train.helpers:TinyCNN .*does not "
-                                       r"match the checkpoint.*in the checkpoint and"):
+  config.teachers = (
+      ml_collections.ConfigDict(
+          {
+              "model": "tests.train.helpers:TinyCNN",
+              "model_kwargs": {"width": 6},
+              "workdir": str(teacher_dir),
+          }
+      ),
+  )
+  with pytest.raises(
+      ValueError,
+      match=r"teachers\[0\] \(tests.train.helpers:TinyCNN .*does not "
+      r"match the checkpoint.*in the checkpoint and",
+  ):
     loop.train_and_evaluate(config, str(tmp_path / "student"))
 
 
@@ -231,8 +272,9 @@ def test_pretrained_weights_are_loaded_after_init_and_survive_two_runs(tmp_path)
   """`load_pretrained` runs after `init`; a cached array it returns is copied, so the donated
   train state of the first run does not delete it under the second (two stages, one process)."""
   for run in ("first", "second"):
-    config = helpers.tiny_config(total_steps=2, checkpoint_every=2,
-                                 model="tests.train.toy_method:CachedPretrainedCNN")
+    config = helpers.tiny_config(
+        total_steps=2, checkpoint_every=2, model="tests.train.toy_method:CachedPretrainedCNN"
+    )
     loop.train_and_evaluate(config, str(tmp_path / run))
   assert float(toy_method._CACHED_BIAS["bias"][0]) == pytest.approx(0.01)  # pylint: disable=protected-access
 
@@ -240,31 +282,45 @@ def test_pretrained_weights_are_loaded_after_init_and_survive_two_runs(tmp_path)
 def test_teacher_cache_equals_running_the_teacher(tmp_path):
   """Deterministic views: cached teacher outputs give the very same training as the teacher."""
   teacher_dir = tmp_path / "teacher"
-  loop.train_and_evaluate(helpers.tiny_config(total_steps=4, checkpoint_every=4),
-                          str(teacher_dir))
+  loop.train_and_evaluate(helpers.tiny_config(total_steps=4, checkpoint_every=4), str(teacher_dir))
   runs = {}
   for cached in (False, True):
-    config = helpers.tiny_config(total_steps=6, checkpoint_every=6, teacher_cache=cached,
-                                 train_transforms=("NormalizeImage",),
-                                 eval_transforms=("NormalizeImage",))
+    config = helpers.tiny_config(
+        total_steps=6,
+        checkpoint_every=6,
+        teacher_cache=cached,
+        train_transforms=("NormalizeImage",),
+        eval_transforms=("NormalizeImage",),
+    )
     config.method = ml_collections.ConfigDict({"name": "vanilla_kd", "temperature": 2.0})
-    config.teachers = (ml_collections.ConfigDict({"model": "tests.train.helpers:TinyCNN",
-                                                  "model_kwargs": {"width": 8},
-                                                  "workdir": str(teacher_dir)}),)
+    config.teachers = (
+        ml_collections.ConfigDict(
+            {
+                "model": "tests.train.helpers:TinyCNN",
+                "model_kwargs": {"width": 8},
+                "workdir": str(teacher_dir),
+            }
+        ),
+    )
     workdir = tmp_path / f"cached_{cached}"
     runs[cached] = loop.train_and_evaluate(config, str(workdir))
-    runs[cached, "loss"] = [r["loss"] for r in writers.read_metrics(str(workdir))
-                            if r["split"] == "train"]
+    runs[cached, "loss"] = [
+        r["loss"] for r in writers.read_metrics(str(workdir)) if r["split"] == "train"
+    ]
   assert os.path.exists(tmp_path / "cached_True" / "teacher_cache" / "manifest.json")
   np.testing.assert_allclose(runs[True, "loss"], runs[False, "loss"], rtol=1e-5)
   assert runs[True]["agreement"] == pytest.approx(runs[False]["agreement"], abs=1e-6)
 
 
 def test_teacher_cache_is_refused_under_random_augmentation(tmp_path):
-  config = helpers.tiny_config(teacher_cache=True,
-                               train_transforms=({"name": "PadCropFlip", "padding": 2},))
+  config = helpers.tiny_config(
+      teacher_cache=True, train_transforms=({"name": "PadCropFlip", "padding": 2},)
+  )
   config.method = ml_collections.ConfigDict({"name": "vanilla_kd"})
-  config.teachers = (ml_collections.ConfigDict({"model": "tests.train.helpers:TinyCNN",
-                                                "workdir": str(tmp_path / "t")}),)
+  config.teachers = (
+      ml_collections.ConfigDict(
+          {"model": "tests.train.helpers:TinyCNN", "workdir": str(tmp_path / "t")}
+      ),
+  )
   with pytest.raises(ValueError, match=r"deterministic train transforms, but \['PadCropFlip'\]"):
     loop.train_and_evaluate(config, str(tmp_path / "run"))

@@ -22,14 +22,18 @@ pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptio
 def _state(seed: int, method_size: int = 4):
   """A train-state-shaped tree; `method_size` makes the method state large and incompressible."""
   keys = jax.random.split(jax.random.key(seed), 3)
-  params = {"student": {"Dense_0": {"kernel": jax.random.normal(keys[0], (16, 8)),
-                                    "bias": jnp.zeros(8)}},
-            "method": {"proj": jnp.ones((2, 2), jnp.bfloat16)}}
-  return {"step": jnp.asarray(seed, jnp.int32), "params": params,
-          "model_state": {"batch_stats": {"mean": jnp.full(8, float(seed))}},
-          "opt_state": optax.sgd(0.1, momentum=0.9).init(params),
-          "method_state": {"queue": jax.random.normal(keys[1], (method_size, method_size))},
-          "rng": jax.random.key_data(keys[2])}
+  params = {
+      "student": {"Dense_0": {"kernel": jax.random.normal(keys[0], (16, 8)), "bias": jnp.zeros(8)}},
+      "method": {"proj": jnp.ones((2, 2), jnp.bfloat16)},
+  }
+  return {
+      "step": jnp.asarray(seed, jnp.int32),
+      "params": params,
+      "model_state": {"batch_stats": {"mean": jnp.full(8, float(seed))}},
+      "opt_state": optax.sgd(0.1, momentum=0.9).init(params),
+      "method_state": {"queue": jax.random.normal(keys[1], (method_size, method_size))},
+      "rng": jax.random.key_data(keys[2]),
+  }
 
 
 def _save(workdir, steps=(1, 2), method_size=4):
@@ -44,7 +48,7 @@ def _flip_middle_of_largest_data_file(step_dir, count=16):
   largest = max(files, key=lambda p: p.stat().st_size)
   data = bytearray(largest.read_bytes())
   middle = len(data) // 2
-  data[middle:middle + count] = bytes(b ^ 0xFF for b in data[middle:middle + count])
+  data[middle : middle + count] = bytes(b ^ 0xFF for b in data[middle : middle + count])
   largest.write_bytes(bytes(data))
 
 
@@ -62,9 +66,10 @@ def test_checksum_names_follow_orbax_and_detect_any_change():
   integrity.verify(state, integrity.record(state), where="here")  # unchanged: passes
   changed = jax.tree.map(lambda x: x, state)
   changed["params"]["student"]["Dense_0"]["bias"] = jnp.zeros(8).at[3].set(1e-30)
-  with pytest.raises(integrity.CorruptCheckpointError,
-                     match=r"here: checksum mismatch in 1 of \d+ arrays "
-                           r"\(params\.student\.Dense_0\.bias\)"):
+  with pytest.raises(
+      integrity.CorruptCheckpointError,
+      match=r"here: checksum mismatch in 1 of \d+ arrays " r"\(params\.student\.Dense_0\.bias\)",
+  ):
     integrity.verify(changed, integrity.record(state), where="here")
   with pytest.raises(integrity.CorruptCheckpointError, match="has no checksums record"):
     integrity.verify(state, None, where="here")
@@ -78,8 +83,11 @@ def test_flipped_array_bytes_fall_back_to_the_previous_step(tmp_path, capsys):
   checkpointer.close()
   out = capsys.readouterr().out
   assert "checkpoint step 2 in" in out and "CorruptCheckpointError" in out, out
-  assert re.search(r"checkpoint step 2 in \S+ failed to restore \(CorruptCheckpointError: "
-                   r"checkpoint step 2 in \S+: checksum mismatch in 1 of \d+ arrays", out), out
+  assert re.search(
+      r"checkpoint step 2 in \S+ failed to restore \(CorruptCheckpointError: "
+      r"checkpoint step 2 in \S+: checksum mismatch in 1 of \d+ arrays",
+      out,
+  ), out
   assert restored.step == 1 and restored.iterator_state == {"position": 1}
   _assert_trees_equal(restored.state, _state(1, 256))
   assert [p.name.split("-")[0] for p in (tmp_path / "checkpoints_broken").iterdir()] == ["2"]
@@ -120,8 +128,9 @@ def test_teacher_restore_reads_only_student_params_and_model_state(tmp_path):
   step, variables = checkpoint_lib.restore_exported_variables(str(tmp_path))
   expected = _state(1, 512)
   assert step == 1 and set(variables) == {"params", "batch_stats"}
-  _assert_trees_equal(variables, {"params": expected["params"]["student"],
-                                  **expected["model_state"]})
+  _assert_trees_equal(
+      variables, {"params": expected["params"]["student"], **expected["model_state"]}
+  )
 
 
 def test_corrupt_teacher_checkpoint_is_one_clear_error(tmp_path):
@@ -129,8 +138,10 @@ def test_corrupt_teacher_checkpoint_is_one_clear_error(tmp_path):
   for path in (tmp_path / "checkpoints" / "1" / "state").rglob("*"):
     if path.is_file() and path.parent.name == "d":
       path.write_bytes(b"")
-  with pytest.raises(integrity.CorruptCheckpointError,
-                     match=r"Cannot read the teacher's checkpoint step 1 in .*re-run"):
+  with pytest.raises(
+      integrity.CorruptCheckpointError,
+      match=r"Cannot read the teacher's checkpoint step 1 in .*re-run",
+  ):
     checkpoint_lib.restore_exported_variables(str(tmp_path))
   with pytest.raises(FileNotFoundError, match="train the teacher first"):
     checkpoint_lib.restore_exported_variables(str(tmp_path / "nowhere"))

@@ -20,8 +20,9 @@ from kd_jax.train.state import create_train_state
 from tests.train import helpers
 
 BATCH = 16
-CONTEXT = base.RunContext(total_steps=10, steps_per_epoch=5, num_train_examples=80,
-                          batch_size=BATCH, num_classes=10)
+CONTEXT = base.RunContext(
+    total_steps=10, steps_per_epoch=5, num_train_examples=80, batch_size=BATCH, num_classes=10
+)
 
 
 @pytest.fixture(scope="module")
@@ -45,14 +46,21 @@ def make_state(model, method, tx, batch, seed=0):
   x = steps_lib.model_input(batch, "image", jnp.float32)
   variables = init(model, seed, x)
   forward = steps_lib.Forward(model, (), jnp.float32)
-  out = jax.jit(forward.student_eval)(variables["params"],
-                                      {k: v for k, v in variables.items() if k != "params"}, x)
-  io = base.StepIO(student=out, teachers=(), batch=batch, context=CONTEXT,
-                   student_variables=variables)
+  out = jax.jit(forward.student_eval)(
+      variables["params"], {k: v for k, v in variables.items() if k != "params"}, x
+  )
+  io = base.StepIO(
+      student=out, teachers=(), batch=batch, context=CONTEXT, student_variables=variables
+  )
   extra = method.init(jax.random.key(1), io)
-  return create_train_state(student_variables=variables, method_params=extra.params,
-                            method_state=extra.state, method_model_state=extra.model_state,
-                            tx=tx, rng=jax.random.key_data(jax.random.key(2)))
+  return create_train_state(
+      student_variables=variables,
+      method_params=extra.params,
+      method_state=extra.state,
+      method_model_state=extra.model_state,
+      tx=tx,
+      rng=jax.random.key_data(jax.random.key(2)),
+  )
 
 
 def copy(tree):
@@ -70,9 +78,15 @@ def test_gradient_accumulation_equals_full_batch(batch, mesh):
   sharded = mesh_lib.shard_batch(batch, mesh)
   results = {}
   for accum in (1, 4):
-    step = steps_lib.build_train_step(forward=forward, method=method, tx=tx, mesh=mesh,
-                                      input_key="image", context=CONTEXT,
-                                      grad_accum_steps=accum)
+    step = steps_lib.build_train_step(
+        forward=forward,
+        method=method,
+        tx=tx,
+        mesh=mesh,
+        input_key="image",
+        context=CONTEXT,
+        grad_accum_steps=accum,
+    )
     results[accum] = step(copy(state), (), {}, sharded)
   (state_1, metrics_1), (state_4, metrics_4) = results[1], results[4]
   np.testing.assert_allclose(metrics_4["loss"], metrics_1["loss"], rtol=1e-5)
@@ -80,13 +94,22 @@ def test_gradient_accumulation_equals_full_batch(batch, mesh):
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
   assert int(state_4.step) == 1
   # And the update is really SGD: θ' = θ − 0.5·∇L (checked on the classifier bias).
-  grad = jax.jit(jax.grad(lambda p: jnp.mean(logit_losses.cross_entropy(
-      model.apply({"params": p}, batch["image"] / 255.0, train=True)["logits"],
-      batch["label"]))))(state.params["student"])
+  grad = jax.jit(
+      jax.grad(
+          lambda p: jnp.mean(
+              logit_losses.cross_entropy(
+                  model.apply({"params": p}, batch["image"] / 255.0, train=True)["logits"],
+                  batch["label"],
+              )
+          )
+      )
+  )(state.params["student"])
   np.testing.assert_allclose(
       state_1.params["student"]["Dense_0"]["bias"],
-      state.params["student"]["Dense_0"]["bias"] - 0.5 * grad["Dense_0"]["bias"], rtol=1e-5,
-      atol=1e-6)
+      state.params["student"]["Dense_0"]["bias"] - 0.5 * grad["Dense_0"]["bias"],
+      rtol=1e-5,
+      atol=1e-6,
+  )
 
 
 def test_teacher_gets_no_gradient(batch):
@@ -98,14 +121,20 @@ def test_teacher_gets_no_gradient(batch):
   method = methods.get_method("vanilla_kd", temperature=2.0)
 
   def loss(student_params, teacher_variables):
-    out, _ = forward.student_train(student_params, {"batch_stats": student_vars["batch_stats"]},
-                                   x, jax.random.key(0))
-    io = base.StepIO(student=out, teachers=forward.teachers_eval((teacher_variables,), x),
-                     batch=batch, context=CONTEXT)
+    out, _ = forward.student_train(
+        student_params, {"batch_stats": student_vars["batch_stats"]}, x, jax.random.key(0)
+    )
+    io = base.StepIO(
+        student=out,
+        teachers=forward.teachers_eval((teacher_variables,), x),
+        batch=batch,
+        context=CONTEXT,
+    )
     return method.loss({}, {}, io)[0]
 
-  g_student, g_teacher = jax.jit(jax.grad(loss, argnums=(0, 1)))(student_vars["params"],
-                                                                  teacher_vars)
+  g_student, g_teacher = jax.jit(jax.grad(loss, argnums=(0, 1)))(
+      student_vars["params"], teacher_vars
+  )
   assert all(np.all(np.asarray(g) == 0) for g in jax.tree.leaves(g_teacher))
   assert any(np.any(np.asarray(g) != 0) for g in jax.tree.leaves(g_student))
 
@@ -116,24 +145,28 @@ class ScaledWithEMA(methods.Method):
   even steps by its own optimiser (an alternating schedule), an EMA of the student classifier
   kernel (non-trainable state updated after the step) and a count of the examples seen (fed
   through `Aux.state_inputs`)."""
+
   uses_teacher: ClassVar[bool] = False
   decay: float = 0.5
 
   def init(self, rng, io):
     kernel_shape = (io.student["embedding"].shape[-1], io.student["logits"].shape[-1])
-    return methods.Variables(params={"scale": jnp.ones(())},
-                             state={"ema": jnp.zeros(kernel_shape),
-                                    "seen": jnp.zeros((), jnp.int32)})
+    return methods.Variables(
+        params={"scale": jnp.ones(())},
+        state={"ema": jnp.zeros(kernel_shape), "seen": jnp.zeros((), jnp.int32)},
+    )
 
   def optimizer(self, student_tx, context):
     even = lambda step: step % 2 == 0
     scale_tx = optax.transforms.conditionally_mask(optax.sgd(1.0), even)
-    return optax.multi_transform({"student": student_tx, "method": scale_tx},
-                                 {"student": "student", "method": "method"})
+    return optax.multi_transform(
+        {"student": student_tx, "method": scale_tx}, {"student": "student", "method": "method"}
+    )
 
   def loss(self, params, state, io):
-    ce = jnp.mean(logit_losses.cross_entropy(params["scale"] * io.student["logits"],
-                                             io.batch["label"]))
+    ce = jnp.mean(
+        logit_losses.cross_entropy(params["scale"] * io.student["logits"], io.batch["label"])
+    )
     ones = jnp.ones(io.batch["label"].shape, jnp.int32)
     return ce, methods.Aux(metrics={"scale": params["scale"]}, state_inputs={"ones": ones})
 
@@ -148,9 +181,15 @@ def test_stateful_method_with_alternating_optimizer(batch, mesh):
   method = ScaledWithEMA()
   tx = method.optimizer(optax.sgd(0.1), CONTEXT)
   state = make_state(model, method, tx, batch)
-  step = steps_lib.build_train_step(forward=steps_lib.Forward(model, (), jnp.float32),
-                                    method=method, tx=tx, mesh=mesh, input_key="image",
-                                    context=CONTEXT, grad_accum_steps=2)
+  step = steps_lib.build_train_step(
+      forward=steps_lib.Forward(model, (), jnp.float32),
+      method=method,
+      tx=tx,
+      mesh=mesh,
+      input_key="image",
+      context=CONTEXT,
+      grad_accum_steps=2,
+  )
   sharded = mesh_lib.shard_batch(batch, mesh)
   scales, ema = [], np.zeros(state.method_state["ema"].shape)
   for _ in range(3):
@@ -172,8 +211,14 @@ def test_bfloat16_compute_keeps_float32_params(batch, mesh):
   for dtype in (jnp.float32, jnp.bfloat16):
     model = helpers.TinyCNN(dtype=dtype)
     state = make_state(helpers.TinyCNN(), method, tx, batch)
-    step = steps_lib.build_train_step(forward=steps_lib.Forward(model, (), dtype), method=method,
-                                      tx=tx, mesh=mesh, input_key="image", context=CONTEXT)
+    step = steps_lib.build_train_step(
+        forward=steps_lib.Forward(model, (), dtype),
+        method=method,
+        tx=tx,
+        mesh=mesh,
+        input_key="image",
+        context=CONTEXT,
+    )
     state, metrics = step(state, (), {}, mesh_lib.shard_batch(batch, mesh))
     losses[dtype] = float(metrics["loss"])
     assert all(leaf.dtype == jnp.float32 for leaf in jax.tree.leaves(state.params))

@@ -21,12 +21,12 @@ def get_config(arg: str = "resume"):
     config = ml_collections.ConfigDict()
     config.stages = ml_collections.ConfigDict()
     config.stages.plain = helpers.tiny_config(total_steps=8, checkpoint_every=8)
-    config.stages.accum = helpers.tiny_config(total_steps=8, checkpoint_every=8,
-                                              grad_accum_steps=2)
+    config.stages.accum = helpers.tiny_config(total_steps=8, checkpoint_every=8, grad_accum_steps=2)
     config.stage_order = ("plain", "accum")
     return config
   if arg == "engine_v2":  # the toy method using every extension point, slowed down
     from tests.train import toy_method  # pylint: disable=g-import-not-at-top
+
     c = toy_method.toy_config(total_steps=16)
     c.method.seconds_per_step = 0.15
     return c

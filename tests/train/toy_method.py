@@ -27,6 +27,7 @@ from tests.train import helpers
 
 
 class Gate(nn.Module):
+
   @nn.compact
   def __call__(self, x, *, train: bool):
     x = nn.Dense(4)(x)
@@ -49,37 +50,52 @@ class ToyEverything(base.Method):
     def per_example(batch):
       x = ctx.model_input(batch)
       return {"pixel_mean": jnp.mean(x.reshape(x.shape[0], -1), axis=1), "label": batch["label"]}
+
     out = ctx.map_split(per_example, "train")
     counts = np.bincount(out["label"], minlength=ctx.context.num_classes)
-    return {"class_prior": (counts / counts.sum()).astype(np.float32),
-            "pixel_mean": np.asarray(out["pixel_mean"].mean(), np.float32)}
+    return {
+        "class_prior": (counts / counts.sum()).astype(np.float32),
+        "pixel_mean": np.asarray(out["pixel_mean"].mean(), np.float32),
+    }
 
   def init(self, rng, io):
     gate = Gate().init(rng, io.student["embedding"], train=False)
-    return base.Variables(params={"gate": gate["params"]},
-                          state={"ema": jax.tree.map(jnp.asarray, io.student_variables)},
-                          model_state={"batch_stats": gate["batch_stats"]})
+    return base.Variables(
+        params={"gate": gate["params"]},
+        state={"ema": jax.tree.map(jnp.asarray, io.student_variables)},
+        model_state={"batch_stats": gate["batch_stats"]},
+    )
 
   def optimizer(self, student_tx, context):
     first_epoch = lambda count: count < context.steps_per_epoch
     gate_tx = optax.transforms.conditionally_mask(optax.sgd(0.5), first_epoch)
-    return optax.multi_transform({"student": student_tx, "method": gate_tx},
-                                 {"student": "student", "method": "method"})
+    return optax.multi_transform(
+        {"student": student_tx, "method": gate_tx}, {"student": "student", "method": "method"}
+    )
 
   def loss(self, params, state, io):
     if self.seconds_per_step:
       jax.debug.callback(lambda: time.sleep(self.seconds_per_step))
-    gate, new_collections = Gate().apply({"params": params["gate"], **io.model_state},
-                                         io.student["embedding"], train=True,
-                                         mutable=["batch_stats"])
+    gate, new_collections = Gate().apply(
+        {"params": params["gate"], **io.model_state},
+        io.student["embedding"],
+        train=True,
+        mutable=["batch_stats"],
+    )
     # Logit adjustment by the train split's class prior (a constant from `prepare`).
     logits = io.student["logits"] + jnp.log(io.constants["class_prior"] + 1e-6)
     ce = jnp.mean(logit_losses.cross_entropy(logits, io.batch["label"]))
     weight = gate_weight(io.step, io.context.total_steps)
     loss = ce + weight * jnp.mean(gate)
-    return loss, base.Aux(metrics={"ce": ce, "lambda": weight, "epoch": io.context.epoch(io.step),
-                                   "pixel_mean": io.constants["pixel_mean"]},
-                          model_state=new_collections)
+    return loss, base.Aux(
+        metrics={
+            "ce": ce,
+            "lambda": weight,
+            "epoch": io.context.epoch(io.step),
+            "pixel_mean": io.constants["pixel_mean"],
+        },
+        model_state=new_collections,
+    )
 
   def update_state(self, state, io):
     current = {"params": io.params["student"], **io.student_model_state}
@@ -96,6 +112,7 @@ class ToyEverything(base.Method):
 @dataclasses.dataclass
 class SplitSummary:
   """A whole-split evaluator: examples seen, and the class histogram of the student's argmax."""
+
   num_classes: int = 10
 
   def __call__(self, run):
@@ -107,24 +124,37 @@ class SplitSummary:
     def predict(batch):
       x = steps.model_input(batch, input_key, jnp.float32)
       params = dict(variables)
-      return {"argmax": jnp.argmax(forward.student_eval(params.pop("params"), params, x)
-                                   ["logits"], -1)}
+      return {
+          "argmax": jnp.argmax(forward.student_eval(params.pop("params"), params, x)["logits"], -1)
+      }
+
     out = prepare.map_batches(predict, run.all_batches(), description=run.name)
     histogram = np.bincount(out["argmax"], minlength=self.num_classes)
-    return {"examples": int(out["argmax"].shape[0]),
-            "largest_class_share": float(histogram.max() / histogram.sum()),
-            "previous": float(len(run.previous))}
+    return {
+        "examples": int(out["argmax"].shape[0]),
+        "largest_class_share": float(histogram.max() / histogram.sum()),
+        "previous": float(len(run.previous)),
+    }
 
 
 def toy_config(**overrides):
   import ml_collections  # pylint: disable=g-import-not-at-top
-  settings = dict(total_steps=12, checkpoint_every=4, batch_size=64, max_to_keep=3,
-                  validation_split="validation")
+
+  settings = dict(
+      total_steps=12,
+      checkpoint_every=4,
+      batch_size=64,
+      max_to_keep=3,
+      validation_split="validation",
+  )
   c = helpers.tiny_config(**{**settings, **overrides})
   c.method = ml_collections.ConfigDict({"name": "tests.train.toy_method:ToyEverything"})
-  c.evals = ml_collections.ConfigDict({
-      "validation": {"kind": "metrics", "split": "validation", "every": 6},
-      "summary": {"kind": "tests.train.toy_method:SplitSummary", "split": "validation"}})
+  c.evals = ml_collections.ConfigDict(
+      {
+          "validation": {"kind": "metrics", "split": "validation", "every": 6},
+          "summary": {"kind": "tests.train.toy_method:SplitSummary", "split": "validation"},
+      }
+  )
   return c
 
 

