@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import ml_collections
 
-from kd_jax.data.batching import KeepKeys
 from kd_jax.train.config import default_config
 
 TEACHER = ("preact_resnet20", {"depth": 8, "widths": (16, 32, 64)})
@@ -70,8 +69,9 @@ SPLITS = {
     ),
 }
 
-# A train transform of the distilled student: the image stays, the label goes.
-drop_labels = KeepKeys("image")
+# A train transform of the distilled student: the image stays, the label goes (a config entry
+# of `kd_jax.data.KeepKeys`, so the library never imports anything from experiments/).
+DROP_LABELS = {"name": "KeepKeys", "keys": ("image",)}
 
 
 def _run(
@@ -113,9 +113,7 @@ def get_config(variant: str = "fashion_mnist") -> ml_collections.ConfigDict:
       {"name": "vanilla_kd", "temperature": 2.0, "alpha": 0.0}
   )
   # The distilled student never sees a label: they are dropped before batching.
-  student_kd.train_transforms = student_kd.train_transforms + (
-      "experiments.configs.demo:drop_labels",
-  )
+  student_kd.train_transforms = student_kd.train_transforms + (DROP_LABELS,)
   teacher_ref = ml_collections.ConfigDict(
       {"model": TEACHER[0], "model_kwargs": TEACHER[1], "workdir": "teacher"}
   )
