@@ -107,35 +107,26 @@ class RetrievalAugmented:
         description=f"{run.name}: student outputs",
     )
     z, s, y = (jnp.asarray(split["logits"]), jnp.asarray(split["embedding"]), split["label"])
-    probs = jax.jit(
-        functools.partial(reaugkd.retrieval_augmented_probs, k=k, temperature=temperature)
-    )(z, s, kb_embeddings, kb_soft_labels, beta=jnp.asarray(self.betas))
-    accuracy = np.mean(np.argmax(np.asarray(probs), -1) == y[None], axis=1)
-    result = {f"accuracy_beta{b:.2f}": float(a) for b, a in zip(self.betas, accuracy)}
-    result["accuracy_no_retrieval"] = float(accuracy[self.betas.index(0.0)])
-    result["best_beta"] = self.betas[int(np.argmax(accuracy))]  # first maximum: smallest β
+    selected = None
     if self.select_on:
-      beta = float(
+      selected = float(
           run.result_of(
               self.select_on, "best_beta", wanted_by="β is chosen on the validation split"
           )
       )
-      result["beta"] = beta
-      result["accuracy"] = float(
-          np.mean(
-              np.argmax(
-                  np.asarray(
-                      jax.jit(
-                          functools.partial(
-                              reaugkd.retrieval_augmented_probs, k=k, temperature=temperature
-                          )
-                      )(z, s, kb_embeddings, kb_soft_labels, beta=beta)
-                  ),
-                  -1,
-              )
-              == y
-          )
-      )
+    # One pass over the grid, plus the selected β when the grid of this split lacks it.
+    betas = self.betas + (() if selected is None or selected in self.betas else (selected,))
+    probs = jax.jit(
+        functools.partial(reaugkd.retrieval_augmented_probs, k=k, temperature=temperature)
+    )(z, s, kb_embeddings, kb_soft_labels, beta=jnp.asarray(betas))
+    by_beta = dict(zip(betas, np.mean(np.argmax(np.asarray(probs), -1) == y[None], axis=1)))
+    result = {f"accuracy_beta{b:.2f}": float(by_beta[b]) for b in self.betas}
+    result["accuracy_no_retrieval"] = float(by_beta[0.0])
+    # First maximum: the smallest β among ties.
+    result["best_beta"] = self.betas[int(np.argmax([by_beta[b] for b in self.betas]))]
+    if selected is not None:
+      beta = result["beta"] = selected
+      result["accuracy"] = float(by_beta[selected])
     else:
       beta = result["best_beta"]
     result["kb_size"] = int(kb_embeddings.shape[0])
