@@ -27,6 +27,7 @@ from kd_jax.methods import base
 from kd_jax.train import build
 from kd_jax.train import checkpoint as checkpoint_lib
 from kd_jax.train import config as config_lib
+from kd_jax.train import evaluation as evaluation_lib
 from kd_jax.train import guards
 from kd_jax.train import mesh as mesh_lib
 from kd_jax.train import prepare as prepare_lib
@@ -233,7 +234,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict
         f"examples of a batch), so grad_accum_steps={config.grad_accum_steps} would "
         "silently change its objective; set grad_accum_steps=1."
     )
-  evaluations = _build_evaluations(config)
+  evaluations = evaluation_lib.Evaluations(config)
 
   data = build.build_data(config)
   if config.teacher_cache:
@@ -379,32 +380,21 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict
   )
 
   def run_evaluations(step: int, final: bool) -> dict[str, dict]:
-    from kd_jax import evaluators  # pylint: disable=g-import-not-at-top  (import cycle)
-
-    done: dict[str, dict] = {}
-    for name, split, every, evaluator in evaluations:
-      if not final and not (every and step % every == 0):
-        continue
-      run = evaluators.EvalRun(
-          name=name,
-          split=split,
-          step=step,
-          batches=lambda split=split: data.batches(split, sharded=True),
-          all_batches=lambda split=split: data.batches(split, sharded=False),
-          state=state,
-          teacher_variables=teacher_variables,
-          constants=constants,
-          method=method,
-          forward=forward,
-          context=context,
-          input_key=config.input_key,
-          mesh=mesh,
-          eval_step=eval_step,
-          previous=dict(done),
-      )
-      done[name] = evaluator(run)
-      writer.write(step, name, {k: v for k, v in done[name].items() if isinstance(v, (int, float))})
-    return done
+    return evaluations.run(
+        step,
+        final=final,
+        batches=data.batches,
+        writer=writer,
+        state=state,
+        teacher_variables=teacher_variables,
+        constants=constants,
+        method=method,
+        forward=forward,
+        context=context,
+        input_key=config.input_key,
+        mesh=mesh,
+        eval_step=eval_step,
+    )
 
   progress = writers.ProgressBar(
       total=config.total_steps,
@@ -478,21 +468,6 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict
     with open(results_path, "w") as f:
       json.dump({"step": final_step, **results}, f, indent=2)
   return results
-
-
-def _build_evaluations(config) -> list[tuple[str, str, int, Any]]:
-  """[(name, split, every, evaluator)] from `config.evals` (validated before any training)."""
-  from kd_jax import evaluators  # pylint: disable=g-import-not-at-top  (import cycle)
-
-  built = []
-  for name, spec in config_lib.evaluation_specs(config):
-    options = {k: v for k, v in spec.items() if k not in ("kind", "split", "every")}
-    try:
-      evaluator = evaluators.get_evaluator(spec["kind"], **options)
-    except (TypeError, ValueError) as error:
-      raise ValueError(f"evals.{name}: {error}") from error
-    built.append((name, spec["split"], spec["every"], evaluator))
-  return built
 
 
 def final_params(workdir: str) -> Any:
