@@ -21,6 +21,9 @@ from typing import Optional
 import pytest
 
 INSTALL = "make system-data (or apt-get install {package})"
+# Where a test's data path points when its package is not installed: never a real folder, so the
+# file checks fail and `needs` reports the missing package.
+NOT_INSTALLED = pathlib.Path("/nonexistent/data-package-not-installed")
 
 
 def on_ci() -> bool:

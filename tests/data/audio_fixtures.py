@@ -16,11 +16,11 @@ import numpy as np
 from tests import system_data
 
 # Located through the packages (the prompts moved from sounds/en/ to sounds/en_US_f_Allison/).
-ASTERISK = system_data.asterisk_sounds() or pathlib.Path("/usr/share/asterisk/sounds/en")
+ASTERISK = system_data.asterisk_sounds() or system_data.NOT_INSTALLED
 _CROW = system_data.find(
     "sonic-pi-samples", "/misc_crow.flac", "/usr/share/sonic-pi/samples/misc_crow.flac"
 )
-SONIC_PI = _CROW.parent if _CROW else pathlib.Path("/usr/share/sonic-pi/samples")
+SONIC_PI = _CROW.parent if _CROW else system_data.NOT_INSTALLED
 
 needs_recordings = [
     system_data.needs("asterisk-core-sounds-en-wav", (ASTERISK / "digits" / "1.wav").is_file()),

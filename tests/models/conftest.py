@@ -8,8 +8,15 @@ import pytest
 
 from tests import system_data
 
-FASHION_MNIST = pathlib.Path("/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz")
-SPEECH = system_data.asterisk_sounds() or pathlib.Path("/usr/share/asterisk/sounds/en")
+FASHION_MNIST = (
+    system_data.find(
+        "dataset-fashion-mnist",
+        "/t10k-images-idx3-ubyte.gz",
+        "/usr/share/datasets/fashion-mnist*/t10k-images-idx3-ubyte.gz",
+    )
+    or system_data.NOT_INSTALLED
+)
+SPEECH = system_data.asterisk_sounds() or system_data.NOT_INSTALLED
 FIXTURES = pathlib.Path(__file__).parent / "fixtures"
 
 
