@@ -122,3 +122,17 @@ def test_text_pipeline_yields_token_batches(rotten):
   assert set(next(numeric)) == {"input_ids", "label"}
   with pytest.raises(KeyError, match="no 'sentence' field"):
     tokenization.Tokenize(key="sentence")({"text": "x"}, None)
+
+
+def test_join_text_makes_one_sentence_pair_text_the_tokenizer_keeps_separated():
+  """GLUE pairs (the ReAugKD paper variant) as 'first [SEP] second'; [SEP] stays one token."""
+  join = data.JoinText(fields=("sentence1", "sentence2"))
+  example = join({"sentence1": "a good film", "sentence2": "not bad", "label": 1}, None)
+  assert example["text"] == "a good film [SEP] not bad" and example["label"] == 1
+  ids = data.Tokenize(max_length=16)(example, None)["input_ids"]
+  tokenizer = tokenization.load_tokenizer(None, 16)
+  sep = tokenizer.token_to_id("[SEP]")
+  assert list(ids).count(sep) == 2  # the pair's separator and the final one
+  assert join.deterministic and data.Tokenize.deterministic
+  with pytest.raises(KeyError, match=r"JoinText: example lacks \['sentence2'\]"):
+    join({"sentence1": "x"}, None)
