@@ -18,7 +18,7 @@ from typing import Sequence
 
 from kd_jax.train import stages
 
-TABLES = ("fidelity", "reaugkd")
+TABLES = ("fidelity", "reaugkd", "disk")
 
 
 class UnknownTableError(ValueError):

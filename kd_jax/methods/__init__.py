@@ -19,6 +19,7 @@ from kd_jax.methods.base import (
     teacher_ensemble_logits,
 )
 from kd_jax.methods.attention_transfer import AttentionTransfer
+from kd_jax.methods.disk import DiSK
 from kd_jax.methods.fitnets import FitNets
 from kd_jax.methods.reaugkd import ReAugKD
 from kd_jax.methods.rkd import RelationalKD
@@ -32,6 +33,7 @@ METHODS: dict[str, type[Method]] = {
     "rkd": RelationalKD,
     "fitnets": FitNets,
     "at": AttentionTransfer,
+    "disk": DiSK,
 }
 
 
@@ -64,6 +66,7 @@ def get_method(name: str, **hyper_parameters) -> Method:
 __all__ = [
     "AttentionTransfer",
     "Aux",
+    "DiSK",
     "FitNets",
     "METHODS",
     "Method",

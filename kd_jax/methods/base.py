@@ -24,6 +24,9 @@ receives one bundle (`StepIO`, `UpdateIO`, `PrepareContext`), so hooks take what
                             *train* batch and the constants
   `optimizer(tx, context)`  how {"student": ..., "method": ...} is updated; `context` gives
                             total_steps, steps_per_epoch, num_train_examples, batch_size
+  `training_phases()`,      alternating updates: the trainable parts of each phase and the
+  `phase(step, context)`    phase of a step; frozen parts get no gradient and a frozen student
+                            no backward pass (`kd_jax.train.phases`)
   `loss(params, state, io)` the scalar objective + `Aux` (metrics, per-example inputs of
                             `update_state`, the method modules' updated mutable collections)
   `update_state(state, io)` non-trainable state after the optimiser step (queues, EMA of the
@@ -128,6 +131,9 @@ class StepIO:
   model_state: the method modules' mutable collections (`Variables.model_state`).
   student_variables: the student's current {"params": ..., **model_state}.
   train: True inside `loss`.
+  trainable: the parts this step differentiates ({"student", "method"}, or one of them in a
+    phase of `Method.training_phases`); static, so a method may branch on it in Python. A frozen
+    student's outputs are inference-mode and stop-gradient'ed.
   """
 
   student: Outputs
@@ -142,6 +148,7 @@ class StepIO:
   model_state: PyTree = dataclasses.field(default_factory=dict)
   student_variables: PyTree = None
   train: bool = False
+  trainable: frozenset = frozenset({"student", "method"})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -218,6 +225,17 @@ class Method:
     """
     del context
     return student_tx
+
+  def training_phases(self) -> tuple[frozenset, ...]:
+    """The trainable parts ({"student", "method"}) of each training phase; () (default): one
+    phase that trains both. Every phase's `loss` must return the same metric names."""
+    return ()
+
+  def phase(self, step, context: RunContext):
+    """The index into `training_phases()` of optimiser step `step` (a traced int32 in the train
+    step, a NumPy array of all steps when the trainer plans schedules)."""
+    del context
+    return jnp.zeros_like(step)
 
   def loss(self, params: PyTree, state: PyTree, io: StepIO) -> tuple[jax.Array, Aux]:
     """The training objective of one (micro-)batch, differentiated w.r.t. the student's params

@@ -18,6 +18,8 @@ from typing import Any
 import ml_collections
 from ml_collections import config_dict
 
+from kd_jax.train import choices
+
 _FREE_FORM = ("model_kwargs", "method", "evals")  # validated by the model / method constructors
 _FIXED_SUBTREES = ("optimizer", "model_selection")
 
@@ -340,10 +342,10 @@ def validate_stages(
   A top-level `settings` dict may hold values the stages share by reference (FieldReferences),
   so that one `--config.settings.<key>=...` override reaches every stage; it is not run.
   """
-  unknown = set(config.keys()) - {"stages", "stage_order", "settings"}
+  unknown = set(config.keys()) - {"stages", "stage_order", "settings", "choices"}
   if unknown:
     raise ValueError(
-        f"A staged config holds only `stages`, `stage_order` and `settings`; "
+        f"A staged config holds only `stages`, `stage_order`, `settings` and `choices`; "
         f"unknown top-level key(s) {sorted(unknown)} (put them inside a stage)."
     )
   # ConfigDict iterates keys sorted, so the run order is explicit.
@@ -372,6 +374,7 @@ def validate_stages(
             "which runs later; order the stages so teachers come first."
         )
     seen[stage] = stage_config
+  choices.validate(config, order, dict(stages))
   if resolve:
     from kd_jax.train import preflight  # pylint: disable=g-import-not-at-top  (import cycle)
 

@@ -30,6 +30,7 @@ from kd_jax.train import config as config_lib
 from kd_jax.train import evaluation as evaluation_lib
 from kd_jax.train import guards
 from kd_jax.train import mesh as mesh_lib
+from kd_jax.train import phases as phases_lib
 from kd_jax.train import prepare as prepare_lib
 from kd_jax.train import selection as selection_lib
 from kd_jax.train import state as state_lib
@@ -318,7 +319,10 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict
     )
     train_teachers = mesh_lib.replicate(jax.tree.map(jnp.asarray, cache), mesh)
 
-  student_tx, schedule = build.build_optimizer(config.optimizer, config.total_steps)
+  # With alternating phases the student's schedule runs over the steps that update it.
+  schedule_position = phases_lib.student_schedule_position(method, context)
+  student_updates = int(phases_lib.steps_training(method, context, "student").sum())
+  student_tx, schedule = build.build_optimizer(config.optimizer, student_updates)
   tx = method.optimizer(student_tx, context)
   state = _initial_state(
       config,
@@ -418,7 +422,8 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict
       metrics = jax.device_get(metrics)
       now = time.time()
       metrics["steps_per_sec"] = (step - last_log_step) / max(now - last_log_time, 1e-9)
-      metrics["learning_rate"] = schedule(step - 1)  # the rate used by this step's update
+      # The rate used by this step's update (of the student, in a phase that trains it).
+      metrics["learning_rate"] = schedule(schedule_position[step - 1])
       last_log_time, last_log_step = now, step
       writer.write(step, "train", metrics)
       postfix = {"loss": float(metrics["loss"])}

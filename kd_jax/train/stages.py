@@ -17,6 +17,7 @@ import os
 import jax
 import ml_collections
 
+from kd_jax.train import choices
 from kd_jax.train import config as config_lib
 from kd_jax.train import loop
 from kd_jax.train import mesh as mesh_lib
@@ -47,6 +48,11 @@ def _run(config: ml_collections.ConfigDict, workdir: str) -> dict:
       if not os.path.isabs(teacher.workdir):
         teacher.workdir = os.path.join(os.path.abspath(workdir), teacher.workdir)
     stage_config.teachers = tuple(teachers)
+    if name in config.get("choices", {}):
+      chosen, stage_config.method = choices.choose(
+          config.choices[name], workdir, name, write=jax.process_index() == 0
+      )
+      print(f"=== stage {name} takes the method of {chosen} (best on validation)", flush=True)
     print(f"=== stage {name} -> {os.path.join(workdir, name)}", flush=True)
     results[name] = loop.train_and_evaluate(stage_config, os.path.join(workdir, name))
   if jax.process_index() == 0:

@@ -27,6 +27,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from kd_jax.methods import base
 from kd_jax.methods.base import Aux, Method
 from kd_jax.train import mesh as mesh_lib
+from kd_jax.train import phases as phases_lib
 from kd_jax.train import state as state_lib
 from kd_jax.train import teacher_cache
 from kd_jax.train.state import TrainState
@@ -238,7 +239,10 @@ def build_train_step(
       batch,
       rng,
       step,
+      parts=phases_lib.ALL_PARTS,
   ):
+    """Loss, gradients and updated collections of one micro-batch; only `parts` are
+    differentiated (the others get zero gradients, and a frozen student no backward pass)."""
     x = model_input(batch, input_key, forward.compute_dtype)
     if not method.uses_teacher:
       teacher_out = ()
@@ -247,11 +251,19 @@ def build_train_step(
     else:
       teacher_out = forward.teachers_eval(teacher_variables, x)
     rng_model, rng_method = jax.random.split(rng)
-
-    def loss_fn(trainable):
-      student_out, new_model_state = forward.student_train(
-          trainable["student"], model_state, x, rng_model
+    if "student" not in parts:  # frozen: one inference-mode forward pass, outside the gradient
+      frozen_student = jax.lax.stop_gradient(
+          forward.student_eval(trainable["student"], model_state, x)
       )
+
+    def loss_fn(differentiated):
+      params = {**trainable, **differentiated}
+      if "student" in parts:
+        student_out, new_model_state = forward.student_train(
+            params["student"], model_state, x, rng_model
+        )
+      else:
+        student_out, new_model_state = frozen_student, model_state
       io = base.StepIO(
           student=student_out,
           teachers=teacher_out,
@@ -263,18 +275,32 @@ def build_train_step(
           rng=rng_method,
           apply_student=apply_student,
           model_state=method_model_state,
-          student_variables={"params": trainable["student"], **model_state},
+          student_variables={"params": params["student"], **model_state},
           train=True,
+          trainable=frozenset(parts),
       )
-      loss, aux = method.loss(trainable["method"], method_state, io)
+      loss, aux = method.loss(params["method"], method_state, io)
       aux = Aux(*aux)
       new_method_model_state = aux.model_state if aux.model_state else method_model_state
       return loss, (new_model_state, new_method_model_state, aux._replace(model_state={}))
 
+    differentiated = {part: trainable[part] for part in sorted(parts)}
     (loss, (new_model_state, new_method_model_state, aux)), grads = jax.value_and_grad(
         loss_fn, has_aux=True
-    )(trainable)
+    )(differentiated)
+    grads = {
+        part: grads.get(part, jax.tree.map(jnp.zeros_like, trainable[part])) for part in trainable
+    }
     return loss, grads, new_model_state, new_method_model_state, aux
+
+  phases = phases_lib.phase_parts(method)
+  if phases:
+    single_phase_step = micro_step
+
+    def micro_step(*args):  # one compiled branch per phase; a step runs only its own
+      branches = [functools.partial(single_phase_step, parts=parts) for parts in phases]
+      step = args[-1]
+      return jax.lax.switch(method.phase(step, context), branches, *args)
 
   def train_step(state: TrainState, teacher_variables, constants, batch):
     rng = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
