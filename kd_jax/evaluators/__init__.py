@@ -18,11 +18,17 @@ import importlib
 from typing import Any, Callable
 
 from kd_jax.evaluators.base import EvalRun, PerExampleMetrics
+from kd_jax.evaluators.cluster_alignment import ClusterAlignment
+from kd_jax.evaluators.linear_probe import LinearProbe
+from kd_jax.evaluators.nearest_neighbour import NearestNeighbour
 from kd_jax.evaluators.retrieval_augmented import RetrievalAugmented
 
 EVALUATORS: dict[str, type] = {
     "metrics": PerExampleMetrics,
     "retrieval_augmented": RetrievalAugmented,
+    "linear_probe": LinearProbe,
+    "nearest_neighbour": NearestNeighbour,
+    "cluster_alignment": ClusterAlignment,
 }
 
 
@@ -51,4 +57,13 @@ def get_evaluator(kind: str, **options: Any) -> Callable[[EvalRun], dict]:
   return cls(**options)
 
 
-__all__ = ["EVALUATORS", "EvalRun", "PerExampleMetrics", "RetrievalAugmented", "get_evaluator"]
+__all__ = [
+    "ClusterAlignment",
+    "EVALUATORS",
+    "EvalRun",
+    "LinearProbe",
+    "NearestNeighbour",
+    "PerExampleMetrics",
+    "RetrievalAugmented",
+    "get_evaluator",
+]

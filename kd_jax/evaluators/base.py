@@ -29,6 +29,8 @@ class EvalRun:
   batches(): this host's shard of the split, ordered, padded, with a boolean "mask" — for
     per-example metrics on the mesh. all_batches(): the whole split on every host — for
     whole-split evaluators (kNN, probes, retrieval), which compute the same result everywhere.
+  split_batches(split): the same for another split of the run's dataset (a probe's train and
+    validation splits, a kNN database), through the eval transforms.
   eval_step: the run's jitted per-example metrics step (compiled once per run).
   forward: the student / teacher forward passes (`kd_jax.train.steps.Forward`).
   """
@@ -38,6 +40,7 @@ class EvalRun:
   step: int
   batches: Callable[[], Iterable[dict]]
   all_batches: Callable[[], Iterable[dict]]
+  split_batches: Callable[[str], Iterable[dict]]
   state: Any
   teacher_variables: PyTree
   constants: PyTree

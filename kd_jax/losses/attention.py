@@ -5,7 +5,8 @@
   (Eq. 12), each optionally on projected student maps (Eq. 11).
 - `one_to_one_attention`: head i ↔ head i (TinyBERT / MiniLM style); needs H_s = H_t.
 - `head_pooled_attention`: the mean map over heads on each side, the baseline other libraries
-  use for mismatched heads.
+  use for mismatched heads; `head_summed_attention`: the summed maps (TextBrewer);
+  `head_group_pooled_attention`: the teacher's heads averaged in groups down to H_s (Tunix).
 
 Maps are attention probabilities: teacher [batch, H_t, q, k], student [batch, H_s, q, k], each
 row (fixed head and query) a distribution over keys. Per-example outputs [batch]; the cost of one
@@ -204,3 +205,46 @@ def head_pooled_attention(teacher_attn, student_attn, *, kind: str = "mse"):
   pooled_t = jnp.mean(teacher_attn, axis=1, keepdims=True)
   pooled_s = jnp.mean(student_attn, axis=1, keepdims=True)
   return _compare_maps(pooled_t, pooled_s, kind)
+
+
+def head_summed_attention(teacher_attn, student_attn):
+  """TextBrewer's summed-heads baseline, per example: (1/(q k)) Σ_{q,k} (Σ_h A^T_h − Σ_h A^S_h)².
+
+  Any head counts work, but the rows of Σ_h A_h sum to H, so with H_t ≠ H_s a mass difference
+  of (H_t − H_s) per row is left that no student can remove — the reason AMAD aligns heads
+  instead (PAPERS.md §3).
+
+  Returns:
+    [batch] float32.
+  """
+  _check_maps(teacher_attn, student_attn)
+  checks.require_dim(
+      "teacher_attn", teacher_attn, 3, "student_attn", student_attn, 3, "Key lengths"
+  )
+  teacher_attn, student_attn = checks.as_float32(teacher_attn, student_attn)
+  difference = jnp.sum(teacher_attn, axis=1) - jnp.sum(student_attn, axis=1)
+  return jnp.mean(jnp.square(difference), axis=(-2, -1))
+
+
+def head_group_pooled_attention(teacher_attn, student_attn, *, kind: str = "mse"):
+  """Tunix-style head pooling, per example: the teacher's heads averaged in contiguous groups
+  of g = H_t / H_s, Ā^T_i = (1/g) Σ_{h=ig}^{ig+g−1} A^T_h, then `one_to_one_attention(Ā^T, A^S)`:
+  "mse" (1/(H_s q k)) Σ (Ā^T − A^S)², "kl" (1/(H_s q)) Σ_{i,q} KL(Ā^T_{i,q} ‖ A^S_{i,q}).
+
+  Needs H_t divisible by H_s (g = 1 is plain one-to-one).
+
+  Returns:
+    [batch] float32.
+  """
+  _check_maps(teacher_attn, student_attn)
+  batch, h_t, q, k = jnp.shape(teacher_attn)
+  h_s = jnp.shape(student_attn)[1]
+  if h_t % h_s:
+    raise ValueError(
+        f"head_group_pooled_attention needs the teacher's head count to be a multiple of the "
+        f"student's, but teacher_attn has shape {tuple(jnp.shape(teacher_attn))} ({h_t} heads) "
+        f"and student_attn {tuple(jnp.shape(student_attn))} ({h_s} heads); use amad()."
+    )
+  teacher_attn = checks.as_float32(teacher_attn)  # pool in float32, as every loss computes
+  pooled = jnp.mean(jnp.reshape(teacher_attn, (batch, h_s, h_t // h_s, q, k)), axis=2)
+  return one_to_one_attention(pooled, student_attn, kind=kind)

@@ -18,8 +18,13 @@ from kd_jax.methods.base import (
     Variables,
     teacher_ensemble_logits,
 )
+from kd_jax.methods.amad import AMAD
+from kd_jax.methods.attention_kd import AttentionKD
 from kd_jax.methods.attention_transfer import AttentionTransfer
+from kd_jax.methods.compress import CompRess
+from kd_jax.methods.crd import CRD
 from kd_jax.methods.disk import DiSK
+from kd_jax.methods.embedding_baselines import CorrelationCongruence, Regression, RegressionBN
 from kd_jax.methods.fitnets import FitNets
 from kd_jax.methods.reaugkd import ReAugKD
 from kd_jax.methods.rkd import RelationalKD
@@ -34,6 +39,13 @@ METHODS: dict[str, type[Method]] = {
     "fitnets": FitNets,
     "at": AttentionTransfer,
     "disk": DiSK,
+    "amad": AMAD,
+    "attention_kd": AttentionKD,
+    "compress": CompRess,
+    "crd": CRD,
+    "reg": Regression,
+    "reg_bn": RegressionBN,
+    "cc": CorrelationCongruence,
 }
 
 
@@ -64,6 +76,13 @@ def get_method(name: str, **hyper_parameters) -> Method:
 
 
 __all__ = [
+    "AMAD",
+    "AttentionKD",
+    "CRD",
+    "CompRess",
+    "CorrelationCongruence",
+    "Regression",
+    "RegressionBN",
     "AttentionTransfer",
     "Aux",
     "DiSK",

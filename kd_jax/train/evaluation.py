@@ -47,6 +47,7 @@ class Evaluations:
           step=step,
           batches=lambda split=split: batches(split, sharded=True),
           all_batches=lambda split=split: batches(split, sharded=False),
+          split_batches=lambda other: batches(other, sharded=False),
           previous=dict(done),
           **shared,
       )
