@@ -104,24 +104,27 @@ def claims(variant: str, table_cells: dict) -> list[str]:
     lines.append(
         f"- {student}: DiSK − KD = {gain:+.2f} points (standard error {spread:.2f}): {verdict}."
     )
-  grows = all(later > earlier for earlier, later in zip(gains, gains[1:]))
-  lines.append(
-      "- The gain "
-      + ("grows" if grows else "does not grow monotonically")
-      + " as the student's capacity shrinks ("
-      + ", ".join(f"{g:+.2f}" for g in gains)
-      + " from the largest to the smallest student)."
-  )
+  grows = len(gains) > 1 and all(later > earlier for earlier, later in zip(gains, gains[1:]))
+  if len(gains) > 1:
+    lines.append(
+        "- The gain "
+        + ("grows" if grows else "does not grow monotonically")
+        + " as the student's capacity shrinks ("
+        + ", ".join(f"{g:+.2f}" for g in gains)
+        + " from the largest to the smallest student)."
+    )
   beats = sum("DiSK beats KD" in line for line in lines)
+  trend = grows or len(gains) == 1  # one student: there is no trend to test
+  if beats == len(gains) and trend:
+    verdict = "is reproduced here."
+  else:
+    verdict = (
+        f"is not reproduced here: DiSK beats KD for {beats} of {len(gains)} students"
+        + ("" if trend else ", and the gain does not grow as capacity shrinks")
+        + "."
+    )
   lines.append(
-      f"- The paper's central claim (DiSK beats KD, more so for smaller students) "
-      + (
-          "is reproduced here."
-          if beats == len(gains) and grows
-          else f"is not reproduced here: DiSK beats KD for {beats} of {len(gains)} students"
-          + ("" if grows else " and the gain does not grow as capacity shrinks")
-          + "."
-      )
+      "- The paper's central claim (DiSK beats KD, more so for smaller students) " + verdict
   )
   return lines
 
@@ -202,7 +205,7 @@ def write_report(config, results: dict, *, out_dir: str, name: str, command: str
       "",
       f"Command: `{command}`",
       "",
-      (table.__doc__ or "").split("Variants:")[0].strip().split("\n\n", 1)[-1],
+      "Protocol:" + table.__doc__.split("Protocol:")[1].split("Variants:")[0].rstrip(),
       "",
       f"Teacher {s['teacher'][0]} (trained on {s['teacher'][2]}): test accuracy "
       f"{100 * teacher['accuracy']:.2f}%, validation {100 * teacher['evals']['validation']['accuracy']:.2f}%.",

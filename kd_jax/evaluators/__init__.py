@@ -19,6 +19,7 @@ from typing import Any, Callable
 
 from kd_jax.evaluators.base import EvalRun, PerExampleMetrics
 from kd_jax.evaluators.cluster_alignment import ClusterAlignment
+from kd_jax.evaluators.downstream import Downstream
 from kd_jax.evaluators.linear_probe import LinearProbe
 from kd_jax.evaluators.nearest_neighbour import NearestNeighbour
 from kd_jax.evaluators.retrieval_augmented import RetrievalAugmented
@@ -29,6 +30,7 @@ EVALUATORS: dict[str, type] = {
     "linear_probe": LinearProbe,
     "nearest_neighbour": NearestNeighbour,
     "cluster_alignment": ClusterAlignment,
+    "downstream": Downstream,
 }
 
 
@@ -59,6 +61,7 @@ def get_evaluator(kind: str, **options: Any) -> Callable[[EvalRun], dict]:
 
 __all__ = [
     "ClusterAlignment",
+    "Downstream",
     "EVALUATORS",
     "EvalRun",
     "LinearProbe",

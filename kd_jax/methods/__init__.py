@@ -28,6 +28,7 @@ from kd_jax.methods.embedding_baselines import CorrelationCongruence, Regression
 from kd_jax.methods.fitnets import FitNets
 from kd_jax.methods.reaugkd import ReAugKD
 from kd_jax.methods.rkd import RelationalKD
+from kd_jax.methods.sea import SEA
 from kd_jax.methods.supervised import Supervised
 from kd_jax.methods.vanilla_kd import VanillaKD
 
@@ -46,6 +47,7 @@ METHODS: dict[str, type[Method]] = {
     "reg": Regression,
     "reg_bn": RegressionBN,
     "cc": CorrelationCongruence,
+    "sea": SEA,
 }
 
 
@@ -92,6 +94,7 @@ __all__ = [
     "PrepareContext",
     "ReAugKD",
     "RelationalKD",
+    "SEA",
     "RunContext",
     "StepIO",
     "Supervised",

@@ -213,17 +213,28 @@ def build_optimizer(opt, total_steps: int) -> tuple[optax.GradientTransformation
 
 
 def build_teachers(
-    config, *, dtype=None
+    config, example_input, *, dtype=None
 ) -> tuple[tuple[nn.Module, ...], tuple[PyTree, ...], tuple[int, ...]]:
   """Frozen teacher modules, their variables (params and BatchNorm statistics only: never the
-  teacher run's optimiser or method state) and checkpoint steps, from each teacher workdir."""
+  teacher run's optimiser or method state) and checkpoint steps, from each teacher workdir; a
+  `pretrained` teacher is initialised on `example_input` and loads its own weights (step 0)."""
   modules, variables, steps = [], [], []
   for index, spec in enumerate(config_lib.teacher_specs(config)):
-    _check_teacher_run(index, spec, config)
-    modules.append(build_model(spec.model, config.num_classes, spec.model_kwargs, dtype=dtype))
-    step, teacher_variables = checkpoint_lib.restore_exported_variables(spec.workdir)
-    guards.check_finite_variables(teacher_variables, f"teachers[{index}] ({spec.workdir})")
-    logging.info("Teacher %d: %s from %s (step %d).", index, spec.model, spec.workdir, step)
+    module = build_model(spec.model, config.num_classes, spec.model_kwargs, dtype=dtype)
+    modules.append(module)
+    if spec.pretrained:
+      with jax.threefry_partitionable(False):
+        initial = jax.jit(lambda key, x: module.init(key, x, train=False))(
+            jax.random.key(0), example_input
+        )
+      step, teacher_variables = 0, module.load_pretrained(initial)
+      source = f"{spec.model} (pretrained)"
+    else:
+      _check_teacher_run(index, spec, config)
+      step, teacher_variables = checkpoint_lib.restore_exported_variables(spec.workdir)
+      source = spec.workdir
+    guards.check_finite_variables(teacher_variables, f"teachers[{index}] ({source})")
+    logging.info("Teacher %d: %s from %s (step %d).", index, spec.model, source, step)
     variables.append(teacher_variables)
     steps.append(step)
   return tuple(modules), tuple(variables), tuple(steps)

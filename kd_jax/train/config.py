@@ -219,18 +219,34 @@ def _check_evals(c, name: str) -> None:
 
 
 def teacher_specs(config) -> list[ml_collections.ConfigDict]:
+  """The teachers of a run config, each with `model`, `model_kwargs`, `workdir` and `pretrained`.
+
+  A teacher is either a finished run (`workdir`: a directory or, in a staged config, an earlier
+  stage) or a pretrained model used as it is (`pretrained: True`, no workdir): the module is
+  initialised and its `load_pretrained(variables)` supplies the weights (e.g. the frozen
+  self-supervised MiniLM that CompRess compresses).
+  """
   specs = []
   for index, teacher in enumerate(config.teachers):
     teacher = ml_collections.ConfigDict(dict(teacher))
-    missing = {"model", "workdir"} - set(teacher.keys())
-    extra = set(teacher.keys()) - {"model", "model_kwargs", "workdir"}
+    pretrained = teacher.get("pretrained", False)
+    missing = {"model"} - set(teacher.keys())
+    extra = set(teacher.keys()) - {"model", "model_kwargs", "workdir", "pretrained"}
     if missing or extra:
       raise ValueError(
-          f"teachers[{index}] must have keys model, workdir (and optionally "
-          f"model_kwargs); missing {sorted(missing)}, unknown {sorted(extra)}."
+          f"teachers[{index}] must have keys model and workdir (or pretrained=True), optionally "
+          f"model_kwargs; missing {sorted(missing)}, unknown {sorted(extra)}."
+      )
+    if not isinstance(pretrained, bool) or pretrained == bool(teacher.get("workdir")):
+      raise ValueError(
+          f"teachers[{index}] needs exactly one of a workdir (a trained run) and pretrained=True "
+          f"(weights from the model's load_pretrained); got workdir="
+          f"{teacher.get('workdir')!r}, pretrained={pretrained!r}."
       )
     if "model_kwargs" not in teacher:
       teacher.model_kwargs = ml_collections.ConfigDict()
+    teacher.workdir = teacher.get("workdir", "")
+    teacher.pretrained = pretrained
     specs.append(teacher)
   return specs
 
@@ -265,7 +281,7 @@ def optimizer_problem(opt, total_steps: int) -> str | None:
     return "optimizer.nesterov=True needs optimizer.momentum > 0."
   if not _is_real(opt.weight_decay) or opt.weight_decay < 0:
     return f"optimizer.weight_decay must be a finite number >= 0, got {opt.weight_decay!r}."
-  if not _is_int(opt.warmup_steps) or not 0 <= opt.warmup_steps < total_steps:
+  if not _is_int(opt.warmup_steps) or not 0 <= opt.warmup_steps < max(total_steps, 1):
     return (
         f"optimizer.warmup_steps must be an integer in [0, total_steps={total_steps}), "
         f"got {opt.warmup_steps!r}."
@@ -287,7 +303,6 @@ def _check_consistency(c, name: str) -> None:
   for key in (
       "batch_size",
       "eval_batch_size",
-      "total_steps",
       "grad_accum_steps",
       "log_every",
       "checkpoint_every",
@@ -296,6 +311,10 @@ def _check_consistency(c, name: str) -> None:
   ):
     if not _is_int(c[key]) or c[key] < 1:
       fail(f"{key} must be a positive integer, got {c[key]!r}.")
+  if not _is_int(c.total_steps) or c.total_steps < 0:
+    fail(
+        f"total_steps must be an integer >= 0 (0: evaluate the model as built), got {c.total_steps!r}."
+    )
   if not _is_int(c.eval_every) or c.eval_every < 0:
     fail(f"eval_every must be an integer >= 0 (0: only at the end), got {c.eval_every!r}.")
   if not _is_int(c.seed):
@@ -359,6 +378,8 @@ def validate_stages(
   seen = {}
   for stage, stage_config in stages:
     for index, teacher in enumerate(teacher_specs(stage_config)):
+      if teacher.pretrained:
+        continue
       if teacher.workdir in seen:
         _check_teacher_matches_stage(
             stage,

@@ -246,14 +246,12 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict
   student = build.build_model(
       config.model, config.num_classes, config.model_kwargs, dtype=model_dtype
   )
-  teachers, teacher_variables, teacher_steps = build.build_teachers(config, dtype=model_dtype)
   example = _peek_train_batch(data.train_iter)
-  build.check_teacher_shapes(
-      config,
-      teachers,
-      teacher_variables,
-      steps_lib.model_input(example, config.input_key, jnp.float32),
+  example_input = steps_lib.model_input(example, config.input_key, jnp.float32)
+  teachers, teacher_variables, teacher_steps = build.build_teachers(
+      config, example_input, dtype=model_dtype
   )
+  build.check_teacher_shapes(config, teachers, teacher_variables, example_input)
   # Cast once here rather than inside every step.
   teacher_variables = mesh_lib.replicate(
       steps_lib.cast_floats(teacher_variables, compute_dtype), mesh
@@ -321,6 +319,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict
 
   # With alternating phases the student's schedule runs over the steps that update it.
   schedule_position = phases_lib.student_schedule_position(method, context)
+  phase_of_step = phases_lib.phase_of_steps(method, context)
   student_updates = int(phases_lib.steps_training(method, context, "student").sum())
   student_tx, schedule = build.build_optimizer(config.optimizer, student_updates)
   tx = method.optimizer(student_tx, context)
@@ -414,7 +413,8 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict
         host_batch, config.num_classes, f"train batch of step {step} ({config.dataset})"
     )
     batch = mesh_lib.shard_batch(host_batch, mesh)
-    state, metrics = train_step(state, train_teachers, constants, batch)
+    phase = int(phase_of_step[step - 1])  # the optimiser step being computed is step - 1
+    state, metrics = train_step(state, train_teachers, constants, batch, phase)
     postfix = {}
     # Metrics are fetched from the device only on log steps, so dispatch stays asynchronous.
     if step % config.log_every == 0 or step == config.total_steps:

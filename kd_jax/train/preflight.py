@@ -131,9 +131,16 @@ def check_resolvable(
     fail(f"student: {error}")
   for index, teacher in enumerate(config_lib.teacher_specs(config)):
     try:
-      build.build_model(teacher.model, config.num_classes, teacher.model_kwargs)
+      module = build.build_model(teacher.model, config.num_classes, teacher.model_kwargs)
     except (ValueError, ImportError) as error:
       fail(f"teachers[{index}]: {error}")
+    if teacher.pretrained:
+      if not hasattr(module, "load_pretrained"):
+        fail(
+            f"teachers[{index}] is pretrained=True but {teacher.model!r} has no "
+            "load_pretrained(variables) to supply its weights; give the workdir of a trained run."
+        )
+      continue
     if (
         os.path.isabs(teacher.workdir)
         and teacher.workdir not in stages

@@ -50,7 +50,7 @@ def test_distillation_without_teacher_fails():
     [
         ("batch_size", 30, "not divisible by grad_accum_steps=4"),
         ("compute_dtype", "float16", "compute_dtype must be"),
-        ("total_steps", 0, "total_steps must be a positive integer"),
+        ("total_steps", -1, "total_steps must be an integer >= 0"),
     ],
 )
 def test_inconsistent_settings(key, value, message):
