@@ -222,7 +222,7 @@ def build_teachers(
   for index, spec in enumerate(config_lib.teacher_specs(config)):
     module = build_model(spec.model, config.num_classes, spec.model_kwargs, dtype=dtype)
     modules.append(module)
-    if spec.pretrained:
+    if spec.get("pretrained", False):
       with jax.threefry_partitionable(False):
         initial = jax.jit(lambda key, x: module.init(key, x, train=False))(
             jax.random.key(0), example_input

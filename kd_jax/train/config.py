@@ -245,8 +245,8 @@ def teacher_specs(config) -> list[ml_collections.ConfigDict]:
       )
     if "model_kwargs" not in teacher:
       teacher.model_kwargs = ml_collections.ConfigDict()
+    # Keys are added only when set, so configs saved before `pretrained` existed still match.
     teacher.workdir = teacher.get("workdir", "")
-    teacher.pretrained = pretrained
     specs.append(teacher)
   return specs
 
@@ -378,7 +378,7 @@ def validate_stages(
   seen = {}
   for stage, stage_config in stages:
     for index, teacher in enumerate(teacher_specs(stage_config)):
-      if teacher.pretrained:
+      if teacher.get("pretrained", False):
         continue
       if teacher.workdir in seen:
         _check_teacher_matches_stage(

@@ -134,7 +134,7 @@ def check_resolvable(
       module = build.build_model(teacher.model, config.num_classes, teacher.model_kwargs)
     except (ValueError, ImportError) as error:
       fail(f"teachers[{index}]: {error}")
-    if teacher.pretrained:
+    if teacher.get("pretrained", False):
       if not hasattr(module, "load_pretrained"):
         fail(
             f"teachers[{index}] is pretrained=True but {teacher.model!r} has no "

@@ -45,7 +45,7 @@ def _run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   for name, stage_config in config_lib.validate_stages(config):
     teachers = config_lib.teacher_specs(stage_config)  # fresh copies: safe to edit
     for teacher in teachers:
-      if not teacher.pretrained and not os.path.isabs(teacher.workdir):
+      if not teacher.get("pretrained", False) and not os.path.isabs(teacher.workdir):
         teacher.workdir = os.path.join(os.path.abspath(workdir), teacher.workdir)
     stage_config.teachers = tuple(teachers)
     if name in config.get("choices", {}):
