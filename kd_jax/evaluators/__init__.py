@@ -17,6 +17,7 @@ import dataclasses
 import importlib
 from typing import Any, Callable
 
+from kd_jax.evaluators.attention_alignment import AttentionAlignment
 from kd_jax.evaluators.base import EvalRun, PerExampleMetrics
 from kd_jax.evaluators.cluster_alignment import ClusterAlignment
 from kd_jax.evaluators.downstream import Downstream
@@ -31,6 +32,7 @@ EVALUATORS: dict[str, type] = {
     "nearest_neighbour": NearestNeighbour,
     "cluster_alignment": ClusterAlignment,
     "downstream": Downstream,
+    "attention_alignment": AttentionAlignment,
 }
 
 
@@ -60,6 +62,7 @@ def get_evaluator(kind: str, **options: Any) -> Callable[[EvalRun], dict]:
 
 
 __all__ = [
+    "AttentionAlignment",
     "ClusterAlignment",
     "Downstream",
     "EVALUATORS",

@@ -58,6 +58,17 @@ def project_student_maps(student_attn, projection):
   return projected / jnp.maximum(jnp.sum(projected, axis=-1, keepdims=True), _EPS)
 
 
+def head_alignment(teacher_attn, student_attn, query_mask=None):
+  """Eq. 2 per example: a [batch, H_t, H_s], a_ij = softmax_j cos(T_i, S_j) of the flattened
+  maps, with padded query rows zeroed first (as the AMAD losses see them). Not a loss: which
+  teacher heads a student's heads stand in for, e.g. for a plot of a trained pair."""
+  _check_maps(teacher_attn, student_attn)
+  teacher_attn, student_attn = checks.as_float32(teacher_attn, student_attn)
+  mask = _query_mask(query_mask, teacher_attn)[:, None, :, None]
+  flat = lambda maps: jnp.reshape(maps * mask, maps.shape[:2] + (-1,))
+  return jax.vmap(_alignment)(flat(teacher_attn), flat(student_attn))
+
+
 def _amad_mse_one(t, s):
   """Eq. 4–6 for one example: Σ_i ‖t̂_i − Σ_j a_ij ŝ_j‖², flattened maps L2-normalised."""
   t_hat = l2_normalize(jnp.reshape(t, (t.shape[0], -1)))

@@ -25,11 +25,11 @@ carries it, else the A-weighted Leq in dBFS of the model input waveform
 Students have no classifier head (model_kwargs num_classes=None): `init` refuses one with logits.
 Training as in the paper's code: Adam (config.optimizer, schedule "constant"), the best
 checkpoint and early stopping by the validation MSE (config.model_selection on a "metrics"
-evaluator of the validation split, metric "embedding_mse", mode "min", patience 10). Not
-reproduced: reduce-LR-on-plateau (×0.1 after 5 epochs without improvement).
-`optax.contrib.reduce_on_plateau` needs the monitored value passed to `update(..., value=...)`,
-and the engine calls `tx.update(grads, opt_state, params)` with no value and has no channel
-from an evaluator back into the optimiser state.
+evaluator of the validation split, metric "embedding_mse", mode "min", patience 10), and
+reduce-LR-on-plateau (`plateau_patience` epochs without improvement → × `plateau_factor`;
+`optax.contrib.reduce_on_plateau` on the training loss averaged over each epoch, which the
+engine passes to the optimiser as `value`). Keras monitors the validation loss instead; no
+evaluator result reaches the optimiser, so the epoch's training loss stands in for it.
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ from typing import ClassVar
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 
 from kd_jax.data import loudness as loudness_lib
 from kd_jax.losses import embedding as embedding_losses
@@ -130,6 +131,8 @@ class SEA(base.Method):
   dpp_mcmc_iterations: int = 0
   loudness_key: str = "loudness"
   sample_rate: int = 0
+  plateau_patience: int = 5  # epochs; 0 turns reduce-LR-on-plateau off
+  plateau_factor: float = 0.1
   conv_l2: float = 1e-5
   teacher: int = 0
 
@@ -143,7 +146,16 @@ class SEA(base.Method):
           f"sea: dpp_sampler must be one of {sea_sampling.DPP_SAMPLERS}, got "
           f"{self.dpp_sampler!r}."
       )
-    for name in ("dim", "sample_size", "dpp_mcmc_iterations", "sample_rate", "teacher"):
+    if not 0 < self.plateau_factor <= 1:
+      raise ValueError(f"sea: plateau_factor must be in (0, 1], got {self.plateau_factor}.")
+    for name in (
+        "dim",
+        "sample_size",
+        "dpp_mcmc_iterations",
+        "sample_rate",
+        "teacher",
+        "plateau_patience",
+    ):
       if int(getattr(self, name)) < 0:
         raise ValueError(f"sea: {name} must be >= 0, got {getattr(self, name)}.")
     for name in ("loudness_window", "dpp_chunk"):
@@ -243,6 +255,19 @@ class SEA(base.Method):
     if not 0 <= self.teacher < len(io.teachers):
       raise ValueError(f"sea: teacher={self.teacher} but the run has {len(io.teachers)}.")
     return apply_phi(io.constants, io.teachers[self.teacher]["embedding"])
+
+  def optimizer(self, student_tx, context):
+    """The configured optimiser (Adam in the paper), its updates scaled down on plateaus."""
+    if not self.plateau_patience:
+      return student_tx
+    return optax.chain(
+        student_tx,
+        optax.contrib.reduce_on_plateau(
+            factor=self.plateau_factor,
+            patience=self.plateau_patience,
+            accumulation_size=context.steps_per_epoch,
+        ),
+    )
 
   def loss(self, params, state, io):
     del params, state

@@ -343,7 +343,11 @@ def build_train_step(
           state_inputs=_merge_micro_batches(aux.state_inputs),
       )
 
-    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    # The step's loss goes to the optimiser as `value` (optax's extra-args convention), so a
+    # method may chain e.g. `optax.contrib.reduce_on_plateau`; other transformations ignore it.
+    updates, opt_state = optax.with_extra_args_support(tx).update(
+        grads, state.opt_state, state.params, value=loss
+    )
     params = optax.apply_updates(state.params, updates)
     method_state = method.update_state(
         state.method_state,

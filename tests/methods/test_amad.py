@@ -10,6 +10,7 @@ import ml_collections
 import numpy as np
 import pytest
 
+from kd_jax.losses import attention as losses_attention
 from kd_jax.methods import base
 from kd_jax.methods.amad import AMAD, uniform_layer_map
 from kd_jax.methods.attention_kd import AttentionKD
@@ -385,3 +386,14 @@ def test_methods_train_through_the_engine(vit_teacher, name, hyper_parameters, t
   assert len(losses) == 6 and np.all(np.isfinite(losses)) and np.all(np.isfinite(attention))
   # The total is dominated by the CE of a 6-step run; the attention term is what must improve.
   assert attention[-1] < attention[0]
+
+
+def test_head_alignment_matches_reference_with_padding():
+  rng = np.random.default_rng(11)
+  t = rng.dirichlet(np.ones(5), size=(2, 4, 5))  # [batch, H_t, q, k]
+  s = rng.dirichlet(np.ones(5), size=(2, 3, 5))
+  mask = np.array([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]], np.float32)
+  a = np.asarray(losses_attention.head_alignment(t, s, mask))
+  for b in range(2):
+    rows = lambda maps: (maps[b] * mask[b][None, :, None]).reshape(maps.shape[1], -1)
+    np.testing.assert_allclose(a[b], ref._soft_alignment(rows(t), rows(s)), rtol=1e-5)
