@@ -14,6 +14,7 @@ import os
 import jax.numpy as jnp
 import numpy as np
 
+from experiments.reports.seed_stats import compare, format_mean_std, mean_std
 from experiments.configs import disk as table
 from kd_jax.models import get_model
 from kd_jax.models.summary import dense_macs
@@ -75,32 +76,18 @@ def cells(variant: str, results: dict) -> dict:
   return out
 
 
-def _mean_std(values) -> tuple[float, float]:
-  values = np.asarray(values, float)
-  return float(values.mean()), float(values.std(ddof=1)) if len(values) > 1 else 0.0
-
-
-def _fmt(values) -> str:
-  mean, std = _mean_std(values)
-  return f"{mean:.2f} ± {std:.2f}"
-
-
 def claims(variant: str, table_cells: dict) -> list[str]:
   """Whether DiSK beats KD per student (beyond the seed spread), and whether the gain grows as
   capacity shrinks (students are listed from largest to smallest)."""
   lines, gains = [], []
   for student, row in table_cells.items():
-    disk, kd = np.asarray(row["disk"]["test"]), np.asarray(row["kd"]["test"])
-    gain = disk.mean() - kd.mean()
-    spread = (
-        np.sqrt(disk.var(ddof=1) / len(disk) + kd.var(ddof=1) / len(kd)) if len(disk) > 1 else 0.0
-    )
+    gain, spread, outcome = compare(row["disk"]["test"], row["kd"]["test"])
     gains.append(gain)
-    verdict = (
-        "DiSK beats KD"
-        if gain > 2 * spread
-        else ("KD beats DiSK" if gain < -2 * spread else "no difference beyond the seed spread")
-    )
+    verdict = {
+        "beats": "DiSK beats KD",
+        "loses": "KD beats DiSK",
+        "within": "no difference beyond the seed spread",
+    }[outcome]
     lines.append(
         f"- {student}: DiSK − KD = {gain:+.2f} points (standard error {spread:.2f}): {verdict}."
     )
@@ -174,7 +161,7 @@ def write_plot(path: str, table_cells: dict, macs: dict) -> None:
   students = list(table_cells)
   x = np.array([macs[s] / 1e6 for s in students])
   for offset, method in enumerate(table.METHODS):
-    stats = [_mean_std(table_cells[s][method]["test"]) for s in students]
+    stats = [mean_std(table_cells[s][method]["test"]) for s in students]
     ax.errorbar(
         x * (1 + 0.03 * (offset - 2)),
         [m for m, _ in stats],
@@ -225,7 +212,7 @@ def write_report(config, results: dict, *, out_dir: str, name: str, command: str
       tuned = (
           "" if cell["value"] is None else f" [{table.grid(variant, method)[0]}={cell['value']:g}]"
       )
-      row.append(_fmt(cell["test"]) + tuned)
+      row.append(format_mean_std(cell["test"]) + tuned)
     lines.append("| " + " | ".join(row) + " |")
   lines += ["", "## Claims", ""] + claims(variant, table_cells)
   lines += [

@@ -17,9 +17,11 @@ running_mean / running_var become scale / bias / mean / var; `num_batches_tracke
 The network is torchvision's ResNet-50 (7×7 stride-2 stem, 3×3 max-pool, bottlenecks with the
 stride on the 3×3 convolution, v1.5), built from the blocks of `kd_jax.models.resnet`.
 
-`frozen_batch_norm=True` (the default for the teacher) runs BatchNorm on its running statistics
-even in train mode: a teacher stage that "trains" with a zero loss (configs/compress.py) then
-leaves both the params and the statistics exactly as loaded.
+The CompRess table (configs/compress.py) uses it as it comes: as every student's teacher
+(`pretrained: True`, the trainer calls `load_pretrained`) and as the model of the 0-step teacher
+row. `frozen_batch_norm=True` (the default) runs BatchNorm on the loaded running statistics even
+in train mode, so a run that does train it (a fine-tuning stage) never re-estimates MoCo's
+statistics from its own batches.
 """
 
 from __future__ import annotations
@@ -77,7 +79,7 @@ class ImageNetResNet50(nn.Module):
 
 
 def _target(key: str) -> tuple[str, tuple[str, ...], str] | None:
-  """torch key (without the prefix) -> (collection, path, leaf) in our variables, None if dropped."""
+  """torch key (without the prefix) -> (collection, path, leaf) of our variables; None: dropped."""
   if key.startswith("fc.") or key.endswith("num_batches_tracked"):
     return None
   match = re.fullmatch(r"layer(\d)\.(\d+)\.(conv\d|bn\d|downsample\.[01])\.(\w+)", key)
