@@ -116,6 +116,36 @@ def claims(variant: str, table_cells: dict) -> list[str]:
   return lines
 
 
+def observations(variant: str, table_cells: dict, results: dict) -> list[str]:
+  """The gate's mean value on the test split, and runs that ended at chance level."""
+  lines = []
+  for student, row in table_cells.items():
+    gates = [results[stage]["gate"] for stage in row["disk"]["stages"]]
+    lines.append(
+        f"- {student}: DiSK's mean gate g(x) on the test split is "
+        + ", ".join(f"{g:.3f}" for g in gates)
+        + " (per seed)"
+        + (
+            ": the gate saturates, so the budget did not bind at these settings."
+            if min(gates) > 0.95
+            else "."
+        )
+    )
+  chance = 100.0 / table.settings(variant)["num_classes"]
+  collapsed = sorted(
+      stage
+      for stage, r in results.items()
+      if stage != "teacher" and 100 * r["accuracy"] < chance + 2.0
+  )
+  if collapsed:
+    lines.append(
+        f"- Runs that ended at chance level ({chance:.0f}%; candidates included): "
+        + ", ".join(f"`{stage}`" for stage in collapsed)
+        + "."
+    )
+  return lines
+
+
 def write_csv(path: str, variant: str, table_cells: dict, results: dict, macs: dict) -> None:
   with open(path, "w", newline="") as f:
     writer = csv.writer(f)
@@ -215,6 +245,7 @@ def write_report(config, results: dict, *, out_dir: str, name: str, command: str
       row.append(format_mean_std(cell["test"]) + tuned)
     lines.append("| " + " | ".join(row) + " |")
   lines += ["", "## Claims", ""] + claims(variant, table_cells)
+  lines += ["", "## Observations", ""] + observations(variant, table_cells, results)
   lines += [
       "",
       "## Published CIFAR-100 numbers (top-1 %, CE / KD / DiSK), for comparison only",
