@@ -200,6 +200,10 @@ def write_plot(path: str, table_cells: dict, macs: dict) -> None:
         capsize=3,
         label=LABELS[method],
     )
+  # Cells dragged down by runs that collapsed to chance would flatten every other line: the axis
+  # starts a little below CE (the table lists those cells).
+  ce_low = min(mean_std(table_cells[s]["ce"]["test"])[0] for s in students)
+  ax.set_ylim(bottom=ce_low - 5)
   ax.set_xscale("log")
   ax.set_xlabel("student MACs per image (millions)")
   ax.set_ylabel("test accuracy (%)")

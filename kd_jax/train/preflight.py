@@ -40,7 +40,9 @@ def _splits(config) -> list[tuple[str, str]]:
   if config.get("validation_split"):
     splits.append(("validation_split", config.validation_split))
   for name, spec in dict(config.get("evals", {})).items():
-    if "split" in spec:
+    # An evaluator that reads its own dataset (e.g. `downstream`'s `dataset` option) opens its
+    # split there, not in the run's dataset.
+    if "split" in spec and not spec.get("dataset"):
       splits.append((f"evals.{name}.split", spec["split"]))
   return splits
 
