@@ -148,7 +148,7 @@ def _unknown_key(tmp_path):
 @case(
     "config/teacher_without_workdir",
     ValueError,
-    r"teachers\[0\] must have keys .*missing " r"\['workdir'\]",
+    r"teachers\[0\] needs exactly one of a workdir .*got workdir=None",
 )
 def _teacher_without_workdir(tmp_path):
   del tmp_path
