@@ -45,6 +45,7 @@ import os
 import ml_collections
 
 from experiments.configs.reaugkd import GLUE
+from kd_jax.train import choices as choices_lib
 from kd_jax.train.config import default_config
 
 ROWS = (
@@ -411,12 +412,7 @@ def get_config(variant: str = "cpu") -> ml_collections.ConfigDict:
             )
           add(name, c)
           if grid:  # the method is replaced by the best candidate's before the stage runs
-            choices[name] = {
-                "candidates": tuple(tried),
-                "evaluator": "validation",
-                "metric": "accuracy",
-                "mode": "max",
-            }
+            choices[name] = choices_lib.best_validation_accuracy(tried)
   config = ml_collections.ConfigDict()
   config.stages = stages
   config.stage_order = tuple(order)

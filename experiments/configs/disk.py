@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import ml_collections
 
+from kd_jax.train import choices as choices_lib
 from kd_jax.train.config import default_config
 
 METHODS = ("ce", "kd", "fitnets", "at", "disk")
@@ -243,12 +244,7 @@ def get_config(variant: str = "cpu") -> ml_collections.ConfigDict:
         # The method is replaced by the best candidate's before the stage runs.
         stages[name] = student_run(variant, student, method, seed, values[0])
         order.append(name)
-        choices[name] = {
-            "candidates": tuple(candidates),
-            "evaluator": "validation",
-            "metric": "accuracy",
-            "mode": "max",
-        }
+        choices[name] = choices_lib.best_validation_accuracy(candidates)
   config = ml_collections.ConfigDict()
   config.stages = stages
   config.stage_order = tuple(order)

@@ -20,6 +20,17 @@ import ml_collections
 KEYS = {"candidates", "evaluator", "metric", "mode"}
 
 
+def best_validation_accuracy(candidates) -> dict:
+  """The usual `choices` entry: the candidate with the best accuracy of the evaluator
+  "validation"."""
+  return {
+      "candidates": tuple(candidates),
+      "evaluator": "validation",
+      "metric": "accuracy",
+      "mode": "max",
+  }
+
+
 def validate(config, order: list[str], stages: dict[str, Any]) -> None:
   """Each choice names earlier candidate stages and a non-test validation evaluator."""
   for stage, spec in dict(config.get("choices", {})).items():

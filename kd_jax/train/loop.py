@@ -318,10 +318,10 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict
     train_teachers = mesh_lib.replicate(jax.tree.map(jnp.asarray, cache), mesh)
 
   # With alternating phases the student's schedule runs over the steps that update it.
-  schedule_position = phases_lib.student_schedule_position(method, context)
   phase_of_step = phases_lib.phase_of_steps(method, context)
-  student_updates = int(phases_lib.steps_training(method, context, "student").sum())
-  student_tx, schedule = build.build_optimizer(config.optimizer, student_updates)
+  trains_student = phases_lib.steps_training(method, phase_of_step, "student")
+  schedule_position = phases_lib.schedule_positions(trains_student)
+  student_tx, schedule = build.build_optimizer(config.optimizer, int(trains_student.sum()))
   tx = method.optimizer(student_tx, context)
   state = _initial_state(
       config,

@@ -49,17 +49,16 @@ def phase_of_steps(method: base.Method, context: base.RunContext) -> np.ndarray:
   return index
 
 
-def steps_training(method: base.Method, context: base.RunContext, part: str) -> np.ndarray:
-  """Boolean [total_steps]: whether each step updates `part` ("student" or "method")."""
+def steps_training(method: base.Method, phase_of_step: np.ndarray, part: str) -> np.ndarray:
+  """Boolean like `phase_of_step` (from `phase_of_steps`): whether each step updates `part`
+  ("student" or "method")."""
   phases = phase_parts(method)
   if not phases:
-    return np.ones(context.total_steps, bool)
-  trains = np.array([part in parts for parts in phases])
-  return trains[phase_of_steps(method, context)]
+    return np.ones(phase_of_step.shape, bool)
+  return np.array([part in parts for parts in phases])[phase_of_step]
 
 
-def student_schedule_position(method: base.Method, context: base.RunContext) -> np.ndarray:
-  """For each step, how many earlier steps updated the student: the argument of the student's
-  learning-rate schedule at that step (the step itself with a single phase)."""
-  trains = steps_training(method, context, "student")
+def schedule_positions(trains: np.ndarray) -> np.ndarray:
+  """For each step, how many earlier steps updated the part (`trains` from `steps_training`):
+  the argument of its learning-rate schedule at that step (the step itself with one phase)."""
   return np.cumsum(trains) - trains

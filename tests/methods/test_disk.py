@@ -113,7 +113,10 @@ def test_phase_and_schedules_at_chosen_steps():
       rtol=1e-6,
   )
   # The student's schedule spans only its own updates: of 40 steps, 5 warm-up and 2 × 5 gate.
-  assert phases_lib.steps_training(method, CONTEXT, "student").sum() == 25
+  assert (
+      phases_lib.steps_training(method, phases_lib.phase_of_steps(method, CONTEXT), "student").sum()
+      == 25
+  )
   joint = methods.get_method("disk", regime="joint", **SMALL)
   assert joint.training_phases() == ()
   np.testing.assert_array_equal(np.asarray(joint.schedule_epoch(steps, CONTEXT)), steps // 5)
