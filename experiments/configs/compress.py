@@ -22,7 +22,7 @@ Variants:
          2-layer BERTs of width 128 from scratch. Distillation text: `kd_jax.data.text_corpus`
          "distill" (labels unused: Rotten Tomatoes and BBC News train text, Rotten Tomatoes
          plot synopses, Guardian headlines; 17 161 texts), every text cut to 32 tokens (the
-         teacher's cost per stage is one pass over the corpus: `teacher_cache`). 2 epochs of
+         teacher runs once over the corpus for all stages: a shared `teacher_cache`). 2 epochs of
          batch 64 (536 steps), AdamW lr 1e-3, the same for every row; K = 4 096 in the main rows
          (a quarter of the corpus, near the paper's K/N of 1/10); ablations of 1q: τ ∈ {0.02,
          0.04, 0.1}, K ∈ {256, 1 024, 4 096, 16 384 (≤ the corpus)}. Tasks: BBC News topics (5)

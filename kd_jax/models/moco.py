@@ -3,8 +3,10 @@
 The official MoCo checkpoint (facebookresearch/moco, `moco_v2_800ep_pretrain.pth.tar`) is a
 `torch.save`d dict whose "state_dict" holds a torchvision ResNet-50 under `module.encoder_q.*`
 (and the key encoder under `module.encoder_k.*`, plus the queue). `load_moco_state_dict` reads
-that file (or a bare state dict) with torch and `convert_moco_state_dict` maps the query
-encoder onto `ImageNetResNet50`'s params and BatchNorm statistics:
+that file (or a bare state dict) with `kd_jax.models.torch_checkpoint`, a torch-free reader of
+both `torch.save` formats (the 2020 files may predate the zip format), and
+`convert_moco_state_dict` maps the query encoder onto `ImageNetResNet50`'s params and BatchNorm
+statistics:
 
   conv1 / bn1                         -> stem_conv / stem_bn
   layer{s}.{b}.conv{k} / bn{k}        -> stage{s}_block{b+1}/conv{k} / bn{k}
@@ -35,6 +37,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from kd_jax.models import resnet
+from kd_jax.models import torch_checkpoint
 from kd_jax.models.outputs import requested, select
 
 BLOCKS = (3, 4, 6, 3)
@@ -44,13 +47,17 @@ PREFIX = "module.encoder_q."
 
 class ImageNetResNet50(nn.Module):
   """torchvision's ResNet-50 layout; outputs "logits" (None when headless), "embedding" [b, 2048]
-  and "features" (each stage's map)."""
+  and "features" (each stage's map).
+
+  `width` is the stem's channels and the first stage's bottleneck width (later stages double
+  it): 64 is ResNet-50; the tests load a full-layout checkpoint of width 1."""
 
   OUTPUTS = ("logits", "embedding", "features")
 
   num_classes: int | None = None
   frozen_batch_norm: bool = False
   dtype: Any = jnp.float32
+  width: int = WIDTHS[0]
 
   @nn.compact
   def __call__(self, x, *, train: bool, outputs=None):
@@ -58,16 +65,16 @@ class ImageNetResNet50(nn.Module):
     resnet.check_image_batch(x, type(self).__name__)
     bn_train = train and not self.frozen_batch_norm
     x = jnp.asarray(x, self.dtype)
-    x = nn.Conv(64, (7, 7), (2, 2), padding=3, use_bias=False, dtype=self.dtype, name="stem_conv")(
-        x
-    )
+    x = nn.Conv(
+        self.width, (7, 7), (2, 2), padding=3, use_bias=False, dtype=self.dtype, name="stem_conv"
+    )(x)
     x = nn.relu(resnet.batch_norm(bn_train, self.dtype, "stem_bn")(x))
     x = nn.max_pool(x, (3, 3), (2, 2), padding=((1, 1), (1, 1)))
     features = []
     for stage, (width, blocks) in enumerate(zip(WIDTHS, BLOCKS)):
       for index in range(blocks):
         x = resnet.Bottleneck(
-            width,
+            width * self.width // WIDTHS[0],
             2 if index == 0 and stage > 0 else 1,
             dtype=self.dtype,
             name=f"stage{stage + 1}_block{index + 1}",
@@ -106,8 +113,9 @@ def _target(key: str) -> tuple[str, tuple[str, ...], str] | None:
 
 
 def convert_moco_state_dict(state_dict: dict[str, Any], prefix: str = PREFIX) -> dict:
-  """{"params", "batch_stats"} of `ImageNetResNet50` from MoCo's state dict (NumPy or torch
-  tensors). Keys outside `prefix` (the key encoder, the queue) are ignored."""
+  """{"params", "batch_stats"} of `ImageNetResNet50` from MoCo's state dict (NumPy arrays, as
+  `load_moco_state_dict` returns, or torch tensors). Keys outside `prefix` (the key encoder, the
+  queue) are ignored."""
   variables: dict = {"params": {}, "batch_stats": {}}
   found = 0
   for key, value in state_dict.items():
@@ -131,10 +139,11 @@ def convert_moco_state_dict(state_dict: dict[str, Any], prefix: str = PREFIX) ->
 
 
 def load_moco_state_dict(path: str) -> dict[str, Any]:
-  """The state dict of an official MoCo file ({"state_dict": ...}) or a bare state dict."""
-  import torch  # pylint: disable=g-import-not-at-top  (only for reading the file)
-
-  checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+  """The state dict (NumPy arrays) of an official MoCo file ({"state_dict": ...}) or of a bare
+  state dict saved with `torch.save`; read without torch."""
+  checkpoint = torch_checkpoint.load(path)
+  if not isinstance(checkpoint, dict):
+    raise ValueError(f"{path}: holds a {type(checkpoint).__name__}, not a (state) dict.")
   return checkpoint.get("state_dict", checkpoint)
 
 

@@ -61,10 +61,13 @@ def default_config() -> ml_collections.ConfigDict:
   c.total_steps = 1000
   c.grad_accum_steps = 1
   c.compute_dtype = "float32"  # or "bfloat16" (params stay float32)
-  # Compute the teachers' outputs on the train split once (WORKDIR/teacher_cache/) and look them
-  # up by example index instead of running the teachers every step. Only for deterministic
-  # train transforms (no random augmentation, no batch transforms): refused otherwise.
+  # Compute the teachers' outputs on the train split once and look them up by example index
+  # instead of running the teachers every step. Only for deterministic train transforms (no
+  # random augmentation, no batch transforms): refused otherwise.
   c.teacher_cache = False
+  # Where: TEACHER_CACHE_DIR/<hash of teachers, data, dtype, outputs>/, shared by every run with
+  # the same ones ("": WORKDIR/teacher_cache; a staged run shares WORKDIR/teacher_cache_shared).
+  c.teacher_cache_dir = ""
   c.optimizer = ml_collections.ConfigDict(
       dict(
           name="sgd",  # sgd | adam | adamw

@@ -1,12 +1,12 @@
 """A run's constants (what `Method.prepare` returns): saved once, reloaded on resume, verified.
 
-Layout: WORKDIR/constants/{constants.safetensors, manifest.json} (WORKDIR/teacher_cache/ for the
-engine's cache of teacher outputs, same format). The arrays of the nested dict
-are stored flat under "/"-joined keys (safetensors, no pickle); the manifest records each array's
-shape, dtype and SHA-256, and a fingerprint of what the constants were computed from (method
-hyper-parameters, teachers' checkpoint steps, data). On resume every one of these is compared and
-a mismatch is an error naming the file and the difference — constants are never recomputed over
-a run that used other ones, and never silently reused for a different run.
+Layout: WORKDIR/constants/{constants.safetensors, manifest.json} (the engine's cache of teacher
+outputs, `kd_jax.train.teacher_cache`, stores its entries in the same format). The arrays of the
+nested dict are stored flat under "/"-joined keys (safetensors, no pickle); the manifest records
+each array's shape, dtype and SHA-256, and a fingerprint of what the constants were computed from
+(method hyper-parameters, teachers' checkpoint steps, data). On resume every one of these is
+compared and a mismatch is an error naming the file and the difference — constants are never
+recomputed over a run that used other ones, and never silently reused for a different run.
 """
 
 from __future__ import annotations

@@ -40,8 +40,16 @@ from kd_jax.train import workdir_lock
 from kd_jax.train import writers
 from kd_jax.train.state import TrainState, create_train_state
 
-# Keys that change only how a run reports, not what it computes: they may differ on resume.
-_PRESENTATION_KEYS = ("progress_bar", "log_every", "eval_every", "async_checkpointing", "evals")
+# Keys that change only how a run reports, or where it keeps its teacher cache (a memo keyed by
+# content), not what it computes: they may differ on resume, or be absent from older configs.
+_PRESENTATION_KEYS = (
+    "progress_bar",
+    "log_every",
+    "eval_every",
+    "async_checkpointing",
+    "evals",
+    "teacher_cache_dir",
+)
 
 
 def _check_same_config(config: ml_collections.ConfigDict, workdir: str) -> None:
@@ -300,15 +308,11 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict
 
   train_teachers = teacher_variables  # what the train step gets: variables, or cached outputs
   if config.teacher_cache:
-    fingerprint = {
-        **_fingerprint(config, teacher_steps),
-        "compute_dtype": config.compute_dtype,
-        "teacher_outputs": sorted(teacher_outputs),
-        "train_transforms": config_lib.listify(json.loads(config.to_json())["train_transforms"]),
-    }
     cache = teacher_cache.load_or_compute(
-        workdir,
-        fingerprint,
+        teacher_cache.directory(config, workdir),
+        teacher_cache.fingerprint(
+            config, teacher_variables, teacher_steps, teacher_outputs, data.num_train_examples
+        ),
         lambda: teacher_cache.compute(
             lambda batch: forward.teachers_eval(teacher_variables, model_input(batch)),
             data.batches(config.train_split, sharded=False, train_view=True),

@@ -7,6 +7,11 @@ student does not surface after an hour of teacher training.
 
 A stage's teacher is handed to the loop as an absolute path (the loop loads it from there); the
 config the loop saves keeps it relative (`config.portable`), so a moved workdir still resumes.
+
+Stages with `teacher_cache` keep it in one directory, WORKDIR/teacher_cache_shared, unless they
+name their own `teacher_cache_dir`: an entry is keyed by everything the teachers' outputs depend
+on (`kd_jax.train.teacher_cache`), so stages that distil the same frozen teacher on the same data
+(e.g. every CompRess row) compute its outputs once instead of once per stage.
 """
 
 from __future__ import annotations
@@ -22,6 +27,8 @@ from kd_jax.train import config as config_lib
 from kd_jax.train import loop
 from kd_jax.train import mesh as mesh_lib
 from kd_jax.train import workdir_lock
+
+SHARED_TEACHER_CACHE = "teacher_cache_shared"  # WORKDIR/<this>: the stages' teacher cache
 
 
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
@@ -48,6 +55,8 @@ def _run(config: ml_collections.ConfigDict, workdir: str) -> dict:
       if not teacher.get("pretrained", False) and not os.path.isabs(teacher.workdir):
         teacher.workdir = os.path.join(os.path.abspath(workdir), teacher.workdir)
     stage_config.teachers = tuple(teachers)
+    if stage_config.teacher_cache and not stage_config.teacher_cache_dir:
+      stage_config.teacher_cache_dir = os.path.join(os.path.abspath(workdir), SHARED_TEACHER_CACHE)
     if name in config.get("choices", {}):
       chosen, stage_config.method = choices.choose(
           config.choices[name], workdir, name, write=jax.process_index() == 0
