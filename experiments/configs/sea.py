@@ -43,10 +43,12 @@ Variants:
          frames as 1024 / 160 at 8 kHz), PCA to 512 / 256 / 128 / 64; T pool = SONYC-UST train,
          target tasks SONYC-UST (micro/macro AUPRC, train → validate) and UrbanSound8K (10
          folds), other task ESC-50 (5 folds), MLP 128 hidden, 150 epochs; Adam 1e-4, batch 64,
-         patience 10, plateau 5. Needs: `l3_teacher` weights converted from openl3's Keras file
-         (no converter in kd_jax yet) and the datasets in their official layouts under
-         $KD_JAX_SEA_MANUAL/{sonyc_ust,urbansound8k,esc50}. The general pool is AudioSet in the
-         paper; without an AudioSet builder, G (resampled to 48 kHz) stands in.
+         patience 10, plateau 5. Needs: openl3's Keras file openl3_audio_mel256_music.h5 at
+         $KD_JAX_OPENL3_WEIGHTS or $KD_JAX_SEA_MANUAL/openl3/ (converted when loaded, with
+         openl3's own kapre front end: kd_jax/models/openl3.py) and the datasets in their
+         official layouts under $KD_JAX_SEA_MANUAL/{sonyc_ust,urbansound8k,esc50}. The general
+         pool is AudioSet in the paper; without an AudioSet builder, G (resampled to 48 kHz)
+         stands in.
 """
 
 from __future__ import annotations
@@ -61,102 +63,10 @@ DOMAINS = ("target", "general")
 STRATEGIES = ("random", "loudness", "dpp", "dpp_div")
 RATE = 16000
 ALL_FOLDS = "+".join(f"fold{k}" for k in range(1, 6))
-SEA_PACKAGES = (  # what kd_jax.data.sea_audio / sea_render read (scripts/install_system_data.sh)
-    "hydrogen-drumkits",
-    "sonic-pi-samples",
-    "fluidsynth",
-    "fluid-soundfont-gm",
-    "timgm6mb-soundfont",
-    "espeak-ng",
-    *(f"asterisk-core-sounds-{lang}-wav" for lang in ("en", "es", "fr", "it", "ru")),
-)
-
-
-def audio_net(
-    filters=(64, 128, 256, 512),
-    sample_rate=RATE,
-    n_fft=1024,
-    hop_length=320,
-    n_mels=64,
-    fmax=0.0,
-    num_classes=None,
-    dtype=None,
-):
-  """An L3AudioNet with its mel front end given as plain numbers (fmax 0: Nyquist), so that a
-  config's model_kwargs stay JSON (a MelConfig does not survive config.json)."""
-  from kd_jax.models import audio  # pylint: disable=g-import-not-at-top  (JAX at use, not import)
-
-  mel = audio.MelConfig(
-      sample_rate=int(sample_rate),
-      n_fft=int(n_fft),
-      hop_length=int(hop_length),
-      n_mels=int(n_mels),
-      fmax=float(fmax) or None,
-  )
-  kwargs = {} if dtype is None else {"dtype": dtype}
-  return audio.L3AudioNet(filters=tuple(filters), mel=mel, num_classes=num_classes, **kwargs)
-
-
-def ensure_packages() -> None:
-  """Installs the SEA Debian packages when root (as `make` does for the tests), else stops with
-  one line naming the missing ones."""
-  import subprocess  # pylint: disable=g-import-not-at-top
-
-  def missing():
-    return [
-        p for p in SEA_PACKAGES if subprocess.run(["dpkg", "-s", p], capture_output=True).returncode
-    ]
-
-  if missing() and os.geteuid() == 0:
-    script = os.path.join(
-        os.path.dirname(__file__), "..", "..", "scripts", "install_system_data.sh"
-    )
-    subprocess.run(["bash", script], check=False)
-  absent = missing()
-  if absent:
-    raise RuntimeError(
-        "SEA table: Debian packages missing: " + " ".join(absent) + "; install them with: "
-        "sudo apt-get install --no-install-recommends " + " ".join(absent)
-    )
-
-
-def _sea_source(function: str, size: str):
-  """sea_audio.<function> at `size` ("full" / "tiny") as a `package.module:function` dataset."""
-
-  def source(split, *, data_dir=None, manual_dir=None):
-    from kd_jax.data import sea_audio  # pylint: disable=g-import-not-at-top  (TFDS import)
-
-    build = getattr(sea_audio, function)
-    try:
-      return build(split, data_dir=data_dir, manual_dir=manual_dir, config=size)
-    except sea_audio.MissingDebianPackageError:
-      ensure_packages()  # installs (root) or raises naming every missing package
-      return build(split, data_dir=data_dir, manual_dir=manual_dir, config=size)
-
-  source.__name__ = f"{function}_{size}"
-  return source
-
-
-general_full, general_tiny = _sea_source("general", "full"), _sea_source("general", "tiny")
-drum_pool_full, drum_pool_tiny = _sea_source("drum_pool", "full"), _sea_source("drum_pool", "tiny")
-drums_full, drums_tiny = _sea_source("drums", "full"), _sea_source("drums", "tiny")
-language_full, language_tiny = _sea_source("language_id", "full"), _sea_source(
-    "language_id", "tiny"
-)
-
-
-def paper_pool(split, *, data_dir=None, manual_dir=None):
-  """SONYC-UST at 48 kHz from $KD_JAX_SEA_MANUAL/sonyc_ust (the official layout)."""
-  from kd_jax import data  # pylint: disable=g-import-not-at-top
-
-  root = os.environ.get("KD_JAX_SEA_MANUAL", "")
-  return data.get_source(
-      "sonyc_ust/48k", split, data_dir=data_dir, manual_dir=os.path.join(root, "sonyc_ust")
-  )
-
-
-def _here(name: str) -> str:
-  return f"experiments.configs.sea:{name}"
+AUDIO_NET = "kd_jax.models.audio:audio_net"  # an L3AudioNet from JSON-able mel numbers
+SOURCES = "kd_jax.data.sea_sources:"  # + general_full, drum_pool_tiny, ...: sources at one size
+OPENL3_TEACHER = "kd_jax.models.openl3:openl3_teacher"
+OPENL3_FILE = "openl3_audio_mel256_music.h5"
 
 
 def _task(dataset, seconds, *, split=ALL_FOLDS, rate=RATE, manual=False, **options) -> dict:
@@ -184,7 +94,6 @@ CPU_STUDENTS = ((32, 64, 128, 256), (16, 32, 64, 128), (16, 32, 64, 64), (16, 32
 CPU_TEACHER_MEL = dict(sample_rate=RATE, n_fft=1024, hop_length=320, n_mels=64, fmax=0.0)
 CPU_STUDENT_MEL = dict(sample_rate=RATE, n_fft=1024, hop_length=320, n_mels=32, fmax=4000.0)
 TINY_MEL = dict(sample_rate=RATE, n_fft=512, hop_length=640, n_mels=16, fmax=0.0)
-PAPER_TEACHER_MEL = dict(sample_rate=48000, n_fft=2048, hop_length=242, n_mels=256, fmax=0.0)
 PAPER_STUDENT_MEL = dict(sample_rate=48000, n_fft=6144, hop_length=960, n_mels=64, fmax=4000.0)
 # The paper's framewise classifier: one hidden layer of 128, Adam, batch 32, 150 epochs.
 PAPER_MLP = dict(classifier="mlp", hidden=(128,), epochs=150, rate=48000, manual=True)
@@ -195,7 +104,7 @@ VARIANTS = {
         teacher=dict(
             filters=CPU_TEACHER,
             mel=CPU_TEACHER_MEL,
-            dataset=_here("general_full"),
+            dataset=SOURCES + "general_full",
             steps=1500,
             batch=64,
             learning_rate=1e-3,
@@ -203,8 +112,8 @@ VARIANTS = {
         classes=18,
         students=_students(CPU_TEACHER, CPU_STUDENTS, CPU_STUDENT_MEL),
         pools={
-            "target": dict(dataset=_here("drum_pool_full"), train="train[:2400]"),
-            "general": dict(dataset=_here("general_full"), train="train[:2400]"),
+            "target": dict(dataset=SOURCES + "drum_pool_full", train="train[:2400]"),
+            "general": dict(dataset=SOURCES + "general_full", train="train[:2400]"),
         },
         validation="validation[:256]",
         tasks={
@@ -229,7 +138,7 @@ VARIANTS = {
         teacher=dict(
             filters=(4, 4, 8, 8),
             mel=TINY_MEL,
-            dataset=_here("general_tiny"),
+            dataset=SOURCES + "general_tiny",
             steps=4,
             batch=16,
             learning_rate=1e-3,
@@ -237,13 +146,13 @@ VARIANTS = {
         classes=18,
         students=_students((4, 4, 8, 8), ((4, 4, 8, 8), (2, 4, 4, 4)), TINY_MEL),
         pools={
-            "target": dict(dataset=_here("drum_pool_tiny"), train="train"),
-            "general": dict(dataset=_here("general_tiny"), train="train[:64]"),
+            "target": dict(dataset=SOURCES + "drum_pool_tiny", train="train"),
+            "general": dict(dataset=SOURCES + "general_tiny", train="train[:64]"),
         },
         validation="validation",
         tasks={
-            "drums": _task(_here("drums_tiny"), 1.0),
-            "language": _task(_here("language_tiny"), 2.0),
+            "drums": _task(SOURCES + "drums_tiny", 1.0),
+            "language": _task(SOURCES + "language_tiny", 2.0),
         },
         target_task="drums",
         other_task="language",
@@ -260,12 +169,13 @@ VARIANTS = {
         teacher_cache=True,
     ),
     "paper": dict(
-        teacher=dict(filters=(64, 128, 256, 512), mel=PAPER_TEACHER_MEL, pretrained=True),
+        # openl3's network and front end (kd_jax.models.openl3: kapre 0.1.4's mel, 256 bands)
+        teacher=dict(filters=(64, 128, 256, 512), pretrained=True),
         classes=1,  # the pretrained teacher has no head; nothing is classified in training
         students=_students((64, 128, 256, 512), PAPER_STUDENTS, PAPER_STUDENT_MEL),
         pools={
-            "target": dict(dataset=_here("paper_pool"), train="train", crop=1.0),
-            "general": dict(dataset=_here("general_full"), train="train", rate=48000),
+            "target": dict(dataset=SOURCES + "paper_pool", train="train", crop=1.0),
+            "general": dict(dataset=SOURCES + "general_full", train="train", rate=48000),
         },
         validation="validation",
         tasks={
@@ -358,13 +268,16 @@ def _run(s: dict, dataset: str, train_split: str, seed: int) -> ml_collections.C
 
 def teacher_spec(s: dict) -> ml_collections.ConfigDict:
   t = s["teacher"]
-  kwargs = {"filters": t["filters"], **t["mel"]}
-  if t.get("pretrained"):
+  if t.get("pretrained"):  # openl3's file (read at config time, as the datasets' manual_dir)
+    root = os.environ.get("KD_JAX_SEA_MANUAL", "")
+    weights = os.environ.get("KD_JAX_OPENL3_WEIGHTS") or os.path.join(root, "openl3", OPENL3_FILE)
+    kwargs = {"num_classes": None, "weights": weights}  # converted when the trainer loads it
     return ml_collections.ConfigDict(
-        {"model": "l3_teacher", "model_kwargs": {"num_classes": None}, "pretrained": True}
+        {"model": OPENL3_TEACHER, "model_kwargs": kwargs, "pretrained": True}
     )
+  kwargs = {"filters": t["filters"], **t["mel"]}
   return ml_collections.ConfigDict(
-      {"model": _here("audio_net"), "model_kwargs": kwargs, "workdir": "teacher"}
+      {"model": AUDIO_NET, "model_kwargs": kwargs, "workdir": "teacher"}
   )
 
 
@@ -372,7 +285,7 @@ def teacher_run(s: dict) -> ml_collections.ConfigDict:
   """The teacher supervised on G's classes; its embedding is the global max-pool (as L3's)."""
   t = s["teacher"]
   c = _run(s, t["dataset"], "train", seed=1000)
-  c.model = _here("audio_net")
+  c.model = AUDIO_NET
   c.model_kwargs = ml_collections.ConfigDict({"filters": t["filters"], **t["mel"]})
   c.method = ml_collections.ConfigDict({"name": "supervised"})
   c.batch_size, c.eval_batch_size = t["batch"], 128
@@ -389,19 +302,12 @@ def teacher_run(s: dict) -> ml_collections.ConfigDict:
 def student_run(s: dict, student: str, domain: str, sampling: str, seed: int):
   spec, pool = s["students"][student], s["pools"][domain]
   c = _run(s, pool["dataset"], pool["train"], seed)
-  c.model = _here("audio_net")
+  c.model = AUDIO_NET
   c.model_kwargs = ml_collections.ConfigDict(
       {"filters": spec["filters"], **spec["mel"], "num_classes": None}
   )
-  c.method = ml_collections.ConfigDict(
-      {
-          "name": "sea",
-          "dim": spec["dim"],
-          "sampling": sampling,
-          "sample_size": s["sample_size"],
-          **s["sea"],
-      }
-  )
+  method = dict(name="sea", dim=spec["dim"], sampling=sampling, sample_size=s["sample_size"])
+  c.method = ml_collections.ConfigDict({**method, **s["sea"]})
   c.teachers = (teacher_spec(s),)
   c.teacher_cache = s["teacher_cache"]
   if "crop" in pool:  # long clips: a random second to train on, the centre one to evaluate

@@ -18,6 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from experiments.configs import sea as table
+from kd_jax.models import audio
 
 # Published numbers (PAPERS.md §1), for comparison only: Table 3 (US8K acc, ESC-50 acc, SONYC
 # micro-AUPRC) of the SEA students, and Table 2's SONYC micro-AUPRC AVC-trained vs SEA-trained.
@@ -59,7 +60,7 @@ def cells(variant: str, results: dict) -> dict:
 
 def parameter_count(spec: dict) -> int:
   """Parameters plus BatchNorm statistics (Keras counts both, as the paper's Table 1)."""
-  model = table.audio_net(filters=spec["filters"], **spec["mel"])
+  model = audio.audio_net(filters=spec["filters"], **spec["mel"])
   rate = spec["mel"]["sample_rate"]
   shapes = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((1, rate)), train=False))
   return int(sum(np.prod(x.shape) for x in jax.tree.leaves(shapes)))

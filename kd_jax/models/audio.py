@@ -7,17 +7,23 @@ Front end (PAPERS.md §1; OpenL3 / edgel3 used kapre's Melspectrogram layer):
   mel      M[m, t] = Σ_f |X_t[f]|^power · H[f, m]       H: HTK-scale triangles (slaney area norm)
   dB       D = 10·log10(max(M^{2/power}, amin)) − max_{m,t}(…),  clipped below at −top_db
 
-`padding="same"` (kapre's choice) gives ⌈T / hop⌉ frames, so 1 s at 48 kHz with hop 242 is the
+The defaults are true decibels of a magnitude mel. OpenL3's own front end (kapre) differs in its
+log scaling and, in openl3 ≥ 0.4, in mel scale and padding: `kd_jax.models.openl3` spells out
+each difference and the MelConfig fields (`db_power`, `padding="end"`) that reproduce it.
+
+`padding="same"` (kapre 0.1.4's choice) gives ⌈T / hop⌉ frames, so 1 s at 48 kHz with hop 242 is the
 teacher's (256, 199) and 1 s at 8 kHz with hop 160 the students' (64, 50); `"center"` is librosa's
-(T // hop + 1 frames). The dB reference is each example's own maximum (kapre normalised by the
-batch maximum, which makes an example depend on its batch-mates; librosa's `ref=np.max` is
-per example as here).
+(T // hop + 1 frames). The dB reference is each example's own maximum, as in kapre 0.1.4 and
+openl3's decibel layer (older kapre normalised by the batch maximum, which makes an example
+depend on its batch-mates; librosa's `ref=np.max` is per example as here).
 
 Networks (Arandjelović & Zisserman's L3 audio subnetwork; SEA, Srivastava et al., ICASSP 2021,
 Table 1): BatchNorm on the spectrogram, then four blocks of (conv3×3-BN-ReLU)×2 with 2×2 max-pool
 after blocks 1–3 and a global max-pool after block 4 (OpenL3's final (32, 24) pool covers the whole
-map). Convolutions carry biases and BN follows Keras (momentum 0.99, eps 1e-3), as in the Keras
-originals, so the parameter counts — Keras counts BN moving statistics — reproduce Table 1:
+map; OpenL3's last convolution, `audio_embedding_layer`, has no BatchNorm or ReLU after it:
+`openl3_head=True`, 2 048 parameters fewer). Convolutions carry biases and BN follows Keras
+(momentum 0.99, eps 1e-3), as in the Keras originals, so the parameter counts — Keras counts BN
+moving statistics — reproduce Table 1:
 
   model       filters            params (ours)  size f32   activations  paper
   L3 teacher  64/128/256/512     4 691 908      18.77 MB   13.05 MB     4.69 M / 18.80 / 12.74 MB
@@ -61,9 +67,12 @@ class MelConfig:
   fmax: float | None = None  # None: Nyquist
   htk: bool = True
   norm: str | None = "slaney"
-  padding: str = "same"  # "same" (kapre/Keras), "center" (librosa), "valid"
-  amin: float = 1e-10  # on the power scale
+  padding: str = "same"  # "same" (Keras conv), "center" (librosa), "valid", "end" (tf.signal)
+  amin: float = 1e-10  # on the scale 10·log10 is taken of (mel^db_power)
   top_db: float | None = 80.0
+  # D = 10·log10(mel^db_power); None: 2/power, true decibels. kapre's "decibels" are 10·log10
+  # of a magnitude (kd_jax.models.openl3): 0.5 with power 2, or 1.0 with power 1.
+  db_power: float | None = None
 
 
 L3_MEL = MelConfig(sample_rate=48_000, n_fft=2048, hop_length=242, n_mels=256)
@@ -117,23 +126,26 @@ def mel_filterbank(config: MelConfig) -> np.ndarray:
 
 
 def frame_count(num_samples: int, config: MelConfig) -> int:
-  if config.padding == "same":
+  if config.padding in ("same", "end"):
     return math.ceil(num_samples / config.hop_length)
   if config.padding == "center":
     return num_samples // config.hop_length + 1
   if config.padding == "valid":
     return (num_samples - config.n_fft) // config.hop_length + 1
-  raise ValueError(f"padding must be 'same', 'center' or 'valid', got {config.padding!r}")
+  raise ValueError(f"padding must be 'same', 'center', 'valid' or 'end', got {config.padding!r}")
 
 
 def padding_amounts(num_samples: int, config: MelConfig) -> tuple[int, int]:
-  """Zeros added (left, right) before framing; "same" follows TensorFlow's convolution rule."""
+  """Zeros added (left, right) before framing; "same" follows TensorFlow's convolution rule, "end"
+  `tf.signal.stft(pad_end=True)` (the same ⌈T / hop⌉ frames, all the zeros after the signal)."""
   if config.padding == "center":
     return config.n_fft // 2, config.n_fft // 2
   if config.padding == "valid":
     return 0, 0
   frames = frame_count(num_samples, config)
   total = max((frames - 1) * config.hop_length + config.n_fft - num_samples, 0)
+  if config.padding == "end":
+    return 0, total
   return total // 2, total - total // 2
 
 
@@ -161,9 +173,10 @@ def mel_spectrogram(audio: jnp.ndarray, config: MelConfig, *, decibels: bool = T
 
 
 def to_decibels(mel: jnp.ndarray, config: MelConfig) -> jnp.ndarray:
-  """10·log10 of the power-scale mel, relative to each example's maximum, floored at −top_db."""
-  power_scale = mel ** (2.0 / config.power)
-  db = 10.0 * jnp.log10(jnp.maximum(power_scale, config.amin))
+  """10·log10 of mel^db_power (the power scale unless db_power says otherwise), relative to each
+  example's maximum, floored at −top_db."""
+  exponent = 2.0 / config.power if config.db_power is None else config.db_power
+  db = 10.0 * jnp.log10(jnp.maximum(mel**exponent, config.amin))
   db = db - jnp.max(db, axis=tuple(range(1, db.ndim)), keepdims=True)
   if config.top_db is not None:
     db = jnp.maximum(db, -config.top_db)
@@ -190,6 +203,9 @@ class L3AudioNet(nn.Module):
   mel: MelConfig = L3_MEL
   num_classes: int | None = None
   dtype: Any = jnp.float32
+  # OpenL3's head (kd_jax.models.openl3): the last convolution is the embedding layer, with no
+  # BatchNorm or ReLU after it, so the max-pooled embedding can be negative.
+  openl3_head: bool = False
 
   OUTPUTS = ("logits", "embedding", "features", "spectrogram")
 
@@ -209,6 +225,7 @@ class L3AudioNet(nn.Module):
     x = keras_batch_norm(train, self.dtype, "input_bn")(jnp.asarray(x, self.dtype))
     he_normal = nn.initializers.variance_scaling(2.0, "fan_in", "truncated_normal")
     features = []
+    last = len(self.filters) - 1
     for block, width in enumerate(self.filters):
       for conv in (1, 2):
         x = nn.Conv(
@@ -219,9 +236,10 @@ class L3AudioNet(nn.Module):
             dtype=self.dtype,
             name=f"block{block + 1}_conv{conv}",
         )(x)
-        x = nn.relu(keras_batch_norm(train, self.dtype, f"block{block + 1}_bn{conv}")(x))
+        if not (self.openl3_head and block == last and conv == 2):
+          x = nn.relu(keras_batch_norm(train, self.dtype, f"block{block + 1}_bn{conv}")(x))
       features.append(x)
-      if block < len(self.filters) - 1:
+      if block < last:
         x = nn.max_pool(x, (2, 2), strides=(2, 2), padding="VALID")
     embedding = jnp.max(x, axis=(1, 2))
     logits = classifier_logits(embedding, self.num_classes, self.dtype)
@@ -234,6 +252,29 @@ class L3AudioNet(nn.Module):
         },
         wanted,
     )
+
+
+def audio_net(
+    filters=(64, 128, 256, 512),
+    sample_rate=16000,
+    n_fft=1024,
+    hop_length=320,
+    n_mels=64,
+    fmax=0.0,
+    num_classes=None,
+    dtype=None,
+) -> L3AudioNet:
+  """An L3AudioNet with its mel front end given as plain numbers (fmax 0: Nyquist), so that a
+  config's model_kwargs stay JSON (a MelConfig does not survive config.json)."""
+  mel = MelConfig(
+      sample_rate=int(sample_rate),
+      n_fft=int(n_fft),
+      hop_length=int(hop_length),
+      n_mels=int(n_mels),
+      fmax=float(fmax) or None,
+  )
+  kwargs = {} if dtype is None else {"dtype": dtype}
+  return L3AudioNet(filters=tuple(filters), mel=mel, num_classes=num_classes, **kwargs)
 
 
 AUDIO_NETS = {

@@ -17,6 +17,7 @@ from experiments import tables
 from experiments.configs import sea as table
 from experiments.reports import sea as report
 from kd_jax.data import sea_audio
+from kd_jax.data import sea_sources
 from kd_jax.train import config as config_lib
 from kd_jax.train import stages
 from tests import system_data
@@ -26,7 +27,7 @@ PACKAGES = [
     pytest.mark.needs_data(
         package=p, available=bool(system_data.package_files(p)) or bool(sea_audio.dpkg_files(p))
     )
-    for p in table.SEA_PACKAGES
+    for p in sea_sources.SEA_PACKAGES
 ]
 pytestmark = PACKAGES
 
