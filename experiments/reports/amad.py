@@ -18,6 +18,7 @@ import numpy as np
 
 from experiments.reports.seed_stats import compare, format_mean_std, mean_std
 from experiments.configs import amad as table
+from experiments.reports.config_doc import variant_text
 from kd_jax.evaluators.attention_alignment import alignment_matrices
 
 LABELS = {
@@ -230,6 +231,7 @@ def write_report(config, results: dict, *, out_dir: str, name: str, command: str
   paragraphs = (table.__doc__ or "").split("Variants:")[0].strip().split("\n\n")[1:]
   doc = "\n\n".join(p for p in paragraphs if not p.startswith("Command"))
   lines = [f"# AMAD table, variant `{variant}`", "", f"Command: `{command}`", "", doc, ""]
+  lines += [f"Variant `{variant}`: " + variant_text(table.__doc__, variant), ""]
   for task, spec in s["tasks"].items():
     teacher = results[table.teacher_stage(task)]
     lines += [

@@ -16,6 +16,7 @@ import numpy as np
 
 from experiments.reports.seed_stats import compare, format_mean_std, mean_std
 from experiments.configs import compress as table
+from experiments.reports.config_doc import variant_text
 
 EVALS = (("linear", "linear"), ("nn", "NN"), ("ca", "CA"))
 LABELS = {
@@ -207,6 +208,7 @@ def write_report(config, results: dict, *, out_dir: str, name: str, command: str
   ablation = ablations(variant, results)
   doc = (table.__doc__ or "").split("Variants:")[0].strip().split("\n\n", 1)[-1]
   lines = [f"# CompRess table, variant `{variant}`", "", f"Command: `{command}`", "", doc, ""]
+  lines += [f"Variant `{variant}`: " + variant_text(table.__doc__, variant), ""]
   seeds = ", ".join(map(str, s["seeds"]))
   header = [f"{task} {label}" for task in table_cells for _, label in EVALS]
   lines += [

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import csv
 import os
-import re
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from experiments.configs import sea as table
+from experiments.reports.config_doc import variant_text
 from kd_jax.models import audio
 
 # Published numbers (PAPERS.md §1), for comparison only: Table 3 (US8K acc, ESC-50 acc, SONYC
@@ -191,12 +191,6 @@ def write_plot(path: str, variant: str, table_cells: dict, teacher: dict | None)
   plt.close(fig)
 
 
-def variant_text(variant: str) -> str:
-  """The config docstring's paragraph on `variant`, as one line."""
-  match = re.search(rf"\n  {variant} +(.*?)(?=\n  \w|\n\"|\Z)", table.__doc__, re.S)
-  return " ".join(match.group(1).split()) if match else ""
-
-
 def _dim(s: dict, student: str) -> int:
   spec = s["students"][student]
   return spec["dim"] or spec["filters"][-1]
@@ -219,7 +213,7 @@ def write_report(config, results: dict, *, out_dir: str, name: str, command: str
       "",
       "Protocol" + table.__doc__.split("Protocol")[1].split("Variants:")[0].rstrip(),
       "",
-      f"Variant `{variant}`: " + variant_text(variant),
+      f"Variant `{variant}`: " + variant_text(table.__doc__, variant),
       "",
   ]
   if teacher is not None:
