@@ -206,7 +206,8 @@ def write_report(config, results: dict, *, out_dir: str, name: str, command: str
   s = table.settings(variant)
   table_cells = cells(variant, results)
   ablation = ablations(variant, results)
-  doc = (table.__doc__ or "").split("Variants:")[0].strip().split("\n\n", 1)[-1]
+  paragraphs = (table.__doc__ or "").split("Variants:")[0].strip().split("\n\n")[1:]
+  doc = "\n\n".join(p for p in paragraphs if not p.startswith("Command"))
   lines = [f"# CompRess table, variant `{variant}`", "", f"Command: `{command}`", "", doc, ""]
   lines += [f"Variant `{variant}`: " + variant_text(table.__doc__, variant), ""]
   seeds = ", ".join(map(str, s["seeds"]))
