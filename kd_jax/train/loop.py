@@ -37,48 +37,9 @@ from kd_jax.train import state as state_lib
 from kd_jax.train import steps as steps_lib
 from kd_jax.train import teacher_cache
 from kd_jax.train import workdir_lock
+from kd_jax.train import workdir_config
 from kd_jax.train import writers
 from kd_jax.train.state import TrainState, create_train_state
-
-# Keys that change only how a run reports, or where it keeps its teacher cache (a memo keyed by
-# content), not what it computes: they may differ on resume, or be absent from older configs.
-_PRESENTATION_KEYS = (
-    "progress_bar",
-    "log_every",
-    "eval_every",
-    "async_checkpointing",
-    "evals",
-    "teacher_cache_dir",
-)
-
-
-def _check_same_config(config: ml_collections.ConfigDict, workdir: str) -> None:
-  """Refuses to resume a workdir that holds a run of a different config (nothing overwritten)."""
-  path = os.path.join(workdir, "config.json")
-  if not os.path.exists(path):
-    return
-  current = config_lib.listify(config_lib.portable(json.loads(config.to_json()), workdir))
-  with open(path) as f:
-    saved = config_lib.listify(config_lib.portable(json.load(f), workdir))
-  differences = [
-      d
-      for d in config_lib.diff(saved, current)
-      if d.split(":")[0].split(".")[0] not in _PRESENTATION_KEYS
-  ]
-  if differences:
-    raise ValueError(
-        f"{workdir} holds a run with a different config; use another workdir or "
-        "delete it. Differences (saved -> now): " + "; ".join(differences)
-    )
-
-
-def _save_config(config: ml_collections.ConfigDict, workdir: str) -> None:
-  """Written once every start-up check has passed, so a rejected config leaves no trace."""
-  path = os.path.join(workdir, "config.json")
-  if jax.process_index() == 0 and not os.path.exists(path):
-    os.makedirs(workdir, exist_ok=True)
-    with open(path, "w") as f:
-      json.dump(config_lib.portable(json.loads(config.to_json()), workdir), f, indent=2)
 
 
 def _check_outputs(name: str, outputs: Any, batch_size: int, num_classes: int) -> None:
@@ -235,7 +196,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict
       config.batch_size // config.grad_accum_steps, mesh, "batch_size / grad_accum_steps"
   )
   mesh_lib.check_batch_size(config.eval_batch_size, mesh, "eval_batch_size")
-  _check_same_config(config, workdir)
+  workdir_config.check_same(config, workdir)
   method = build.build_method(config)
   if config.grad_accum_steps > 1 and method.batch_dependent:
     raise ValueError(
@@ -283,7 +244,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict
   )
 
   start = _start(config, example=example, forward=forward, teacher_variables=teacher_variables)
-  _save_config(config, workdir)
+  workdir_config.save(config, workdir)
   if jax.process_index() == 0:  # class names of user data, for `kd_jax.predict`
     build.data_api().user_data.write_label_names(data.train_source, workdir)
   model_input = lambda batch: steps_lib.model_input(batch, config.input_key, compute_dtype)
