@@ -18,7 +18,7 @@ import numpy as np
 
 from experiments.reports.seed_stats import compare, format_mean_std, mean_std
 from experiments.configs import amad as table
-from experiments.reports.config_doc import variant_text
+from experiments.reports.config_doc import description, variant_text
 from kd_jax.evaluators.attention_alignment import alignment_matrices
 
 LABELS = {
@@ -228,8 +228,7 @@ def write_report(config, results: dict, *, out_dir: str, name: str, command: str
   os.makedirs(out_dir, exist_ok=True)
   s = table.settings(variant)
   table_cells = cells(variant, results)
-  paragraphs = (table.__doc__ or "").split("Variants:")[0].strip().split("\n\n")[1:]
-  doc = "\n\n".join(p for p in paragraphs if not p.startswith("Command"))
+  doc = description(table.__doc__)
   lines = [f"# AMAD table, variant `{variant}`", "", f"Command: `{command}`", "", doc, ""]
   lines += [f"Variant `{variant}`: " + variant_text(table.__doc__, variant), ""]
   for task, spec in s["tasks"].items():

@@ -16,7 +16,7 @@ import numpy as np
 
 from experiments.reports.seed_stats import compare, format_mean_std, mean_std
 from experiments.configs import compress as table
-from experiments.reports.config_doc import variant_text
+from experiments.reports.config_doc import description, variant_text
 
 EVALS = (("linear", "linear"), ("nn", "NN"), ("ca", "CA"))
 LABELS = {
@@ -206,8 +206,7 @@ def write_report(config, results: dict, *, out_dir: str, name: str, command: str
   s = table.settings(variant)
   table_cells = cells(variant, results)
   ablation = ablations(variant, results)
-  paragraphs = (table.__doc__ or "").split("Variants:")[0].strip().split("\n\n")[1:]
-  doc = "\n\n".join(p for p in paragraphs if not p.startswith("Command"))
+  doc = description(table.__doc__)
   lines = [f"# CompRess table, variant `{variant}`", "", f"Command: `{command}`", "", doc, ""]
   lines += [f"Variant `{variant}`: " + variant_text(table.__doc__, variant), ""]
   seeds = ", ".join(map(str, s["seeds"]))

@@ -1,9 +1,14 @@
 """The reports print each variant's paragraph from its config's docstring."""
 
 from experiments.configs import amad, compress, sea
-from experiments.reports.config_doc import variant_text
+from experiments.reports.config_doc import description, variant_text
 
 DOC = """Table.
+
+Command:
+  python -m run
+
+Rows: a and b.
 
 Variants:
   cpu    first line
@@ -27,3 +32,8 @@ def test_every_table_documents_its_variants():
       # One entry only: the next variant's paragraph is not swallowed.
       assert "\n" not in text and "  smoke " not in text
   assert "Cut to fit" in variant_text(amad.__doc__, "cpu")
+
+
+def test_description_keeps_the_paragraphs_between_title_and_variants_but_the_command():
+  assert description(DOC) == "Rows: a and b."
+  assert description(None) == ""
