@@ -14,6 +14,16 @@ new. The spec is `FORMAT:PATH[?OPTION=VALUE&...]`:
   split=COL          a column naming each row's split (default: the column "split" if present);
                      split=random draws one instead, seeded: rows are permuted with `seed` and
                      cut by `fractions` (train, validation, test; default 0.8,0.1,0.1).
+  encoding=NAME      the text encoding (default UTF-8; latin-1, cp1252, utf-16, ...).
+  allow_blank_text=1 train even when more than 10 % of the texts are blank (by default such a
+                     file is refused: a mostly empty column is usually the wrong column or a
+                     broken export; a few blank texts are accepted).
+
+The file may be compressed — gzip, bzip2, xz, or a zip holding one file — recognised by its
+first bytes, whatever its name (`kd_jax.data.user_files`). Every row is checked before anything
+trains, and a problem is one line that names the row and its line: a header naming a column
+twice, a row without a label field, a missing label (empty, `NaN`, `null`, ... unless listed
+in labels=), labels mixing class ids and names, a byte outside the encoding.
 
 Splits are then named as usual — "train", "validation", "test" — and sliced like TFDS splits
 ("train[:500]", "train[:10%]"). The class names are `source.label_names`; a trained workdir
@@ -23,7 +33,6 @@ with names.
 
 from __future__ import annotations
 
-import csv
 import fnmatch
 import functools
 import json
@@ -34,15 +43,27 @@ from urllib.parse import parse_qsl
 
 import numpy as np
 
+from kd_jax.data import user_files
+from kd_jax.data.user_files import UserDataError
+
 FORMATS = ("csv", "tsv", "jsonl", "parquet")
 LABELS_FILE = "labels.json"
-_OPTIONS = ("text", "features", "label", "labels", "split", "fractions", "seed")
+_OPTIONS = (
+    "text",
+    "features",
+    "label",
+    "labels",
+    "split",
+    "fractions",
+    "seed",
+    "encoding",
+    "allow_blank_text",
+)
+# Label values that mean "no label" in exported tables (pandas, R, spreadsheets), not a class.
+_MISSING_LABELS = frozenset(("", "nan", "-nan", "null", "n/a", "#n/a", "<na>"))
+_MAX_BLANK_TEXT = 0.1  # fraction of blank texts above which a file is refused
 _SPLIT_NAMES = ("train", "validation", "test")
 _REGISTRY: dict[str, Callable[..., Any]] = {}
-
-
-class UserDataError(ValueError):
-  """The file or its spec cannot be turned into a labelled source; the message says why."""
 
 
 def register_source(name: str, fn: Callable[..., Any]) -> None:
@@ -83,33 +104,10 @@ def parse_spec(spec: str) -> tuple[str, str, dict[str, str]]:
   return scheme.lower(), os.path.abspath(os.path.expanduser(path)), options
 
 
-def _read_rows(fmt: str, path: str) -> list[dict[str, Any]]:
-  if not os.path.exists(path):
-    raise FileNotFoundError(f"{fmt} file {path} does not exist.")
-  if fmt in ("csv", "tsv"):
-    with open(path, newline="", encoding="utf-8") as f:
-      return list(csv.DictReader(f, delimiter="\t" if fmt == "tsv" else ","))
-  if fmt == "jsonl":
-    rows = []
-    with open(path, encoding="utf-8") as f:
-      for number, line in enumerate(f, 1):
-        if line.strip():
-          try:
-            rows.append(json.loads(line))
-          except json.JSONDecodeError as error:
-            raise UserDataError(f"{path}, line {number}: not JSON ({error}).") from error
-    return rows
-  try:
-    import pyarrow.parquet as pq  # pylint: disable=g-import-not-at-top
-  except ImportError as error:
-    raise UserDataError(f"Reading {path} needs pyarrow: pip install pyarrow.") from error
-  return pq.read_table(path).to_pylist()
-
-
-def _columns(rows, path: str) -> list[str]:
-  if not rows:
-    raise UserDataError(f"{path} holds no rows.")
-  return list(rows[0].keys())
+def _where(index: int, lines: list[int | None]) -> str:
+  """ "row 7 (line 8)": the data row (1 = the first after the header) and where it starts."""
+  line = lines[index]
+  return f"row {index + 1}" + (f" (line {line})" if line is not None else "")
 
 
 def _need(column: str, columns: list[str], path: str, option: str) -> str:
@@ -120,6 +118,26 @@ def _need(column: str, columns: list[str], path: str, option: str) -> str:
   return column
 
 
+def _values(table: user_files.Rows, column: str, path: str, option: str) -> list[Any]:
+  """Every row's value in `column`; a row without the field (a CSV row that ends early, a JSON
+  line without the key) is named rather than read as a value."""
+  _need(column, table.columns, path, option)
+  for index, row in enumerate(table.rows):
+    if column not in row:
+      raise UserDataError(
+          f"{path}: {_where(index, table.lines)} has no {column!r} field (the {option}= "
+          "column): the row ends before it; fill it in or drop the row."
+      )
+  return [row[column] for row in table.rows]
+
+
+def _flag(options: dict[str, str], name: str, path: str) -> bool:
+  value = options.get(name, "0").strip().lower()
+  if value not in ("0", "1", "true", "false", "yes", "no", ""):
+    raise UserDataError(f"{path}: {name}= takes 1 or 0 (true / false), got {value!r}.")
+  return value in ("1", "true", "yes")
+
+
 def _is_number(text: str) -> bool:
   try:
     return np.isfinite(float(text))
@@ -128,14 +146,21 @@ def _is_number(text: str) -> bool:
 
 
 def _encode_labels(
-    values: list[str], given: str | None, path: str, column: str
+    values: list[str], given: str | None, path: str, column: str, where
 ) -> tuple[np.ndarray, tuple[str, ...] | None]:
-  """Class ids [n] int64 and the class names (None when the file holds integer ids)."""
+  """Class ids [n] int64 and the class names (None when the file holds integer ids).
+
+  `where(i)` names row i in messages ("row 7 (line 8)").
+  """
+  names = tuple(name.strip() for name in given.split(",")) if given else ()
   for row, value in enumerate(values):
-    if value == "":
-      raise UserDataError(f"{path}: row {row + 1} has an empty label in column {column!r}.")
-  if given:
-    names = tuple(name.strip() for name in given.split(","))
+    if value.lower() in _MISSING_LABELS and value not in names:
+      shown = "empty" if value == "" else f"{value!r}, a missing-value marker"
+      raise UserDataError(
+          f"{path}: {where(row)} has no label (column {column!r} is {shown}); give it a class "
+          f"or drop the row (a class really named so must be listed in labels=)."
+      )
+  if names:
     index = {name: i for i, name in enumerate(names)}
     unknown = sorted(set(values) - set(index))
     if unknown:
@@ -144,29 +169,52 @@ def _encode_labels(
           f"labels={','.join(names)}."
       )
     return np.array([index[v] for v in values], np.int64), names
-  if all(_is_number(v) and float(v).is_integer() for v in values):  # 3, or 3.0 from a float column
+  is_id = [_is_number(v) and float(v).is_integer() for v in values]  # 3, or 3.0 (float column)
+  if all(is_id):
     ids = np.array([int(float(v)) for v in values], np.int64)
     if ids.min() < 0:
       raise UserDataError(f"{path}: column {column!r} holds negative class ids ({ids.min()}).")
     return ids, None
-  numbers = [v for v in values if _is_number(v)]
-  if numbers:
+  fractional = [i for i, v in enumerate(values) if _is_number(v) and not is_id[i]]
+  if fractional:
     raise UserDataError(
-        f"{path}: label column {column!r} holds non-integer values such as {numbers[0]!r}; a "
-        f"label must be an integer class id or a class name (for names that look like numbers "
-        f"give their order: labels=A,B,...)."
+        f"{path}: label column {column!r} holds non-integer values such as "
+        f"{values[fractional[0]]!r} in {where(fractional[0])}; a label must be an integer class "
+        f"id or a class name (for names that look like numbers give their order: labels=A,B,...)."
+    )
+  if any(is_id):
+    number, name = is_id.index(True), is_id.index(False)
+    raise UserDataError(
+        f"{path}: label column {column!r} mixes class ids and class names, e.g. "
+        f"{values[number]!r} in {where(number)} and {values[name]!r} in {where(name)}; use one "
+        f"kind, or list every class in index order with labels=A,B,... (numbers then are names)."
     )
   names = tuple(sorted(set(values)))
   index = {name: i for i, name in enumerate(names)}
   return np.array([index[v] for v in values], np.int64), names
 
 
-def _split_assignment(rows, columns, options, path: str) -> np.ndarray:
+def _texts(table: user_files.Rows, option: str, allow_blank: bool, path: str) -> list[str]:
+  """One string per row (several columns joined by " [SEP] "); refuses a mostly blank input."""
+  columns = [
+      [("" if v is None else str(v)) for v in _values(table, c, path, "text")]
+      for c in option.split(",")
+  ]
+  blank = [i for i, parts in enumerate(zip(*columns)) if not any(p.strip() for p in parts)]
+  if len(blank) > _MAX_BLANK_TEXT * len(table.rows) and not allow_blank:
+    raise UserDataError(
+        f"{path}: {len(blank)} of {len(table.rows)} texts in text={option} are blank (first: "
+        f"{_where(blank[0], table.lines)}), more than {_MAX_BLANK_TEXT:.0%}; check the column, "
+        "or add allow_blank_text=1 to the spec to train on them."
+    )
+  return [" [SEP] ".join(parts) for parts in zip(*columns)]
+
+
+def _split_assignment(table: user_files.Rows, options, path: str) -> np.ndarray:
   """The split name of every row: from a column, or a seeded random draw."""
-  rule = options.get("split") or ("split" if "split" in columns else "random")
+  rule = options.get("split") or ("split" if "split" in table.columns else "random")
   if rule != "random":
-    column = _need(rule, columns, path, "split")
-    return np.array([str(row[column]) for row in rows], dtype=object)
+    return np.array([str(v) for v in _values(table, rule, path, "split")], dtype=object)
   try:
     fractions = [float(f) for f in options.get("fractions", "0.8,0.1,0.1").split(",")]
     seed = int(options.get("seed", "0"))
@@ -179,7 +227,7 @@ def _split_assignment(rows, columns, options, path: str) -> np.ndarray:
         f"{path}: fractions= must be three numbers >= 0 (train, validation, "
         f"test) summing to 1, got {fractions}."
     )
-  n = len(rows)
+  n = len(table.rows)
   order = np.random.default_rng(seed).permutation(n)
   cuts = np.round(np.cumsum(fractions) * n).astype(int)
   names = np.empty(n, dtype=object)
@@ -194,25 +242,25 @@ class UserTable:
   def __init__(self, spec: str):
     fmt, path, options = parse_spec(spec)
     self.spec, self.path = spec, path
-    rows = _read_rows(fmt, path)
-    columns = _columns(rows, path)
+    table = user_files.read_rows(fmt, path, options.get("encoding"))
+    if not table.rows:
+      raise UserDataError(f"{path} holds no rows.")
+    columns = table.columns
     self.inputs: dict[str, Any] = {}
     text = options.get("text") or (
         "text" if "text" in columns and "features" not in options else None
     )
     if text:
-      text_columns = [_need(c, columns, path, "text") for c in text.split(",")]
-      self.inputs["text"] = [" [SEP] ".join(str(row[c]) for c in text_columns) for row in rows]
+      self.inputs["text"] = _texts(table, text, _flag(options, "allow_blank_text", path), path)
     if options.get("features"):
       wanted = [
           c
           for pattern in options["features"].split(",")
           for c in (fnmatch.filter(columns, pattern) or [_need(pattern, columns, path, "features")])
       ]
+      values = [_values(table, c, path, "features") for c in wanted]
       try:
-        self.inputs["features"] = np.array(
-            [[float(row[c]) for c in wanted] for row in rows], np.float32
-        )
+        self.inputs["features"] = np.array(values, np.float32).T
       except (TypeError, ValueError) as error:
         raise UserDataError(f"{path}: feature columns {wanted} must hold numbers ({error}).")
     if not self.inputs:
@@ -220,12 +268,16 @@ class UserTable:
           f"{path}: say which columns are the inputs, text=COL or "
           f"features=COLS; its columns are {columns}."
       )
-    label = _need(options.get("label", "label"), columns, path, "label")
+    label = options.get("label", "label")
     self.labels, self.label_names = _encode_labels(
-        [str(row[label]).strip() for row in rows], options.get("labels"), path, label
+        [("" if v is None else str(v)).strip() for v in _values(table, label, path, "label")],
+        options.get("labels"),
+        path,
+        label,
+        lambda row: _where(row, table.lines),
     )
     self.num_classes = len(self.label_names) if self.label_names else int(self.labels.max()) + 1
-    self.splits = _split_assignment(rows, columns, options, path)
+    self.splits = _split_assignment(table, options, path)
 
   def rows_of(self, split: str) -> np.ndarray:
     """Row indices of a split expression: "train", "train[:100]", "test[10%:]", "a+b"."""

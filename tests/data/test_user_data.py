@@ -1,7 +1,13 @@
-"""User data: `get_source("csv:PATH?...")`, JSON lines, splits, label names, registered sources."""
+"""User data: `get_source("csv:PATH?...")`, JSON lines, splits, label names, registered sources,
+compressed files (recognised by their first bytes) and text encodings."""
 
+import bz2
+import codecs
 import csv
+import gzip
 import json
+import lzma
+import zipfile
 
 import numpy as np
 import pytest
@@ -128,3 +134,83 @@ def test_integral_float_labels_are_class_ids(tmp_path):
   source = data.get_source(f"jsonl:{path}?split=random&fractions=1,0,0", "train")
   assert sorted(source[i]["label"] for i in range(4)) == [0, 0, 1, 1]
   assert source.label_names is None and source.num_classes == 2
+
+
+def _compress(data: bytes, kind: str, path) -> None:
+  if kind == "zip":
+    with zipfile.ZipFile(path, "w") as archive:
+      archive.writestr("reviews.csv", data)
+    return
+  path.write_bytes({"gz": gzip.compress, "bz2": bz2.compress, "xz": lzma.compress}[kind](data))
+
+
+@pytest.mark.parametrize("kind", ["gz", "bz2", "xz", "zip"])
+@pytest.mark.parametrize("suffix", ["named", "unnamed"])
+def test_compressed_files_read_like_the_plain_one(reviews, tmp_path, kind, suffix):
+  # Recognised by the first bytes: a compressed file still called reviews.csv reads too.
+  path = tmp_path / (f"reviews.csv.{kind}" if suffix == "named" else "renamed.csv")
+  with open(reviews, "rb") as f:
+    _compress(f.read(), kind, path)
+  records = lambda p: [
+      data.get_source(f"csv:{p}?text=review&label=sentiment", "train")[i] for i in range(80)
+  ]
+  assert [(r["text"], r["label"]) for r in records(path)] == [
+      (r["text"], r["label"]) for r in records(reviews)
+  ]
+
+
+def test_zip_must_hold_exactly_one_file(tmp_path):
+  path = tmp_path / "two.zip"
+  with zipfile.ZipFile(path, "w") as archive:
+    archive.writestr("a.csv", "text,label\nx,0\n")
+    archive.writestr("b.csv", "text,label\ny,1\n")
+  with pytest.raises(data.UserDataError, match=r"zip archive of 2 files \(a.csv, b.csv\)") as error:
+    data.get_source(f"csv:{path}", "train")
+  assert "\n" not in str(error.value)
+
+
+def test_truncated_gzip_says_so(tmp_path):
+  path = tmp_path / "d.csv.gz"
+  path.write_bytes(gzip.compress(b"text,label\n" + b"some words,1\n" * 200)[:60])
+  with pytest.raises(data.UserDataError, match="starts like a gzip file but does not decompress"):
+    data.get_source(f"csv:{path}", "train")
+
+
+LATIN_1 = "text,label\nun film superbe,pos\nun caf\xe9 tr\xe8s ennuyeux,neg\n".encode("latin-1")
+
+
+def test_latin1_file_is_one_line_naming_file_offset_and_option(tmp_path):
+  path = tmp_path / "french.csv"
+  path.write_bytes(LATIN_1)
+  with pytest.raises(data.UserDataError) as error:
+    data.get_source(f"csv:{path}", "train")
+  message = str(error.value)
+  offset = LATIN_1.index(b"\xe9")
+  assert "\n" not in message and str(path) in message and "encoding=latin-1" in message
+  assert f"0xe9 at byte offset {offset} (line 3) is not valid utf-8" in message, message
+  source = data.get_source(f"csv:{path}?encoding=latin-1&split=random&fractions=1,0,0", "train")
+  assert sorted(source[i]["text"] for i in range(2)) == ["un café très ennuyeux", "un film superbe"]
+
+
+def test_latin1_inside_gzip_names_the_decompressed_offset(tmp_path):
+  path = tmp_path / "french.csv.gz"
+  path.write_bytes(gzip.compress(LATIN_1))
+  with pytest.raises(
+      data.UserDataError, match=r"byte offset \d+ \(line 3 of its gzip-decompressed"
+  ):
+    data.get_source(f"csv:{path}", "train")
+  assert len(data.get_source(f"csv:{path}?encoding=latin-1&split=random", "train")) == 2
+
+
+def test_byte_order_marks_are_not_part_of_the_header(tmp_path):
+  text = "text,label\nbonjour,0\nhello,1\n"
+  (tmp_path / "bom8.csv").write_bytes(codecs.BOM_UTF8 + text.encode())
+  (tmp_path / "bom16.csv").write_bytes(text.encode("utf-16"))  # Excel's "Unicode text"
+  for name in ("bom8.csv", "bom16.csv"):
+    source = data.get_source(f"csv:{tmp_path / name}?split=random&fractions=1,0,0", "train")
+    assert sorted(source[i]["text"] for i in range(2)) == ["bonjour", "hello"]
+
+
+def test_unknown_encoding_is_one_line(reviews):
+  with pytest.raises(data.UserDataError, match=r"unknown encoding='latin-9000'"):
+    data.get_source(f"csv:{reviews}?text=review&label=sentiment&encoding=latin-9000", "train")
