@@ -19,8 +19,10 @@ clear line instead of falling back: an older checkpoint would be a different tea
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
+import logging
 import shutil
 import time
 from typing import Any, NamedTuple, Optional
@@ -212,17 +214,38 @@ def _warn_unverified(where: str) -> None:
   )
 
 
+class _ReadOnlyNotice(logging.Filter):
+  """Drops orbax's "Given directory is read only=DIR" warning (absl logger, one per manager)."""
+
+  def filter(self, record: logging.LogRecord) -> bool:
+    return not str(record.msg).startswith("Given directory is read only")
+
+
+@contextlib.contextmanager
+def _without_read_only_notice():
+  # orbax warns whenever a manager is opened with read_only=True; every read-only restore here
+  # (a teacher, `experiments.evaluate`, `kd_jax.predict`) asks for exactly that, so the warning
+  # only alarms users. Scoped to the manager's construction: orbax's other warnings still show.
+  notice, absl_logger = _ReadOnlyNotice(), logging.getLogger("absl")
+  absl_logger.addFilter(notice)
+  try:
+    yield
+  finally:
+    absl_logger.removeFilter(notice)
+
+
 def _read_only_manager(directory: epath.Path) -> ocp.CheckpointManager:
   options = ocp.CheckpointManagerOptions(read_only=True, create=False, save_interval_steps=0)
-  return ocp.CheckpointManager(
-      directory,
-      options=options,
-      item_handlers={
-          "state": ocp.PyTreeCheckpointHandler(),
-          "data_iterator": IteratorStateHandler(),
-          "checksums": ocp.JsonCheckpointHandler(),
-      },
-  )
+  with _without_read_only_notice():
+    return ocp.CheckpointManager(
+        directory,
+        options=options,
+        item_handlers={
+            "state": ocp.PyTreeCheckpointHandler(),
+            "data_iterator": IteratorStateHandler(),
+            "checksums": ocp.JsonCheckpointHandler(),
+        },
+    )
 
 
 def _restore_verified(workdir: str, select, *, missing: str, role: str) -> tuple[int, PyTree]:

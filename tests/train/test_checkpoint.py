@@ -2,6 +2,7 @@
 previous one used (ending bit-identical to the uninterrupted run); config changes in a workdir
 are refused; a finished run is not retrained."""
 
+import logging
 import re
 import shutil
 
@@ -79,6 +80,19 @@ def test_finished_run_is_not_retrained(finished_run, capsys):
   )  # presentation keys may change
   assert loop.train_and_evaluate(config, str(workdir)) == results
   assert "already complete" in capsys.readouterr().out
+
+
+def test_read_only_restores_are_quiet(finished_run, caplog, capfd):
+  # A teacher, `experiments.evaluate` and `kd_jax.predict` restore read-only on purpose; orbax's
+  # "Given directory is read only=..." warning only alarmed users.
+  _, workdir, _, _ = finished_run
+  with caplog.at_level(logging.INFO):
+    checkpoint_lib.restore_exported_variables(str(workdir))
+    checkpoint_lib.restore_latest_state(str(workdir))
+  out, err = capfd.readouterr()
+  assert "read only" not in (caplog.text + out + err).lower()
+  assert any(r.name == "absl" for r in caplog.records)  # orbax's other records still pass
+  assert not logging.getLogger("absl").filters  # the filter does not outlive the restore
 
 
 @IGNORE_ORBAX_ASYNC
