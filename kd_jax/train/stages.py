@@ -12,12 +12,17 @@ Stages with `teacher_cache` keep it in one directory, WORKDIR/teacher_cache_shar
 name their own `teacher_cache_dir`: an entry is keyed by everything the teachers' outputs depend
 on (`kd_jax.train.teacher_cache`), so stages that distil the same frozen teacher on the same data
 (e.g. every CompRess row) compute its outputs once instead of once per stage.
+
+Each stage starts with a line "=== stage k/n NAME -> DIR", and from the second on the time so
+far and an estimate of the rest: the finished stages' seconds per step times the steps still to
+run (stages that were already complete, and so took no time, are left out of the rate).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import time
 
 import jax
 import ml_collections
@@ -49,7 +54,9 @@ def _run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   if not config_lib.is_staged(config):
     return loop.train_and_evaluate(config, workdir)
   results = {}
-  for name, stage_config in config_lib.validate_stages(config):
+  stage_configs = config_lib.validate_stages(config)
+  clock = _StageClock([c.total_steps for _, c in stage_configs])
+  for number, (name, stage_config) in enumerate(stage_configs, 1):
     teachers = config_lib.teacher_specs(stage_config)  # fresh copies: safe to edit
     for teacher in teachers:
       if not teacher.get("pretrained", False) and not os.path.isabs(teacher.workdir):
@@ -62,9 +69,49 @@ def _run(config: ml_collections.ConfigDict, workdir: str) -> dict:
           config.choices[name], workdir, name, write=jax.process_index() == 0
       )
       print(f"=== stage {name} takes the method of {chosen} (best on validation)", flush=True)
-    print(f"=== stage {name} -> {os.path.join(workdir, name)}", flush=True)
-    results[name] = loop.train_and_evaluate(stage_config, os.path.join(workdir, name))
+    stage_dir = os.path.join(workdir, name)
+    print(
+        f"=== stage {number}/{len(stage_configs)} {name} -> {stage_dir}{clock.estimate()}",
+        flush=True,
+    )
+    already_complete = os.path.exists(os.path.join(stage_dir, "results.json"))
+    results[name] = loop.train_and_evaluate(stage_config, stage_dir)
+    clock.finished(ran=not already_complete)
   if jax.process_index() == 0:
     with open(os.path.join(workdir, "results.json"), "w") as f:
       json.dump(results, f, indent=2)
   return results
+
+
+def _duration(seconds: float) -> str:
+  minutes, seconds = divmod(round(seconds), 60)
+  hours, minutes = divmod(minutes, 60)
+  if hours:
+    return f"{hours}h {minutes:02d}m"
+  return f"{minutes}m {seconds:02d}s" if minutes else f"{seconds}s"
+
+
+class _StageClock:
+  """Elapsed time of a staged run and the remaining time, estimated per train step."""
+
+  def __init__(self, steps: list[int]):
+    self.steps, self.done = steps, 0
+    self.start = self.stage_start = time.time()
+    self.seconds_run = self.steps_run = 0.0
+
+  def finished(self, *, ran: bool) -> None:
+    if ran:  # +1: a stage of 0 steps still builds and evaluates
+      self.seconds_run += time.time() - self.stage_start
+      self.steps_run += self.steps[self.done] + 1
+    self.done += 1
+    self.stage_start = time.time()
+
+  def estimate(self) -> str:
+    """ " (1m 05s elapsed, about 40s left)", or "" before any stage has run."""
+    if not self.done:
+      return ""
+    elapsed = f" ({_duration(time.time() - self.start)} elapsed"
+    if not self.steps_run:
+      return elapsed + ")"
+    left = sum(s + 1 for s in self.steps[self.done :]) * self.seconds_run / self.steps_run
+    return elapsed + f", about {_duration(left)} left)"

@@ -2,10 +2,15 @@
 
 The commands are read from README.md itself; only three things change: the config runs at its
 `smoke` size, the workdir is a temporary one, and reviews.csv is a file this test writes (three
-classes named by strings, so the label mapping is exercised end to end).
+classes named by strings, so the label mapping is exercised end to end). The same command trains
+from the file gzip- and bzip2-compressed (same shapes: the compiled programs are reused), ends
+with the results table (and JSON with --json), and prints no orbax "read only" warning when the
+students restore their teacher.
 """
 
+import bz2
 import csv
+import gzip
 import json
 import os
 import re
@@ -44,6 +49,10 @@ def write_reviews(path):
 
 
 def run(command: str, workdir: str, csv_path: str) -> str:
+  return run_command(command, workdir, csv_path).stdout
+
+
+def run_command(command: str, workdir: str, csv_path: str) -> subprocess.CompletedProcess:
   command = (
       command.replace("\\\n", " ")
       .replace("text_kd.py ", "text_kd.py:smoke ")
@@ -53,7 +62,7 @@ def run(command: str, workdir: str, csv_path: str) -> str:
   )
   done = subprocess.run(command, shell=True, cwd=REPO, capture_output=True, text=True, timeout=600)
   assert done.returncode == 0, done.stderr[-3000:]
-  return done.stdout
+  return done
 
 
 @pytest.mark.slow
@@ -89,3 +98,48 @@ def test_own_data_then_evaluate_then_predict(tmp_path):
   )
   predictions = eval(out.strip().splitlines()[-1])  # pylint: disable=eval-used  (a printed dict)
   assert set(predictions["name"]) <= {"neg", "neutral", "pos"} and len(predictions["label"]) == 2
+
+
+def table_rows(out: str) -> dict[tuple[str, str], list[str]]:
+  """{(stage, split): [accuracy, agreement, pred. KL]} of the end-of-run table in `out`."""
+  lines = out.splitlines()
+  start = next(i for i, line in enumerate(lines) if line.split()[:2] == ["stage", "split"])
+  rows = {}
+  for line in lines[start + 1 :]:
+    if line.startswith("results: "):
+      return rows
+    stage, split, *cells = line.split()
+    rows[stage, split] = cells
+  raise AssertionError(f"no 'results:' line after the table:\n{out[-2000:]}")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("compression", ["gz", "bz2"])
+def test_compressed_csv_trains_and_ends_with_a_table(tmp_path, compression):
+  plain, workdir = tmp_path / "reviews.csv", str(tmp_path / "reviews_kd")
+  write_reviews(plain)
+  path = tmp_path / f"reviews.csv.{compression}"
+  path.write_bytes({"gz": gzip.compress, "bz2": bz2.compress}[compression](plain.read_bytes()))
+  [(_, train)] = readme_blocks("Your own data")
+  done = run_command(train, workdir, str(path))
+  assert "read only" not in (done.stdout + done.stderr).lower()  # students restore the teacher
+  assert f"=== stage 1/3 teacher -> {workdir}/teacher" in done.stdout
+  assert re.search(
+      r"=== stage 3/3 student_ce -> \S+ \(\d+s elapsed, about \d+s left\)", done.stdout
+  )
+  assert done.stdout.rstrip().endswith(f"results: {workdir}/results.json")
+  with open(os.path.join(workdir, "results.json")) as f:
+    results = json.load(f)
+  rows = table_rows(done.stdout)
+  assert set(rows) == {(s, p) for s in results for p in ("validation", "test")}
+  assert rows["teacher", "test"] == [f"{results['teacher']['accuracy']:.1%}", "-", "-"]
+  kd = results["student_kd"]
+  assert rows["student_kd", "test"] == [
+      f"{kd['accuracy']:.1%}",
+      f"{kd['agreement']:.1%}",
+      f"{kd['predictive_kl']:.4f}",
+  ]
+  if compression == "gz":  # a finished run only reports: --json prints results.json's content
+    out = run(train.rstrip() + " --json", workdir, str(path))
+    lines = out.splitlines()
+    assert json.loads("\n".join(lines[lines.index("{") :])) == results
