@@ -162,6 +162,44 @@ def test_update_state_enqueues_and_tracks_the_ema_of_params_and_batch_norm():
     np.testing.assert_allclose(state["ema"]["batch_stats"]["mean"], ema_mean, rtol=1e-6)
 
 
+def test_momentum_sized_to_the_run_against_hand_computed_values():
+  # f·T = 0.15 · 805 = 120.75 updates to reach 1 %: m = 0.01^(1/120.75) = exp(ln 0.01 / 120.75).
+  m = compress.run_momentum(0.999, 0.15, 805)
+  assert m == pytest.approx(math.exp(math.log(0.01) / 120.75), rel=1e-12)
+  assert m == pytest.approx(0.96258, abs=1e-5)
+  assert compress.random_start_share(m, 161) < 0.01  # < 1 % after the first 20 % of the run
+  assert compress.random_start_share(0.999, 805) == pytest.approx(0.4469, abs=1e-4)  # paper's m
+  # A run long enough for the paper's m keeps it (never raised): 0.01^(1/97 500) > 0.999.
+  assert compress.run_momentum(0.999, 0.15, 650_000) == 0.999
+  assert compress.run_momentum(0.999, 0.0, 805) == 0.999  # off
+  assert compress.random_start_share(0.5, 3) == 0.125
+  assert [compress.queue_fill_step(k, 64) for k in (256, 1000, 4096, 16384)] == [4, 16, 64, 256]
+  with pytest.raises(ValueError, match="momentum_horizon is a fraction of the run"):
+    compress.CompRess(momentum_horizon=1.5)
+
+
+def test_update_state_uses_the_run_momentum():
+  method = compress.CompRess(variant="2q", queue_size=QUEUE, momentum=0.999, momentum_horizon=0.5)
+  state = method.init(jax.random.key(1), _io(STUDENT_VARIABLES)).state
+  w = RNG.normal(size=(4, D_S)).astype(np.float32)
+  io = base.UpdateIO(
+      params={"student": {"w": w}, "method": {}},
+      student_model_state={"batch_stats": {"mean": np.zeros(D_S, np.float32)}},
+      state_inputs={
+          "teacher": RNG.normal(size=(BATCH, D_T)).astype(np.float32),
+          "student": RNG.normal(size=(BATCH, D_S)).astype(np.float32),
+      },
+      step=jnp.int32(0),
+      constants={},
+      context=CONTEXT,  # T = 10: m = 0.01^(1/5)
+  )
+  m = 0.01 ** (1 / 5)
+  expected = m * np.asarray(STUDENT_VARIABLES["params"]["w"], np.float64) + (1 - m) * w
+  np.testing.assert_allclose(
+      method.update_state(state, io)["ema"]["params"]["w"], expected, rtol=1e-5
+  )
+
+
 # ------------------------------------------------------------------------------------------------
 # CompRess losses.
 
