@@ -29,6 +29,7 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
+from experiments import run_summary
 from kd_jax.train import config as config_lib
 from kd_jax.train import stages
 
@@ -41,12 +42,6 @@ _CONFIG = config_flags.DEFINE_config_file(
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs and results.")
 _JSON = flags.DEFINE_bool("json", False, "Print the results as JSON instead of the table.")
 flags.mark_flags_as_required(["config", "workdir"])
-# The columns of the end-of-run table: (results key, heading, format).
-_COLUMNS = (
-    ("accuracy", "accuracy", "{:.1%}"),
-    ("agreement", "agreement", "{:.1%}"),
-    ("predictive_kl", "pred. KL", "{:.4f}"),
-)
 
 
 def _parse_flags(argv):
@@ -84,42 +79,7 @@ def main(argv):
   if _JSON.value:
     print(json.dumps(results, indent=2), flush=True)
   else:
-    print(summary(config, results, _WORKDIR.value), flush=True)
-
-
-def summary(config, results: dict, workdir: str) -> str:
-  """The end-of-run table: one row per stage and evaluated split, then where results.json is.
-
-  A row is an evaluator whose metrics include accuracy, agreement or predictive KL (a method's
-  other numbers stay in results.json); one that is not the per-example `metrics` kind is named
-  beside its split. A metric a stage does not have (agreement without a teacher) shows "-".
-  """
-  if config_lib.is_staged(config):
-    runs = config_lib.validate_stages(config, resolve=False)
-  else:
-    runs = [("run", config_lib.validate(config))]
-  table = [("stage", "split", *(heading for _, heading, _ in _COLUMNS))]
-  for name, run_config in runs:
-    stage_results = results[name] if config_lib.is_staged(config) else results
-    evals = stage_results.get("evals") or {"eval": stage_results}
-    # The "eval" evaluator (eval_split, the reported number) last: validation rows come first.
-    specs = sorted(config_lib.evaluation_specs(run_config), key=lambda spec: spec[0] == "eval")
-    for evaluator, spec in specs:
-      metrics = evals.get(evaluator, {})
-      if not any(key in metrics for key, _, _ in _COLUMNS):
-        continue
-      split = spec["split"] + ("" if spec["kind"] == "metrics" else f" ({evaluator})")
-      cells = [fmt.format(metrics[key]) if key in metrics else "-" for key, _, fmt in _COLUMNS]
-      table.append((name, split, *cells))
-  widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
-  lines = [
-      "  ".join(
-          cell.ljust(width) if i < 2 else cell.rjust(width)
-          for i, (cell, width) in enumerate(zip(row, widths))
-      ).rstrip()
-      for row in table
-  ]
-  return "\n".join([*lines, f"results: {os.path.join(workdir, 'results.json')}"])
+    print(run_summary.summary(config, results, _WORKDIR.value), flush=True)
 
 
 def fatal_line(error: BaseException, log_path: str | None) -> str:

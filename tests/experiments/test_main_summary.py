@@ -4,7 +4,7 @@ The staged table is checked on a real run in test_readme_own_data.py."""
 
 import ml_collections
 
-from experiments import main
+from experiments import run_summary
 from tests.train import helpers
 
 
@@ -27,7 +27,7 @@ def test_single_run_table_rows_splits_and_missing_metrics():
           "nn": {"recall_at_1": 0.5},  # no column of the table: no row
       },
   }
-  lines = main.summary(config, results, "/runs/x").splitlines()
+  lines = run_summary.summary(config, results, "/runs/x").splitlines()
   assert [line.split() for line in lines[:-1]] == [
       ["stage", "split", "accuracy", "agreement", "pred.", "KL"],
       ["run", "test", "(probe)", "62.5%", "-", "-"],
