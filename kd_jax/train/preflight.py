@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from kd_jax.train import config as config_lib
+from kd_jax.train import pretrained_teachers
 
 
 class _Sources:
@@ -141,6 +142,12 @@ def check_resolvable(
         fail(
             f"teachers[{index}] is pretrained=True but {teacher.model!r} has no "
             "load_pretrained(variables) to supply its weights; give the workdir of a trained run."
+        )
+      random = pretrained_teachers.declared_random(teacher)
+      if random:
+        fail(
+            f"teachers[{index}] is pretrained=True but {random}: a random teacher; train it "
+            "as a stage (a teacher with a workdir) instead."
         )
       continue
     if (

@@ -26,6 +26,7 @@ from kd_jax.train import choices
 from kd_jax.train import config as config_lib
 from kd_jax.train import loop
 from kd_jax.train import mesh as mesh_lib
+from kd_jax.train import workdir_config
 from kd_jax.train import workdir_lock
 
 SHARED_TEACHER_CACHE = "teacher_cache_shared"  # WORKDIR/<this>: the stages' teacher cache
@@ -58,10 +59,18 @@ def _run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     if stage_config.teacher_cache and not stage_config.teacher_cache_dir:
       stage_config.teacher_cache_dir = os.path.join(os.path.abspath(workdir), SHARED_TEACHER_CACHE)
     if name in config.get("choices", {}):
-      chosen, stage_config.method = choices.choose(
-          config.choices[name], workdir, name, write=jax.process_index() == 0
+      choice = choices.choose(config.choices[name], workdir, name)
+      stage_config.method = ml_collections.ConfigDict(choice.method)
+      # The stage's checks come first: a resumed stage that started with another winner is
+      # refused here, before choice.json could name a winner the stage never trained with.
+      workdir_config.check_same(
+          config_lib.validate(stage_config, name=f"stage {name!r}"), os.path.join(workdir, name)
       )
-      print(f"=== stage {name} takes the method of {chosen} (best on validation)", flush=True)
+      if jax.process_index() == 0:  # other hosts read the same files and agree
+        choices.write(choice, config.choices[name], workdir, name)
+      print(
+          f"=== stage {name} takes the method of {choice.winner} (best on validation)", flush=True
+      )
     print(f"=== stage {name} -> {os.path.join(workdir, name)}", flush=True)
     results[name] = loop.train_and_evaluate(stage_config, os.path.join(workdir, name))
   if jax.process_index() == 0:
