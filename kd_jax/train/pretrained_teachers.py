@@ -40,20 +40,24 @@ def reads_logits(config) -> bool:
 
 
 def _random_modules(initial, loaded) -> tuple[list[str], int]:
-  """(modules whose every parameter `load_pretrained` left as it was, number of modules); a
-  module is the parent of parameter leaves, e.g. "['layer_0']['attention']['query']"."""
+  """(modules `load_pretrained` left at their random init, number of modules judged).
+
+  A module is the parent of parameter leaves, e.g. "['layer_0']['attention']['query']". Only
+  modules with a randomly initialised leaf are judged: a norm layer starts at ones and zeros, so
+  finding it unchanged says nothing (a checkpoint may hold the same values).
+  """
   keystr = jax.tree_util.keystr
   after = {keystr(p): leaf for p, leaf in jax.tree_util.tree_leaves_with_path(loaded["params"])}
-  changed: dict[str, bool] = {}
+  modules, random_init, changed = {}, set(), set()  # modules: an ordered set
   for path, leaf in jax.tree_util.tree_leaves_with_path(initial["params"]):
-    other = after.get(keystr(path))
-    moved = (
-        other is None
-        or np.shape(other) != np.shape(leaf)
-        or not np.array_equal(np.asarray(leaf), np.asarray(other))
-    )
-    changed[keystr(path[:-1])] = changed.get(keystr(path[:-1]), False) or moved
-  return [module for module, moved in changed.items() if not moved], len(changed)
+    module, leaf, other = keystr(path[:-1]), np.asarray(leaf), after.get(keystr(path))
+    modules[module] = None
+    if leaf.size and not np.all(leaf == leaf.flat[0]):
+      random_init.add(module)
+    if other is None or np.shape(other) != leaf.shape or not np.array_equal(leaf, other):
+      changed.add(module)
+  judged = [m for m in modules if m in random_init or m in changed]
+  return [m for m in judged if m not in changed], len(judged)
 
 
 def load(config, index: int, spec, module, initial) -> Any:

@@ -2,8 +2,9 @@
 
 A staged config (see `kd_jax.train.config.is_staged`) holds named run configs executed in the
 order of `stage_order`, each in WORKDIR/<stage>; a teacher whose `workdir` is relative names an
-earlier stage. Every stage is validated before the first one runs, so a typo in the last
-student does not surface after an hour of teacher training.
+earlier stage. Every stage is validated before the first one runs, and every stage already
+started is compared with the config and data it was started with, so a typo in the last student
+(or an edited setting of a half-done command) does not surface after an hour of teacher training.
 
 A stage's teacher is handed to the loop as an absolute path (the loop loads it from there); the
 config the loop saves keeps it relative (`config.portable`), so a moved workdir still resumes.
@@ -46,18 +47,33 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     return _run(config, workdir)
 
 
+def _with_workdir(stage_config: ml_collections.ConfigDict, workdir: str):
+  """The stage as the loop runs it: teachers that name stages as absolute paths, the shared
+  teacher cache."""
+  teachers = config_lib.teacher_specs(stage_config)  # fresh copies: safe to edit
+  for teacher in teachers:
+    if not teacher.get("pretrained", False) and not os.path.isabs(teacher.workdir):
+      teacher.workdir = os.path.join(os.path.abspath(workdir), teacher.workdir)
+  stage_config.teachers = tuple(teachers)
+  if stage_config.teacher_cache and not stage_config.teacher_cache_dir:
+    stage_config.teacher_cache_dir = os.path.join(os.path.abspath(workdir), SHARED_TEACHER_CACHE)
+  return stage_config
+
+
 def _run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   if not config_lib.is_staged(config):
     return loop.train_and_evaluate(config, workdir)
+  stages = [
+      (name, _with_workdir(stage_config, workdir))
+      for name, stage_config in config_lib.validate_stages(config)
+  ]
+  # A resumed stage whose config or data changed fails now, before the stages ahead of it run
+  # (a chosen stage's method is known only once its candidates have finished: checked below).
+  for name, stage_config in stages:
+    if name not in config.get("choices", {}):
+      workdir_config.check_same(stage_config, os.path.join(workdir, name))
   results = {}
-  for name, stage_config in config_lib.validate_stages(config):
-    teachers = config_lib.teacher_specs(stage_config)  # fresh copies: safe to edit
-    for teacher in teachers:
-      if not teacher.get("pretrained", False) and not os.path.isabs(teacher.workdir):
-        teacher.workdir = os.path.join(os.path.abspath(workdir), teacher.workdir)
-    stage_config.teachers = tuple(teachers)
-    if stage_config.teacher_cache and not stage_config.teacher_cache_dir:
-      stage_config.teacher_cache_dir = os.path.join(os.path.abspath(workdir), SHARED_TEACHER_CACHE)
+  for name, stage_config in stages:
     if name in config.get("choices", {}):
       choice = choices.choose(config.choices[name], workdir, name)
       stage_config.method = ml_collections.ConfigDict(choice.method)
