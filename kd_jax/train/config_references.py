@@ -11,6 +11,7 @@ an override that would write through a shared reference, in one line.
 
 from __future__ import annotations
 
+import importlib.util
 from typing import Any, Iterable, Iterator
 
 import ml_collections
@@ -73,6 +74,9 @@ def check_command_line(config_flag) -> None:
   overrides = list(config_flags.get_override_values(config_flag))
   if not overrides:
     return
-  path = config_flags.get_config_filename(config_flag)
-  fresh = config_flags.ConfigFileFlagParser(config_flag.name, lock_config=False).parse(path)
-  check_overrides(fresh, overrides)
+  # "FILE.py[:ARG]", loaded as ml_collections loads it: get_config(ARG) when ARG is given.
+  filename, *argument = config_flags.get_config_filename(config_flag).split(":", 1)
+  spec = importlib.util.spec_from_file_location("_config_as_written", filename)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  check_overrides(module.get_config(*argument), overrides)
