@@ -101,6 +101,6 @@ def choose(spec, workdir: str, stage: str) -> Choice:
 def write(choice: Choice, spec, workdir: str, stage: str) -> None:
   """WORKDIR/<stage>/choice.json; written only once every check of the stage has passed."""
   os.makedirs(os.path.join(workdir, stage), exist_ok=True)
-  record = {**dict(spec), "scores": choice.scores, "chosen": choice.winner}
+  record = {**dict(spec), "scores": choice.scores, "chosen": choice.winner, "method": choice.method}
   with open(os.path.join(workdir, stage, "choice.json"), "w") as f:
-    json.dump({**record, "method": choice.method}, f, indent=2)
+    json.dump(record, f, indent=2)

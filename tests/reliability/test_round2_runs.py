@@ -375,3 +375,18 @@ def test_valid_inputs_of_the_trained_form_still_predict(tmp_path):
   assert model.predict(scaled)["label"] == labels
   spec = workdir_config.read_data(workdir)["model_input"]
   assert spec == {"key": "image", "dtype": "uint8", "shape": [28, 28, 1], "min": 0.0, "max": 1.0}
+
+
+def test_the_teacher_cache_key_follows_the_content_of_a_user_file(tmp_path):
+  from kd_jax.train import teacher_cache  # pylint: disable=g-import-not-at-top
+
+  path = matrix._csv(tmp_path, rows=20)  # pylint: disable=protected-access
+  config = _csv_stage(path, method=ml_collections.ConfigDict({"name": "vanilla_kd"}))
+  variables = {"params": {"w": np.ones(3, np.float32)}}
+  key = lambda: teacher_cache.key(
+      teacher_cache.fingerprint(config, (variables,), (2,), ("logits",), 16)
+  )
+  before = key()
+  assert key() == before
+  path.write_text(path.read_text().replace("19,1,1", "19,1,0"))  # same name, rows and size
+  assert key() != before
