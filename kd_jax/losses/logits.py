@@ -41,13 +41,13 @@ def cross_entropy(logits, labels, *, label_smoothing: float = 0.0):
 def kl_from_logits(teacher_logits, student_logits, *, temperature: float = 1.0):
   """KL(σ(t/τ) ‖ σ(s/τ)) per example, in float32, from logits (no τ² factor)."""
   checks.require_same_shape("student_logits", student_logits, "teacher_logits", teacher_logits)
-  if temperature <= 0:
-    raise ValueError(f"temperature must be positive, got {temperature}.")
+  checks.require_positive("temperature", temperature)
   teacher_logits, student_logits = checks.as_float32(teacher_logits, student_logits)
   log_p_t = jax.nn.log_softmax(teacher_logits / temperature, axis=-1)
   log_p_s = jax.nn.log_softmax(student_logits / temperature, axis=-1)
   # exp(log p_t) underflows to exactly 0 where p_t is negligible, so 0·(finite) = 0: no NaN.
-  return jnp.sum(jnp.exp(log_p_t) * (log_p_t - log_p_s), axis=-1)
+  kl = jnp.sum(jnp.exp(log_p_t) * (log_p_t - log_p_s), axis=-1)
+  return checks.nan_unless_positive(kl, temperature)
 
 
 def hinton_kd(student_logits, teacher_logits, *, temperature: float):

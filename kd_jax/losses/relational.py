@@ -106,18 +106,16 @@ def similarity_kl(
   for name, anchors in (("student_anchors", student_anchors), ("teacher_anchors", teacher_anchors)):
     if jnp.ndim(anchors) == 3:
       checks.require_dim(name, anchors, 0, "student_emb", student_emb, 0, "Batch sizes")
-  if temperature <= 0 or (student_temperature is not None and student_temperature <= 0):
-    raise ValueError(
-        "temperatures must be positive, got "
-        f"temperature={temperature}, student_temperature={student_temperature}."
-    )
   tau_s = temperature if student_temperature is None else student_temperature
+  for name, value in (("temperature", temperature), ("student_temperature", tau_s)):
+    checks.require_positive(name, value)
   student_emb, student_anchors, teacher_emb, teacher_anchors = checks.as_float32(
       student_emb, student_anchors, teacher_emb, teacher_anchors
   )
   log_p_t = _anchor_similarities(teacher_emb, teacher_anchors, temperature)
   log_p_s = _anchor_similarities(student_emb, student_anchors, tau_s)
-  return jnp.sum(jnp.exp(log_p_t) * (log_p_t - log_p_s), axis=-1)
+  kl = jnp.sum(jnp.exp(log_p_t) * (log_p_t - log_p_s), axis=-1)
+  return checks.nan_unless_positive(checks.nan_unless_positive(kl, temperature), tau_s)
 
 
 def _smooth_l1(x, y):

@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import importlib
-import json
 import os
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
@@ -24,6 +23,8 @@ from kd_jax import methods
 from kd_jax.train import checkpoint as checkpoint_lib
 from kd_jax.train import config as config_lib
 from kd_jax.train import guards
+from kd_jax.train import pretrained_teachers
+from kd_jax.train import workdir_config
 
 PyTree = Any
 
@@ -227,10 +228,11 @@ def build_teachers(
         initial = jax.jit(lambda key, x: module.init(key, x, train=False))(
             jax.random.key(0), example_input
         )
-      step, teacher_variables = 0, module.load_pretrained(initial)
+      step, teacher_variables = 0, pretrained_teachers.load(config, index, spec, module, initial)
       source = f"{spec.model} (pretrained)"
     else:
       _check_teacher_run(index, spec, config)
+      workdir_config.check_data(config, spec.workdir, where=f"teachers[{index}] ({spec.workdir})")
       step, teacher_variables = checkpoint_lib.restore_exported_variables(spec.workdir)
       source = spec.workdir
     guards.check_finite_variables(teacher_variables, f"teachers[{index}] ({source})")
@@ -245,8 +247,7 @@ def _check_teacher_run(index: int, spec, config) -> None:
   path = os.path.join(spec.workdir, "config.json")
   if not os.path.exists(path):
     return
-  with open(path) as f:
-    saved = json.load(f)
+  saved = workdir_config.read_json(path)
   expected = {
       "model": spec.model,
       "model_kwargs": dict(spec.model_kwargs),

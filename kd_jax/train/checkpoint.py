@@ -31,6 +31,7 @@ import jax
 import orbax.checkpoint as ocp
 from etils import epath
 
+from kd_jax.train import guards
 from kd_jax.train import integrity
 from kd_jax.train import mesh as mesh_lib
 from kd_jax.train.integrity import CorruptCheckpointError
@@ -164,6 +165,7 @@ class Checkpointer:
           integrity.verify(restored["state"], restored["checksums"], where=where)
         else:
           _warn_unverified(where)
+        _check_finite(restored["state"], where)
         return Restored(step, restored["state"], restored["data_iterator"])
       except Exception as error:  # pylint: disable=broad-except  (any failure => try older)
         self._set_aside(step, error)
@@ -200,6 +202,17 @@ class Checkpointer:
   def close(self) -> None:
     self.manager.wait_until_finished()
     self.manager.close()
+
+
+def _check_finite(state: PyTree, where: str) -> None:
+  """A checkpoint of a diverged state is no good checkpoint, however sound its bytes: the loop
+  never saves one, so it was written otherwise (an older kd_jax, a copy, a hand edit)."""
+  bad = guards.non_finite_leaves(state)
+  if bad:
+    raise CorruptCheckpointError(
+        f"{where} holds non-finite values (NaN or inf) in {len(bad)} array(s), e.g. {bad[0]}, "
+        "although its checksums match: it holds a diverged state, not a good checkpoint."
+    )
 
 
 def _has_checksums(step_directory: epath.Path) -> bool:

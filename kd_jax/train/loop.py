@@ -163,13 +163,20 @@ def _fingerprint(config, teacher_steps) -> dict:
   }
 
 
-def _check_finite(state: TrainState, workdir: str, last_saved: int | None) -> None:
-  """Stops the run, before anything is saved, when a step produced non-finite values."""
+def _check_finite(state: TrainState, workdir: str, checkpointer) -> None:
+  """Stops the run, before anything is saved, when a step produced non-finite values.
+
+  The message names the newest checkpoint on disk once pending asynchronous saves have
+  finished (each was finite when saved): a save still being written when the run stops would
+  otherwise be abandoned, and the checkpoint the message promises would not exist.
+  """
   problem = state_lib.describe_nonfinite(jax.device_get(state.nonfinite))
   if problem:
+    checkpointer.wait()
+    steps = checkpointer.all_steps()
     kept = (
-        f"the last good checkpoint (step {last_saved}) is kept"
-        if last_saved is not None
+        f"the last good checkpoint (step {steps[-1]}) is kept"
+        if steps
         else "no checkpoint was written"
     )
     raise FloatingPointError(
@@ -244,7 +251,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict
   )
 
   start = _start(config, example=example, forward=forward, teacher_variables=teacher_variables)
-  workdir_config.save(config, workdir)
+  workdir_config.save(config, workdir, example=example)
   if jax.process_index() == 0:  # class names of user data, for `kd_jax.predict`
     build.data_api().user_data.write_label_names(data.train_source, workdir)
   model_input = lambda batch: steps_lib.model_input(batch, config.input_key, compute_dtype)
@@ -371,7 +378,6 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict
       description=os.path.basename(os.path.normpath(workdir)),
   )
   last_log_time, last_log_step = time.time(), start_step
-  last_saved = start_step if restored is not None else None
   for step in range(start_step + 1, config.total_steps + 1):
     host_batch = transform_batch(next(data.train_iter), step)
     guards.check_labels(
@@ -383,7 +389,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict
     postfix = {}
     # Metrics are fetched from the device only on log steps, so dispatch stays asynchronous.
     if step % config.log_every == 0 or step == config.total_steps:
-      _check_finite(state, workdir, last_saved)
+      _check_finite(state, workdir, checkpointer)
       metrics = jax.device_get(metrics)
       now = time.time()
       metrics["steps_per_sec"] = (step - last_log_step) / max(now - last_log_time, 1e-9)
@@ -397,16 +403,15 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict
     if step != config.total_steps:
       evals = run_evaluations(step, final=False)
       if selection and evals:
-        _check_finite(state, workdir, last_saved)  # never select a non-finite state
+        _check_finite(state, workdir, checkpointer)  # never select a non-finite state
         stop_early = selection.update(step, evals, state, data.train_iter.get_state())
     # On multi-host runs all hosts agree on a step at which to stop when the scheduler announces
     # a preemption (JAX's preemption sync service); save there and exit, a rerun resumes.
     preempted = config.multihost and checkpointer.reached_preemption(step)
     if step % config.checkpoint_every == 0 or step == config.total_steps or preempted or stop_early:
-      _check_finite(state, workdir, last_saved)  # never save a non-finite state
+      _check_finite(state, workdir, checkpointer)  # never save a non-finite state
       # get_state() now: the position after this step's batch, matching the saved state.
       checkpointer.save(step, state, data.train_iter.get_state())
-      last_saved = step
     if preempted:
       progress.close()
       writer.close()
