@@ -186,12 +186,16 @@ def build_data(config) -> Data:
 
 
 def build_optimizer(opt, total_steps: int) -> tuple[optax.GradientTransformation, optax.Schedule]:
-  """The student optimiser and its learning-rate schedule (cosine or constant, with warmup)."""
+  """The student optimiser and its learning-rate schedule (cosine, with warm restarts every
+  `restart_steps`, or constant; linear warmup; held over blocks of `hold_steps`)."""
   decay_steps = max(total_steps - opt.warmup_steps, 1)
+  restart_steps, hold_steps = opt.get("restart_steps", 0), opt.get("hold_steps", 1)
   if opt.schedule == "cosine":
-    main = optax.cosine_decay_schedule(
-        opt.learning_rate, decay_steps, alpha=opt.end_learning_rate / opt.learning_rate
+    period = restart_steps or decay_steps
+    cosine = optax.cosine_decay_schedule(
+        opt.learning_rate, period, alpha=opt.end_learning_rate / opt.learning_rate
     )
+    main = (lambda count: cosine(count % period)) if restart_steps else cosine
   else:
     main = optax.constant_schedule(opt.learning_rate)
   schedule = main
@@ -199,6 +203,9 @@ def build_optimizer(opt, total_steps: int) -> tuple[optax.GradientTransformation
     schedule = optax.join_schedules(
         [optax.linear_schedule(0.0, opt.learning_rate, opt.warmup_steps), main], [opt.warmup_steps]
     )
+  if hold_steps > 1:
+    unheld = schedule
+    schedule = lambda count: unheld(count // hold_steps * hold_steps)
   # Weight decay on kernels only (ndim > 1): decaying BatchNorm scales and biases hurts.
   kernels = lambda params: jax.tree.map(lambda p: p.ndim > 1, params)
   if opt.name == "adamw":

@@ -215,6 +215,15 @@ def _check_finite(state: PyTree, where: str) -> None:
     )
 
 
+def saved_steps(workdir: str) -> list[int]:
+  """Steps with a checkpoint directory in WORKDIR/checkpoints (unverified; orbax's temporary
+  directories of an interrupted save are not steps): whether a start is a resume."""
+  directory = epath.Path(workdir) / "checkpoints"
+  if not directory.exists():
+    return []
+  return sorted(int(p.name) for p in directory.iterdir() if p.name.isdigit())
+
+
 def _has_checksums(step_directory: epath.Path) -> bool:
   return (step_directory / "checksums").exists()
 
@@ -334,14 +343,15 @@ def _student_variables(tree: dict) -> dict:
   return selected
 
 
-def restore_exported_variables(workdir: str) -> tuple[int, PyTree]:
+def restore_exported_variables(
+    workdir: str, *, missing: str = "train the teacher first", role: str = "the teacher's"
+) -> tuple[int, PyTree]:
   """The student variables {"params", **model_state} of the newest checkpoint in `workdir`.
 
-  Used to load a finished run as a frozen teacher: only `params["student"]` and `model_state`
-  are read and verified (orbax partial restore), never the optimiser or method state, which
-  can be several times larger.
+  Used to load a finished run as a frozen teacher (or as a student's start, `init_from`): only
+  `params["student"]` and `model_state` are read and verified (orbax partial restore), never the
+  optimiser or method state, which can be several times larger. `missing` and `role` word the
+  errors for the caller.
   """
-  step, state = _restore_verified(
-      workdir, _student_variables, missing="train the teacher first", role="the teacher's"
-  )
+  step, state = _restore_verified(workdir, _student_variables, missing=missing, role=role)
   return step, {"params": state["params"]["student"], **state.get("model_state", {})}

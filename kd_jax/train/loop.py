@@ -29,6 +29,7 @@ from kd_jax.train import checkpoint as checkpoint_lib
 from kd_jax.train import config as config_lib
 from kd_jax.train import evaluation as evaluation_lib
 from kd_jax.train import guards
+from kd_jax.train import init_from as init_from_lib
 from kd_jax.train import mesh as mesh_lib
 from kd_jax.train import phases as phases_lib
 from kd_jax.train import prepare as prepare_lib
@@ -71,14 +72,19 @@ class _Start(NamedTuple):
   student_variables: dict
   student_out: dict
   teacher_out: tuple
+  init_record: dict | None  # what `config.init_from` loaded (None: nothing, or a resume)
 
 
-def _start(config, *, example, forward: steps_lib.Forward, teacher_variables) -> _Start:
+def _start(
+    config, *, example, forward: steps_lib.Forward, teacher_variables, resuming: bool
+) -> _Start:
   """Initialises the student on one real train batch and checks what the models produce.
 
   Pretrained weights are loaded after `init` (`module.load_pretrained(variables)`), on the host,
-  so they never become constants of a compiled function. The fail-fast checks (logits of
-  [batch, num_classes], labels in range) run before anything is written to the workdir.
+  so they never become constants of a compiled function; so are those of `config.init_from`,
+  unless the run is `resuming` (its checkpoint replaces them). The fail-fast checks (logits of
+  [batch, num_classes], labels in range, the init_from shapes) run before anything is written to
+  the workdir.
   """
   x = steps_lib.model_input(example, config.input_key, jnp.float32)
   init_rng, dropout_rng = jax.random.split(jax.random.key(config.seed), 4)[:2]
@@ -94,6 +100,13 @@ def _start(config, *, example, forward: steps_lib.Forward, teacher_variables) ->
     student_variables = jax.tree.map(
         lambda a: jnp.array(a, copy=True), forward.student.load_pretrained(student_variables)
     )
+  init, init_record = init_from_lib.spec(config), None
+  if init and not resuming:
+    student_variables, init_record = init_from_lib.load(
+        init,
+        student_variables,
+        student=init_from_lib.describe_model(config.model, config.model_kwargs),
+    )
 
   @jax.jit
   def apply(student_variables, teacher_variables, x):
@@ -107,7 +120,7 @@ def _start(config, *, example, forward: steps_lib.Forward, teacher_variables) ->
   for index, out in enumerate(teacher_out):
     _check_outputs(f"teachers[{index}]", out, batch_size, config.num_classes)
   guards.check_labels(example, config.num_classes, f"first train batch ({config.dataset})")
-  return _Start(x, student_variables, student_out, teacher_out)
+  return _Start(x, student_variables, student_out, teacher_out, init_record)
 
 
 def _initial_state(
@@ -250,8 +263,16 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict
       workdir=workdir,
   )
 
-  start = _start(config, example=example, forward=forward, teacher_variables=teacher_variables)
+  start = _start(
+      config,
+      example=example,
+      forward=forward,
+      teacher_variables=teacher_variables,
+      resuming=bool(checkpoint_lib.saved_steps(workdir)),
+  )
   workdir_config.save(config, workdir, example=example)
+  if start.init_record is not None:
+    init_from_lib.write_record(workdir, start.init_record)
   if jax.process_index() == 0:  # class names of user data, for `kd_jax.predict`
     build.data_api().user_data.write_label_names(data.train_source, workdir)
   model_input = lambda batch: steps_lib.model_input(batch, config.input_key, compute_dtype)
@@ -354,10 +375,11 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict
       forward=forward, method=method, mesh=mesh, input_key=config.input_key, context=context
   )
 
-  def run_evaluations(step: int, final: bool) -> dict[str, dict]:
+  def run_evaluations(step: int, final: bool, names=None) -> dict[str, dict]:
     return evaluations.run(
         step,
         final=final,
+        names=names,
         batches=data.batches,
         writer=writer,
         state=state,
@@ -377,6 +399,10 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict
       enabled=config.progress_bar,
       description=os.path.basename(os.path.normpath(workdir)),
   )
+  if start_step == 0 and evaluations.due_at(0):  # `first: 0`: the starting state competes too
+    evals = run_evaluations(0, final=False)
+    if selection and evals:
+      selection.update(0, evals, state, data.train_iter.get_state())
   last_log_time, last_log_step = time.time(), start_step
   for step in range(start_step + 1, config.total_steps + 1):
     host_batch = transform_batch(next(data.train_iter), step)
@@ -402,9 +428,13 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict
     stop_early = False
     if step != config.total_steps:
       evals = run_evaluations(step, final=False)
-      if selection and evals:
-        _check_finite(state, workdir, checkpointer)  # never select a non-finite state
-        stop_early = selection.update(step, evals, state, data.train_iter.get_state())
+    else:  # the last state competes too: only the selection's evaluator runs before the final ones
+      evals = run_evaluations(step, final=False, names=(selection.evaluator,)) if selection else {}
+    if selection and evals:
+      _check_finite(state, workdir, checkpointer)  # never select a non-finite state
+      stop_early = selection.update(
+          step, evals, state, data.train_iter.get_state(), last=step == config.total_steps
+      )
     # On multi-host runs all hosts agree on a step at which to stop when the scheduler announces
     # a preemption (JAX's preemption sync service); save there and exit, a rerun resumes.
     preempted = config.multihost and checkpointer.reached_preemption(step)
@@ -438,6 +468,9 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict
   evals = run_evaluations(final_step, final=True)
   writer.close()
   checkpointer.close()
+  init_record = init_from_lib.read_record(workdir)
+  if init_record is not None:
+    extra["init_from"] = init_record
   results = {**evals["eval"], "evals": evals, **extra}
   if jax.process_index() == 0:
     with open(results_path, "w") as f:

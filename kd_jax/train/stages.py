@@ -2,12 +2,14 @@
 
 A staged config (see `kd_jax.train.config.is_staged`) holds named run configs executed in the
 order of `stage_order`, each in WORKDIR/<stage>; a teacher whose `workdir` is relative names an
-earlier stage. Every stage is validated before the first one runs, and every stage already
-started is compared with the config and data it was started with, so a typo in the last student
-(or an edited setting of a half-done command) does not surface after an hour of teacher training.
+earlier stage, and so does a relative `init_from.workdir` (the run a student starts from). Every
+stage is validated before the first one runs, and every stage already started is compared with
+the config and data it was started with, so a typo in the last student (or an edited setting of
+a half-done command) does not surface after an hour of teacher training.
 
-A stage's teacher is handed to the loop as an absolute path (the loop loads it from there); the
-config the loop saves keeps it relative (`config.portable`), so a moved workdir still resumes.
+A stage's teacher (and init_from source) is handed to the loop as an absolute path (the loop
+loads it from there); the config the loop saves keeps it relative (`config.portable`), so a moved
+workdir still resumes.
 
 Stages with `teacher_cache` keep it in one directory, WORKDIR/teacher_cache_shared, unless they
 name their own `teacher_cache_dir`: an entry is keyed by everything the teachers' outputs depend
@@ -60,6 +62,9 @@ def _with_workdir(stage_config: ml_collections.ConfigDict, workdir: str):
     if not teacher.get("pretrained", False) and not os.path.isabs(teacher.workdir):
       teacher.workdir = os.path.join(os.path.abspath(workdir), teacher.workdir)
   stage_config.teachers = tuple(teachers)
+  init = stage_config.init_from
+  if init.get("workdir") and not os.path.isabs(init.workdir):  # a stage name (or a path inside)
+    init.workdir = os.path.join(os.path.abspath(workdir), init.workdir)
   if stage_config.teacher_cache and not stage_config.teacher_cache_dir:
     stage_config.teacher_cache_dir = os.path.join(os.path.abspath(workdir), SHARED_TEACHER_CACHE)
   return stage_config
