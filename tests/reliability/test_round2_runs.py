@@ -382,6 +382,7 @@ def test_the_teacher_cache_key_follows_the_content_of_a_user_file(tmp_path):
 
   path = matrix._csv(tmp_path, rows=20)  # pylint: disable=protected-access
   config = _csv_stage(path, method=ml_collections.ConfigDict({"name": "vanilla_kd"}))
+  config.teachers = (ml_collections.ConfigDict({"model": MLP, "workdir": "/runs/teacher"}),)
   variables = {"params": {"w": np.ones(3, np.float32)}}
   key = lambda: teacher_cache.key(
       teacher_cache.fingerprint(config, (variables,), (2,), ("logits",), 16)
