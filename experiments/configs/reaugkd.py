@@ -16,9 +16,8 @@ students for several epochs, evaluated on validation after every epoch (the repo
 their final evaluations read the state of their best validation accuracy. The knowledge base
 (KB) holds every example of the students' train split (all of it, no sample): the ReAugKD
 student's `prepare` step (a teacher pass over that split, SupCon projection to the student's
-width) saves it as the run's constants; its evaluators
-choose β on the validation split (`val_reaug`) and apply it to the test split (`test_reaug`),
-which also reports β = 1. The report prints, per task, the validation headroom (teacher − CE
+width) saves it as the run's constants; its evaluators choose β on the validation split
+(`val_reaug`) and apply it to the test split (`test_reaug`), which also reports β = 1. The report prints, per task, the validation headroom (teacher − CE
 student), which the setting is built to keep at 5 points or more: without it there is nothing
 for distillation to recover.
 
