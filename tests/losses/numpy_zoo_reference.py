@@ -87,10 +87,15 @@ def similarity_preserving(student, teacher):
 # ------------------------------------------------------------------ NST
 def nst(student, teacher, degree=2, offset=0.0):
   """Squared MMD of the channels' unit spatial patterns under k(x, y) = (xᵀy + c)^d."""
+  def unit(v):  # a dead channel (all zeros after a ReLU) stays the zero vector
+    v = np.asarray(v, np.float64)
+    norm = np.linalg.norm(v)
+    return v / norm if norm > 0 else v
+
   out = []
   for s, t in zip(student, teacher):
-    fs = [normalize(s[..., k].ravel()) for k in range(s.shape[-1])]
-    ft = [normalize(t[..., k].ravel()) for k in range(t.shape[-1])]
+    fs = [unit(s[..., k].ravel()) for k in range(s.shape[-1])]
+    ft = [unit(t[..., k].ravel()) for k in range(t.shape[-1])]
     kernel = lambda a, b: (a @ b + offset) ** degree
     mean = lambda xs, ys: np.mean([kernel(x, y) for x in xs for y in ys])
     out.append(mean(fs, fs) + mean(ft, ft) - 2 * mean(fs, ft))
