@@ -87,6 +87,7 @@ def similarity_preserving(student, teacher):
 # ------------------------------------------------------------------ NST
 def nst(student, teacher, degree=2, offset=0.0):
   """Squared MMD of the channels' unit spatial patterns under k(x, y) = (xᵀy + c)^d."""
+
   def unit(v):  # a dead channel (all zeros after a ReLU) stays the zero vector
     v = np.asarray(v, np.float64)
     norm = np.linalg.norm(v)
