@@ -10,8 +10,8 @@ batch):
     L = w_ce·CE + w·τ²·(β·mean_i(1 − ρ(Y^S_i,:, Y^T_i,:)) + γ·mean_c(1 − ρ(Y^S_:,c, Y^T_:,c))).
 
 Defaults are the official CIFAR-100 recipe (`configs/strategies/distill/dist_cifar.yaml` of the
-authors' code): β = γ = 1, τ = 4, distillation weight w = 2, CE weight 1 (the paper's ImageNet
-setting is τ = 1, w = 1).
+authors' code): β = γ = 1, τ = 4, distillation weight w = 2, CE weight 1 (the loss module's own
+defaults are β = γ = τ = 1).
 """
 
 from __future__ import annotations

@@ -11,8 +11,8 @@ switches off the non-target knowledge. The loss weight ramps up linearly over th
 (fractional epochs here; the paper's code counts whole epochs from 1).
 
 Defaults are the paper's CIFAR-100 settings (official code, mdistiller `configs/cifar100/dkd/`):
-α = 1, β = 8, τ = 4, E_w = 20 of 240 epochs, CE weight 1; β = 2 for resnet56 → resnet20 (and
-6 or 8 for the other pairs of its Table 1).
+α = 1, β = 8, τ = 4, E_w = 20 of 240 epochs, CE weight 1; its resnet56 → resnet20 config uses
+β = 2.
 """
 
 from __future__ import annotations
