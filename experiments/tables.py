@@ -20,7 +20,7 @@ from typing import Sequence
 
 from kd_jax.train import stages
 
-TABLES = ("fidelity", "reaugkd", "disk", "amad", "compress", "sea")
+TABLES = ("fidelity", "reaugkd", "disk", "amad", "compress", "sea", "zoo")
 
 
 class UnknownTableError(ValueError):
