@@ -39,11 +39,13 @@ class Evaluations:
     """{name: [{"step", **metrics}, ...]} of the periodic evaluations logged so far in
     WORKDIR/metrics.jsonl (call it before the final evaluations; empty when none ran), so that
     results.json carries the curve a report shows (e.g. validation accuracy per round)."""
-    history = {name: [] for name in self.periodic()}
+    history = {name: {} for name in self.periodic()}
     for row in writers.read_metrics(workdir) if history else ():
-      if row["split"] in history:
-        history[row["split"]].append({k: v for k, v in row.items() if k not in ("split", "time")})
-    return {name: rows for name, rows in history.items() if rows}
+      if row["split"] in history:  # by step: a restart before the first checkpoint redoes step 0
+        history[row["split"]][row["step"]] = {
+            k: v for k, v in row.items() if k not in ("split", "time")
+        }
+    return {name: [rows[s] for s in sorted(rows)] for name, rows in history.items() if rows}
 
   def due_at(self, step: int) -> bool:
     """Whether some evaluator is due at `step` (before `run`, e.g. for step 0)."""
