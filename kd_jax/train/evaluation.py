@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any, Callable, Sequence
 
 from kd_jax.train import config as config_lib
+from kd_jax.train import writers
 
 
 class Evaluations:
@@ -29,6 +30,22 @@ class Evaluations:
       except (TypeError, ValueError) as error:
         raise ValueError(f"evals.{name}: {error}") from error
       self.entries.append((name, spec["split"], (spec["every"], spec.get("first")), evaluator))
+
+  def periodic(self) -> tuple[str, ...]:
+    """Names of the evaluators that run during training (`every` or `first` set)."""
+    return tuple(name for name, _, (every, first), _ in self.entries if every or first is not None)
+
+  def history(self, workdir: str) -> dict[str, list[dict]]:
+    """{name: [{"step", **metrics}, ...]} of the periodic evaluations logged so far in
+    WORKDIR/metrics.jsonl (call it before the final evaluations; empty when none ran), so that
+    results.json carries the curve a report shows (e.g. validation accuracy per round)."""
+    history = {name: {} for name in self.periodic()}
+    for row in writers.read_metrics(workdir) if history else ():
+      if row["split"] in history:  # by step: a restart before the first checkpoint redoes step 0
+        history[row["split"]][row["step"]] = {
+            k: v for k, v in row.items() if k not in ("split", "time")
+        }
+    return {name: [rows[s] for s in sorted(rows)] for name, rows in history.items() if rows}
 
   def due_at(self, step: int) -> bool:
     """Whether some evaluator is due at `step` (before `run`, e.g. for step 0)."""

@@ -7,7 +7,8 @@ saved constants); initialise the state on one *train* batch; restore the newest 
 (state + data-iterator position) if any; then step → log → evaluate → checkpoint until
 `total_steps` (or an early stop); final evaluations (every evaluator of `config.evals`, on the
 state `config.model_selection` chose on validation, else the last) written to
-WORKDIR/results.json. A finished run restarted in its workdir only returns its results.
+WORKDIR/results.json, with the periodic evaluations' history and what `config.init_from` loaded.
+A finished run restarted in its workdir only returns its results.
 """
 
 from __future__ import annotations
@@ -428,8 +429,8 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict
     stop_early = False
     if step != config.total_steps:
       evals = run_evaluations(step, final=False)
-    else:  # the last state competes too: only the selection's evaluator runs before the final ones
-      evals = run_evaluations(step, final=False, names=(selection.evaluator,)) if selection else {}
+    else:  # the last state competes too (the final evaluations read the selected one)
+      evals = run_evaluations(step, final=False, names=evaluations.periodic()) if selection else {}
     if selection and evals:
       _check_finite(state, workdir, checkpointer)  # never select a non-finite state
       stop_early = selection.update(
@@ -461,6 +462,9 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict
 
   final_step = int(jax.device_get(state.step))
   extra = {}
+  history = evaluations.history(workdir) if jax.process_index() == 0 else {}
+  if history:
+    extra["history"] = history
   if selection:
     state = selection.best_state(state)  # chosen on validation, applied to every split
     extra["model_selection"] = selection.summary()

@@ -172,6 +172,9 @@ def test_a_stage_name_resolves_to_that_stage_and_its_start_competes(tmp_path):
   as_source = loop.train_and_evaluate(source_config, str(tmp_path / "as_source"))
   assert rows[0]["accuracy"] == as_source["evals"]["validation"]["accuracy"]
   periodic = rows[:-1]
+  # results.json keeps the periodic evaluations (the curve), not the final one.
+  history = results["student"]["history"]["validation"]
+  assert history == [{k: v for k, v in r.items() if k not in ("split", "time")} for r in periodic]
   best = periodic[int(np.argmax([r["accuracy"] for r in periodic]))]
   assert results["student"]["model_selection"]["step"] == best["step"]
   assert rows[-1]["accuracy"] == best["accuracy"]  # the final evaluations read the best state
