@@ -91,8 +91,7 @@ def _comparisons(s: dict, table_cells: dict, task: str, against: str, want: str)
     out.append(
         (
             f"- {student}, {task}: (a) − {table.ROW_LABELS[against][:3]} = {gap:+.3f} "
-            f"(standard error {error:.3f}): (a) {verdict}"
-            + (" — as the paper." if holds else "."),
+            f"(standard error {error:.3f}): (a) {verdict}" + (" — as the paper." if holds else "."),
             holds,
         )
     )
@@ -208,7 +207,9 @@ def _teacher_lines(s: dict, results: dict, tasks: list[str]) -> tuple[dict | Non
   evals = results["teacher"]["evals"]
   teacher = {t: evals[t][f"{metric(s, t)}_mean"] for t in tasks}
   validation = evals["validation"]
-  own = ", ".join(f"{k} {validation[k]:.3f}" for k in ("crop_match", "crop_nt_xent") if k in validation)
+  own = ", ".join(
+      f"{k} {validation[k]:.3f}" for k in ("crop_match", "crop_nt_xent") if k in validation
+  )
   line = "Teacher (self-supervised on G): " + ", ".join(
       f"{t} {metric(s, t)} {v:.3f}" for t, v in teacher.items()
   )

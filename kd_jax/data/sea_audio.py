@@ -372,4 +372,3 @@ def language_id(split, *, data_dir=None, manual_dir=None, config="full"):
   """O task: REAL Asterisk prompts, 5 languages, "fold" 1..5 by prompt; splits fold1..fold5."""
   del manual_dir
   return open_source(SeaLanguage, split, data_dir, config)
-

@@ -21,7 +21,6 @@ frames. Splits 80/10/10 per group.
 from __future__ import annotations
 
 import dataclasses
-import io
 import re
 import zipfile
 
@@ -106,7 +105,12 @@ def phrase_slot(rng: np.random.Generator, program_number: int) -> sea_render.Slo
   count = int(rng.integers(1, 5))
   onsets = np.sort(rng.choice(np.arange(0, CLIP_MS - 300, 50), size=count, replace=False))
   hits = tuple(
-      (int(t), int(rng.integers(low, high + 1)), int(rng.integers(40, 128)), int(rng.integers(250, 900)))
+      (
+          int(t),
+          int(rng.integers(low, high + 1)),
+          int(rng.integers(40, 128)),
+          int(rng.integers(250, 900)),
+      )
       for t in onsets
   )
   return sea_render.Slot(0, int(program_number), hits)
@@ -191,7 +195,9 @@ class SeaGeneral(sea_audio.SeaBuilder):
 
   def _example(self, spec, clip):
     return {
-        "audio": sea_render.peak_normalise(clip, spec["peak_db"], f"kd_sea_general {spec['source']}"),
+        "audio": sea_render.peak_normalise(
+            clip, spec["peak_db"], f"kd_sea_general {spec['source']}"
+        ),
         "sample_rate": RATE,
         "label": spec["label"],
         "source": spec["source"],

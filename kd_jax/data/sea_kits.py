@@ -88,7 +88,9 @@ def kit_split(shots: list[sea_audio.OneShot] | None = None) -> KitSplit:
         f"{sea_audio.NUM_FOLDS} folds by kit."
     )
   folds = sea_audio.kit_folds(task_families)
-  task = [dataclasses.replace(s, fold=folds[family[s.kit]]) for s in shots if family[s.kit] in folds]
+  task = [
+      dataclasses.replace(s, fold=folds[family[s.kit]]) for s in shots if family[s.kit] in folds
+  ]
   pool = [dataclasses.replace(s, fold=0) for s in shots if side[family[s.kit]] == POOL_SIDE]
   return KitSplit(task, pool)
 
@@ -223,7 +225,9 @@ class SeaKitPool(sea_audio.SeaBuilder):
       rng = np.random.default_rng([11, int(index)])  # one clip per index, whatever the split
       kit_names.append(names[int(rng.integers(len(names)))])
       gains.append(float(rng.uniform(*POOL_PEAK_DB)))
-      clips.append(render_soundscape(rng, kits[kit_names[-1]]) * np.float32(10.0 ** (gains[-1] / 20.0)))
+      clips.append(
+          render_soundscape(rng, kits[kit_names[-1]]) * np.float32(10.0 ** (gains[-1] / 20.0))
+      )
     clips = np.stack(clips) if clips else np.zeros((0, RATE), np.float32)
     levels = np.concatenate(
         [sea_audio.a_weighted_levels(clips[i : i + 256]) for i in range(0, len(clips), 256)] or [[]]

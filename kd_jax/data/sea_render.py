@@ -32,7 +32,6 @@ import tensorflow_datasets as tfds
 
 from kd_jax.data import audio as audio_lib
 from kd_jax.data import sea_audio
-from kd_jax.data.builders import splitting
 
 SAMPLE_RATE = sea_audio.RATE
 SLOT_MS = 1000
@@ -267,8 +266,6 @@ def speak(
   return clip
 
 
-
-
 NUM_FOLDS = sea_audio.NUM_FOLDS
 
 
@@ -304,7 +301,9 @@ class SeaGmFamily(sea_audio.SeaBuilder):
       low, high = pitch_range(program_number, "TimGM6mb")
       for _ in range(self.builder_config.size):
         pitch = int(rng.integers(low, high + 1))
-        slot = note_slot(program_number, pitch, int(rng.integers(40, 128)), int(rng.integers(250, 900)))
+        slot = note_slot(
+            program_number, pitch, int(rng.integers(40, 128)), int(rng.integers(250, 900))
+        )
         specs.append(
             dict(
                 key=f"{len(specs):06d}",

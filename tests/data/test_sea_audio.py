@@ -9,11 +9,11 @@ fails the test, locally it skips naming the package (tests/system_data.py).
 from __future__ import annotations
 
 import collections
+import hashlib
+import pathlib
 
 import numpy as np
 import pytest
-
-import hashlib
 
 from kd_jax.data import loudness
 from kd_jax.data import sea_audio
@@ -55,9 +55,12 @@ SOUNDFONTS = {
 }
 ESPEAK = system_data.needs("espeak-ng", _has("espeak-ng", "/bin/espeak-ng", "/usr/bin/espeak-ng"))
 EFFECTS = [
-    system_data.needs("ufoai-sound", _has("ufoai-sound", "snd.pk3", "/usr/share/games/ufoai/base/*snd.pk3")),
     system_data.needs(
-        "wordwarvi-sound", _has("wordwarvi-sound", "/clang.ogg", "/usr/share/wordwarvi/sounds/clang.ogg")
+        "ufoai-sound", _has("ufoai-sound", "snd.pk3", "/usr/share/games/ufoai/base/*snd.pk3")
+    ),
+    system_data.needs(
+        "wordwarvi-sound",
+        _has("wordwarvi-sound", "/clang.ogg", "/usr/share/wordwarvi/sounds/clang.ogg"),
     ),
 ]
 
@@ -155,8 +158,6 @@ def test_labels_come_from_drumkit_xml():
 
 
 def _shot(kit, name, label="kick"):
-  import pathlib  # pylint: disable=g-import-not-at-top
-
   return sea_audio.OneShot(pathlib.Path(f"/kits/{kit}/{name}"), kit, name, label)
 
 

@@ -43,8 +43,10 @@ def test_nt_xent_matches_numpy_and_match_finds_the_other_crop():
   )
   np.testing.assert_array_equal(match_near, np.ones(8))
   assert float(jnp.mean(loss_near)) < float(jnp.mean(loss))
-  expected = [pair[np.argmax(np.where(np.eye(8, dtype=bool), -np.inf, _cos(z))[i])] == pair[i]
-              for i in range(8)]
+  expected = [
+      pair[np.argmax(np.where(np.eye(8, dtype=bool), -np.inf, _cos(z))[i])] == pair[i]
+      for i in range(8)
+  ]
   np.testing.assert_array_equal(match, np.array(expected, np.float32))
 
 
