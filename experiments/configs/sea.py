@@ -43,10 +43,16 @@ Variants:
          T's). φ fitted on k = 512; sampling compared for student 2 (d = 64). Teacher 2 000
          Adam steps of 32 clips (64 crops); row (b) 1 500 steps of 32 clips; SEA students 500
          steps of 64 (13 epochs of a pool), validation MSE every 50 steps (patience 4). Seeds
-         0, 1, 2. Runtime: ≈ 95 min on 2 idle cores (estimate from timed short runs on a shared
-         machine, divided by its measured slowdown; see the report's header for the real one):
-         data ≈ 6 min, teacher ≈ 12, row (b) ≈ 30, rows (a) + (c) + Table 4 ≈ 40, downstream
-         evaluations ≈ 7. CAVEAT: language ID is near ceiling because every language's prompts
+         0, 1, 2. Runtime: ≈ 110 min on 2 idle cores, within the 150 the table is sized for
+         (the first setting's measured step rates — teacher 2.2 steps/s, student 0 4.6,
+         students 1–3 ≈ 11.8 on idle cores — times this setting's steps, which feed each network
+         the same 64 one-second inputs per step): teacher ≈ 15 min, row (b) ≈ 35, rows (a) +
+         (c) + Table 4 ≈ 30 (less with early stopping), compilation and evaluations of 46
+         stages ≈ 25, data ≈ 5. The timed short runs of this setting's stages could not finish on
+         the machine that wrote it (load ≈ 25 on 2 cores: a first XLA compile took > 15 min),
+         so only its data preparation was timed there: G 21 min, language 8, kit pool 2.5, GM
+         family 0.8, drums 0.7; check the first stages' steps_per_sec (metrics.jsonl) against
+         the rates above. CAVEAT: language ID is near ceiling because every language's prompts
          were recorded on their own channel (en and es share a speaker, the others one speaker
          each): it tests channel and speaker as much as language, so a "loss of generality"
          there is a weak signal; GM family is the other-domain task not decided by channel.
