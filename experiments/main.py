@@ -31,6 +31,7 @@ from ml_collections import config_flags
 
 from experiments import run_summary
 from kd_jax.train import config as config_lib
+from kd_jax.train import config_references
 from kd_jax.train import stages
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -64,6 +65,7 @@ def main(argv):
     logging.set_verbosity(logging.WARNING)
   config = _CONFIG.value
   try:  # configuration mistakes end with one clear line, not a traceback
+    config_references.check_command_line(flags.FLAGS["config"])
     if config_lib.is_staged(config):
       config_lib.validate_stages(config)
     else:

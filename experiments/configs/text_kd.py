@@ -80,33 +80,45 @@ def _model(variant: str, s, *, teacher: bool) -> tuple[str, dict]:
     )
   if teacher:
     return "bert_classifier", dict(init_from="minilm", num_layers=6)
-  return "bert_classifier", dict(init_from="minilm", num_layers=s.get_ref("student_layers"))
+  return "bert_classifier", dict(init_from="minilm", num_layers=s.get_oneway_ref("student_layers"))
 
 
-def _run(s, model, *, steps, lr, method: dict) -> ml_collections.ConfigDict:
+def _run(s, model, *, steps: str, lr: str, method: dict) -> ml_collections.ConfigDict:
+  """One stage; `steps` and `lr` name settings, `method` holds one-way references to others.
+
+  Every key reads its setting through its own one-way reference (`get_oneway_ref`): an override
+  of settings.<key> reaches every key that reads it, while an override of one key of one stage
+  (`--config.stages.teacher.checkpoint_every=5`) changes that key only. A reference shared by two
+  keys would rewrite the other key, and the setting, too (tests/reliability checks every config).
+  """
+  ref = s.get_oneway_ref
   c = default_config()
-  # References, not copies: an override of settings.<key> reaches every stage.
-  c.dataset = s.get_ref("dataset")
-  c.num_classes = s.get_ref("num_classes")
-  c.train_split = s.get_ref("train_split")
-  c.validation_split = s.get_ref("validation_split")
-  c.eval_split = s.get_ref("eval_split")
+  c.dataset = ref("dataset")
+  c.num_classes = ref("num_classes")
+  c.train_split = ref("train_split")
+  c.validation_split = ref("validation_split")
+  c.eval_split = ref("eval_split")
   c.evals = ml_collections.ConfigDict(
-      {"validation": {"kind": "metrics", "split": s.get_ref("validation_split")}}
+      {"validation": {"kind": "metrics", "split": ref("validation_split")}}
   )
   c.input_key = "input_ids"
-  tokenize = ml_collections.ConfigDict({"name": "Tokenize", "max_length": s.get_ref("max_length")})
-  c.train_transforms = c.eval_transforms = (tokenize, KEEP_MODEL_INPUTS)
+  c.train_transforms, c.eval_transforms = (
+      (
+          ml_collections.ConfigDict({"name": "Tokenize", "max_length": ref("max_length")}),
+          dict(KEEP_MODEL_INPUTS),
+      )
+      for _ in range(2)
+  )
   c.model = model[0]
   c.model_kwargs = ml_collections.ConfigDict(model[1])
-  c.batch_size = s.get_ref("batch_size")
+  c.batch_size = ref("batch_size")
   c.eval_batch_size = 64
-  c.total_steps = steps
+  c.total_steps = ref(steps)
   c.log_every = 10
-  c.checkpoint_every = steps
+  c.checkpoint_every = ref(steps)
   c.max_to_keep = 1
   c.optimizer.name = "adamw"
-  c.optimizer.learning_rate = lr
+  c.optimizer.learning_rate = ref(lr)
   c.optimizer.weight_decay = 0.01
   c.method = ml_collections.ConfigDict(method)
   return c
@@ -114,38 +126,37 @@ def _run(s, model, *, steps, lr, method: dict) -> ml_collections.ConfigDict:
 
 def get_config(variant: str = "cpu") -> ml_collections.ConfigDict:
   s = _settings(variant)
-  teacher_model = _model(variant, s, teacher=True)
-  student_model = _model(variant, s, teacher=False)
   teacher = _run(
       s,
-      teacher_model,
-      steps=s.get_ref("teacher_steps"),
-      lr=s.get_ref("teacher_lr"),
+      _model(variant, s, teacher=True),
+      steps="teacher_steps",
+      lr="teacher_lr",
       method={"name": "supervised"},
-  )
-  teacher_ref = ml_collections.ConfigDict(
-      {"model": teacher_model[0], "model_kwargs": teacher_model[1], "workdir": "teacher"}
   )
   student_kd = _run(
       s,
-      student_model,
-      steps=s.get_ref("student_steps"),
-      lr=s.get_ref("student_lr"),
+      _model(variant, s, teacher=False),
+      steps="student_steps",
+      lr="student_lr",
       method={
           "name": "vanilla_kd",
-          "temperature": s.get_ref("temperature"),
-          "alpha": s.get_ref("alpha"),
+          "temperature": s.get_oneway_ref("temperature"),
+          "alpha": s.get_oneway_ref("alpha"),
       },
   )
   student_ce = _run(
       s,
-      student_model,
-      steps=s.get_ref("student_steps"),
-      lr=s.get_ref("student_lr"),
+      _model(variant, s, teacher=False),
+      steps="student_steps",
+      lr="student_lr",
       method={"name": "supervised"},
   )
   # The CE student is evaluated against the teacher too (agreement, predictive KL).
-  student_kd.teachers = student_ce.teachers = (teacher_ref,)
+  for student in (student_kd, student_ce):
+    name, kwargs = _model(variant, s, teacher=True)
+    student.teachers = (
+        ml_collections.ConfigDict({"model": name, "model_kwargs": kwargs, "workdir": "teacher"}),
+    )
   config = ml_collections.ConfigDict()
   config.settings = s
   config.stages = ml_collections.ConfigDict(

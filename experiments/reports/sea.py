@@ -1,10 +1,12 @@
 """The SEA tables (PAPERS.md §1, Tables 2–4): Markdown + CSV + plot from a finished run of
 configs/sea.py.
 
-Cells are the downstream evaluators' leave-one-fold-out scores at the best checkpoint (validation
-embedding MSE): mean ± sample std over seeds of each seed's fold mean. Whether the paper's claims
-hold is computed from the numbers, never typed in: a difference counts when it exceeds twice its
-standard error over seeds (with one seed, any difference counts and the report says so).
+Cells are the downstream evaluators' leave-one-fold-out scores at each run's final or best
+checkpoint (SEA rows: by validation embedding MSE): mean ± sample std over seeds of each seed's
+fold mean. Rows per student: (a) SEA on T, (b) trained the teacher's way on G without
+distillation (the paper's baseline), (c) SEA on G. Whether the paper's claims hold is computed
+from the numbers with the shared seed statistics (experiments/reports/seed_stats.py: a difference
+counts when it exceeds twice its standard error over seeds), never typed in.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from experiments.configs import sea as table
+from experiments.reports import seed_stats
 from experiments.reports.config_doc import variant_text
 from kd_jax.models import audio
 
@@ -35,6 +38,7 @@ PAPER_TABLE2 = {
     "S2": (0.790, 0.797),
     "S3": (0.784, 0.784),
 }
+BASELINE = "teacher_way"  # the paper's Table 2 baseline: (b)
 
 
 def metric(s: dict, task: str) -> str:
@@ -42,17 +46,19 @@ def metric(s: dict, task: str) -> str:
 
 
 def cells(variant: str, results: dict) -> dict:
-  """{(student, domain, sampling): {"stages", "seeds", task: [per-seed score], "validation_mse"}}."""
+  """{(student, row, sampling): {"stages", "seeds", task: [per-seed score], "validation_mse"}}
+  (validation_mse: SEA rows only)."""
   s = table.settings(variant)
   out = {}
   for seed in s["seeds"]:
-    for row in table.student_rows(variant, seed):
-      stage = table.stage_name(*row, seed)
-      cell = out.setdefault(row, {"stages": [], "seeds": [], "validation_mse": []})
+    for key in table.student_rows(variant, seed):
+      stage = table.stage_name(*key, seed)
+      cell = out.setdefault(key, {"stages": [], "seeds": [], "validation_mse": []})
       evals = results[stage]["evals"]
       cell["stages"].append(stage)
       cell["seeds"].append(seed)
-      cell["validation_mse"].append(evals["validation"]["embedding_mse"])
+      if "embedding_mse" in evals["validation"]:
+        cell["validation_mse"].append(evals["validation"]["embedding_mse"])
       for task in s["tasks"]:
         cell.setdefault(task, []).append(evals[task][f"{metric(s, task)}_mean"])
   return out
@@ -66,73 +72,71 @@ def parameter_count(spec: dict) -> int:
   return int(sum(np.prod(x.shape) for x in jax.tree.leaves(shapes)))
 
 
-def _stats(values) -> tuple[float, float, float]:
-  """(mean, sample std, standard error of the mean); 0 spread for one value."""
-  values = np.asarray(values, float)
-  std = float(values.std(ddof=1)) if len(values) > 1 else 0.0
-  return float(values.mean()), std, std / np.sqrt(len(values))
-
-
 def _fmt(values) -> str:
-  mean, std, _ = _stats(values)
-  return f"{mean:.3f} ± {std:.3f}"
+  return seed_stats.format_mean_std(values, digits=3)
 
 
-def _difference(a, b) -> tuple[float, float]:
-  """(mean(a) − mean(b), its standard error over seeds)."""
-  (ma, _, sa), (mb, _, sb) = _stats(a), _stats(b)
-  return ma - mb, float(np.hypot(sa, sb))
+def _row_cell(table_cells: dict, student: str, row: str) -> dict:
+  return table_cells[(student, row, None if row == BASELINE else "random")]
+
+
+def _comparisons(s: dict, table_cells: dict, task: str, against: str, want: str):
+  """Per student: (line, holds) for (a) vs `against` on `task`; `want` "beats" or "loses"."""
+  out = []
+  for student in s["students"]:
+    a = _row_cell(table_cells, student, "target")[task]
+    b = _row_cell(table_cells, student, against)[task]
+    gap, error, verdict = seed_stats.compare(a, b)
+    holds = verdict == want
+    out.append(
+        (
+            f"- {student}, {task}: (a) − {table.ROW_LABELS[against][:3]} = {gap:+.3f} "
+            f"(standard error {error:.3f}): (a) {verdict}" + (" — as the paper." if holds else "."),
+            holds,
+        )
+    )
+  return out
 
 
 def claims(variant: str, table_cells: dict) -> list[str]:
   s = table.settings(variant)
-  target, other = s["target_task"], s["other_task"]
+  target, others = s["target_task"], s["other_tasks"]
   lines = []
   if len(s["seeds"]) == 1:
     lines.append("- One seed only: no seed spread, so every difference counts as one.")
-  verdicts = {}
-  for claim, task, sign in (("specialise", target, 1), ("generality", other, -1)):
-    wins = 0
-    for student in s["students"]:
-      t = table_cells[(student, "target", "random")][task]
-      g = table_cells[(student, "general", "random")][task]
-      diff, error = _difference(t, g)
-      holds = sign * diff > 2 * error if error else sign * diff > 0
-      wins += holds
+  against = [r for r in (BASELINE, "general") if r in s["rows"]]
+  for row in against:
+    found = _comparisons(s, table_cells, target, row, "beats")
+    lines += [line for line, _ in found]
+    lines.append(
+        f"- Claim 1 (target-trained students beat {table.ROW_LABELS[row]} on the target task, "
+        f"{target}): holds for {sum(h for _, h in found)} of {len(found)} students."
+    )
+  for row in against:
+    for task in others:
+      found = _comparisons(s, table_cells, task, row, "loses")
+      lines += [line for line, _ in found]
       lines.append(
-          f"- {student}, {task}: target-trained − general-trained = {diff:+.3f} "
-          f"(standard error {error:.3f}): "
-          + ("holds." if holds else "does not hold beyond the seed spread.")
+          f"- Claim 2 (they lose generality against {table.ROW_LABELS[row]} on the other "
+          f"domain, {task}): the target-trained student is worse for "
+          f"{sum(h for _, h in found)} of {len(found)} students."
       )
-    verdicts[claim] = (wins, len(s["students"]))
-  wins, total = verdicts["specialise"]
-  lines.append(
-      f"- Claim 1 (target-domain students beat general ones on the target task, {target}): "
-      f"holds for {wins} of {total} students."
-  )
-  wins, total = verdicts["generality"]
-  lines.append(
-      f"- Claim 2 (they lose generality on the other domain, {other}): the target-trained "
-      f"student is worse for {wins} of {total} students."
-  )
   student = s["sampling_student"]
-  for task in (target, other):
-    means = {x: _stats(table_cells[(student, "target", x)][task])[0] for x in table.STRATEGIES}
+  for task in (target, *others):
+    scores = {x: table_cells[(student, "target", x)][task] for x in table.STRATEGIES}
+    means = {x: seed_stats.mean_std(v)[0] for x, v in scores.items()}
     spread = max(means.values()) - min(means.values())
-    seed_std = max(_stats(table_cells[(student, "target", x)][task])[1] for x in table.STRATEGIES)
+    seed_std = max(seed_stats.mean_std(v)[1] for v in scores.values())
     best = max(means, key=means.get)
+    if spread <= 0.02:
+      verdict = "holds (within the paper's 0.02)."
+    elif spread <= 2 * seed_std:
+      verdict = "holds within the seed spread, not within the paper's 0.02."
+    else:
+      verdict = "does not hold: the spread exceeds 0.02 and twice the seed std."
     lines.append(
         f"- Claim 3 (sampling strategy matters little), {student} on {task}: the strategies' "
-        f"means span {spread:.3f} (best {best}; largest seed std {seed_std:.3f}); "
-        + (
-            "holds (within the paper's 0.02)."
-            if spread <= 0.02
-            else (
-                "holds within the seed spread, not within the paper's 0.02."
-                if spread <= 2 * seed_std
-                else "does not hold: the spread exceeds 0.02 and twice the seed std."
-            )
-        )
+        f"means span {spread:.3f} (best {best}; largest seed std {seed_std:.3f}); {verdict}"
     )
   return lines
 
@@ -143,17 +147,18 @@ def write_csv(path: str, variant: str, table_cells: dict, results: dict) -> None
   with open(path, "w", newline="") as f:
     writer = csv.writer(f)
     writer.writerow(
-        ["student", "domain", "sampling", "d", "seed", "stage", "best_step", "validation_mse"]
+        ["student", "row", "sampling", "d", "seed", "stage", "best_step", "validation_mse"]
         + [f"{t}_{metric(s, t)}" for t in tasks]
         + [f"{t}_{metric(s, t)}_fold_std" for t in tasks]
     )
-    for (student, domain, sampling), cell in table_cells.items():
-      d = s["students"][student]["dim"] or s["students"][student]["filters"][-1]
-      for seed, stage, mse in zip(cell["seeds"], cell["stages"], cell["validation_mse"]):
+    for (student, row, sampling), cell in table_cells.items():
+      mse = cell["validation_mse"] or [None] * len(cell["seeds"])
+      for seed, stage, loss in zip(cell["seeds"], cell["stages"], mse):
         evals = results[stage]["evals"]
         best = results[stage].get("model_selection", {}).get("step", "")
         writer.writerow(
-            [student, domain, sampling, d, seed, stage, best, f"{mse:.5g}"]
+            [student, row, sampling or "", _dim(s, student), seed, stage, best]
+            + ["" if loss is None else f"{loss:.5g}"]
             + [f"{evals[t][metric(s, t) + '_mean']:.4f}" for t in tasks]
             + [f"{evals[t][metric(s, t) + '_std']:.4f}" for t in tasks]
         )
@@ -166,26 +171,26 @@ def write_plot(path: str, variant: str, table_cells: dict, teacher: dict | None)
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
 
   s = table.settings(variant)
-  students = list(s["students"])
-  fig, axes = plt.subplots(1, 2, figsize=(9, 3.8))
-  for ax, task in zip(axes, (s["target_task"], s["other_task"])):
+  students, tasks = list(s["students"]), [s["target_task"], *s["other_tasks"]]
+  fig, axes = plt.subplots(1, len(tasks), figsize=(4.5 * len(tasks), 3.8), squeeze=False)
+  for ax, task in zip(axes[0], tasks):
     x = np.arange(len(students))
-    for offset, domain in ((-0.05, "target"), (0.05, "general")):
-      stats = [_stats(table_cells[(st, domain, "random")][task]) for st in students]
+    for offset, row in zip((-0.08, 0.0, 0.08), s["rows"]):
+      stats = [seed_stats.mean_std(_row_cell(table_cells, st, row)[task]) for st in students]
       ax.errorbar(
           x + offset,
-          [m for m, _, _ in stats],
-          yerr=[sd for _, sd, _ in stats],
+          [m for m, _ in stats],
+          yerr=[sd for _, sd in stats],
           marker="o",
           capsize=3,
-          label=f"trained on {domain}",
+          label=table.ROW_LABELS[row],
       )
     if teacher is not None:
       ax.axhline(teacher[task], color="gray", linestyle="--", label="teacher")
     ax.set_xticks(x, [f"{st}\nd={_dim(s, st)}" for st in students])
     ax.set_ylabel(metric(s, task))
     ax.set_title(f"{task} ({'target' if task == s['target_task'] else 'other'} domain)")
-  axes[0].legend()
+  axes[0][0].legend(fontsize=7)
   fig.tight_layout()
   fig.savefig(path, dpi=120)
   plt.close(fig)
@@ -196,16 +201,29 @@ def _dim(s: dict, student: str) -> int:
   return spec["dim"] or spec["filters"][-1]
 
 
+def _teacher_lines(s: dict, results: dict, tasks: list[str]) -> tuple[dict | None, list[str]]:
+  if "teacher" not in results:
+    return None, []
+  evals = results["teacher"]["evals"]
+  teacher = {t: evals[t][f"{metric(s, t)}_mean"] for t in tasks}
+  validation = evals["validation"]
+  own = ", ".join(
+      f"{k} {validation[k]:.3f}" for k in ("crop_match", "crop_nt_xent") if k in validation
+  )
+  line = "Teacher (self-supervised on G): " + ", ".join(
+      f"{t} {metric(s, t)} {v:.3f}" for t, v in teacher.items()
+  )
+  return teacher, [line + (f"; on G's validation clips {own}." if own else "."), ""]
+
+
 def write_report(config, results: dict, *, out_dir: str, name: str, command: str, variant: str):
   del config
   os.makedirs(out_dir, exist_ok=True)
   s = table.settings(variant)
   table_cells = cells(variant, results)
-  target, other = s["target_task"], s["other_task"]
   tasks = list(s["tasks"])
-  teacher = None
-  if "teacher" in results:
-    teacher = {t: results["teacher"]["evals"][t][f"{metric(s, t)}_mean"] for t in tasks}
+  rows = list(s["rows"])
+  teacher, teacher_lines = _teacher_lines(s, results, tasks)
   lines = [
       f"# SEA tables, variant `{variant}`",
       "",
@@ -215,32 +233,26 @@ def write_report(config, results: dict, *, out_dir: str, name: str, command: str
       "",
       f"Variant `{variant}`: " + variant_text(table.__doc__, variant),
       "",
-  ]
-  if teacher is not None:
-    lines.append(
-        "Teacher (trained on G): "
-        + ", ".join(f"{t} {metric(s, t)} {v:.3f}" for t, v in teacher.items())
-        + f"; its own G validation accuracy {results['teacher']['evals']['validation']['accuracy']:.3f}."
-    )
-    lines.append("")
-  lines += [
-      "## Tables 2–3: students trained on the target pool (SEA) vs the general pool",
+      *teacher_lines,
+      "## Tables 2–3: rows (a) SEA on T, (b) the teacher's way on G (the paper's baseline), "
+      "(c) SEA on G",
       "",
-      f"{', '.join(f'{t}: {metric(s, t)}' for t in tasks)}; mean ± std over seeds "
+      f"{', '.join(f'{t}: {metric(s, t)}' for t in tasks)} (target task: {s['target_task']}); "
+      "mean ± std over seeds "
       + ", ".join(map(str, s["seeds"]))
-      + " (each seed: the mean over the held-out folds).",
+      + " (each seed: the mean over the held-out folds). Rows: "
+      + "; ".join(table.ROW_LABELS[r] for r in rows)
+      + ".",
       "",
       "| student | filters | d | params | "
-      + " | ".join(f"{t} ({d})" for t in tasks for d in ("target-trained", "general-trained"))
+      + " | ".join(f"{t} {table.ROW_LABELS[r][:3]}" for t in tasks for r in rows)
       + " |",
-      "|---|---|---|---|" + "---|" * (2 * len(tasks)),
+      "|---|---|---|---|" + "---|" * (len(rows) * len(tasks)),
   ]
   for student, spec in s["students"].items():
     row = [student, "/".join(map(str, spec["filters"])), str(_dim(s, student))]
     row.append(f"{parameter_count(spec) / 1e6:.3f} M")
-    for t in tasks:
-      for domain in ("target", "general"):
-        row.append(_fmt(table_cells[(student, domain, "random")][t]))
+    row += [_fmt(_row_cell(table_cells, student, r)[t]) for t in tasks for r in rows]
     lines.append("| " + " | ".join(row) + " |")
   student = s["sampling_student"]
   lines += [
@@ -256,7 +268,7 @@ def write_report(config, results: dict, *, out_dir: str, name: str, command: str
     lines.append(
         f"| {x} | {len(cell['seeds'])} | "
         + " | ".join(_fmt(cell[t]) for t in tasks)
-        + f" | {_stats(cell['validation_mse'])[0]:.4g} |"
+        + f" | {seed_stats.mean_std(cell['validation_mse'])[0]:.4g} |"
     )
   lines += [
       "",
@@ -265,9 +277,7 @@ def write_report(config, results: dict, *, out_dir: str, name: str, command: str
       "",
       "## Claims",
       "",
-  ]
-  lines += claims(variant, table_cells)
-  lines += [
+      *claims(variant, table_cells),
       "",
       "## Published numbers (PAPERS.md §1), for comparison only",
       "",

@@ -28,6 +28,10 @@ from kd_jax.data.augment import gaussian_noise
 from kd_jax.data.augment import mixup
 from kd_jax.data.augment import normalize_image
 from kd_jax.data.augment import pad_crop_flip
+from kd_jax.data.autoaugment import AutoAugmentCifar
+from kd_jax.data.autoaugment import Cutout
+from kd_jax.data.autoaugment import autoaugment_cifar
+from kd_jax.data.autoaugment import cutout
 from kd_jax.data.batching import KeepKeys
 from kd_jax.data.pipeline import EvalBatches
 from kd_jax.data.pipeline import eval_batches

@@ -1,24 +1,28 @@
-"""Offline data of SEA's `cpu` table (PAPERS.md §1; the setting proposed in shared SEA_CPU.md).
+"""Offline data of SEA's `cpu` table (PAPERS.md §1; the setting of shared SEA_CPU.md, revised by
+issue 23): what the sources share, and the spoken-language task.
 
-Three domains as random-access sources for configs ("kd_jax.data.sea_audio:drums", called as
-`fn(split, data_dir=..., manual_dir=...)`), prepared once into `data_dir` ($KD_JAX_DATA_DIR or
-~/tensorflow_datasets) as TFDS array_record in kd_sea_<name>/<config>/. Mono float32, 16 kHz.
+Four domains' sources, as random-access sources for configs ("kd_jax.data.sea_sources:kit_pool",
+called as `fn(split, data_dir=..., manual_dir=...)`), prepared once into `data_dir`
+($KD_JAX_DATA_DIR or ~/tensorflow_datasets) as TFDS array_record in kd_sea_<name>/<config>/.
+Mono float32, 16 kHz.
 
 | function | domain | splits | "full" size | fields besides audio, sample_rate |
 |---|---|---|---|---|
-| `general` | G, the teacher's; SYNTHETIC | train/validation/test | 5 760 × 1 s | label (16 GM families, drums, speech), program, pitch, velocity, source |
-| `drum_pool` | T, the distillation pool; SYNTHETIC | train/validation/test | 6 000 × 1 s | loudness, gain_db, kit |
-| `drums` | T, downstream; REAL | fold1 ... fold5 (by kit) | 698 × 1 s | label (6 classes), fold, kit, instrument, filename, loudness |
-| `language_id` | O, downstream; REAL | fold1 ... fold5 (by prompt) | 2 405 × ≤ 4 s | label (en, es, fr, it, ru), fold, prompt, voice |
+| `sea_general.general` | G, the teacher's; SYNTHETIC + game effects, no real drums | train/validation/test | 3 800 × 2 s | label (19 groups, for inspection), source |
+| `sea_kits.kit_pool` | T, the distillation pool; REAL samples of the pool kits | train/validation/test | 3 000 × 1 s | loudness, gain_db, kit |
+| `sea_kits.drums` | T, the target task; REAL one-shots of the task kits | fold1 ... fold5 (by kit) | ≈ 350 × 1 s | label (6 classes), fold, kit, instrument, filename, loudness |
+| `language_id` (here) | O, other-domain task; REAL | fold1 ... fold5 (by prompt) | 2 405 × ≤ 4 s | label (en, es, fr, it, ru), fold, prompt, voice |
+| `sea_render.gm_family` | O, other-domain task; SYNTHETIC (TimGM6mb) | fold1 ... fold5 (by program) | 768 × 1 s | label (16 GM families), fold, program, pitch |
 
-The two synthetic ones are rendered by `kd_jax.data.sea_render` (see there). Here:
-- `drums`: hydrogen-drumkits one-shots labelled from each kit's drumkit.xml instrument name, and
-  sonic-pi-samples by file-name prefix; a clip starts 5 ms before its onset and is cut or padded
-  to 1 s. A kit (sonic-pi counts as one) lies entirely in one fold, so a classifier is always
-  scored on kits it never saw. Silent placeholders (peak < −60 dBFS) are left out.
+Here:
+- the real drum one-shots (`drum_one_shots`): hydrogen-drumkits one-shots labelled from each kit's
+  drumkit.xml instrument name, and sonic-pi-samples by file-name prefix (one more "kit"); silent
+  placeholders (peak < −60 dBFS) are left out where clips are made. `sea_kits` splits them by kit.
 - `language_id`: the Asterisk prompts recorded in all five languages (tones and silence left
   out), first 4 s; all languages of a prompt share its fold, so the prompt's words never tell the
-  language. en and es are the same speaker; fr, it, ru one speaker each (speaker ≈ language).
+  language. en and es are the same speaker; fr, it, ru one speaker each (speaker ≈ language, and
+  each language its own recording channel: the task tests channel and speaker as much as
+  language).
 
 Configs: "full" (the table) and "tiny" (a few clips, for tests). `manual_dir` is accepted for the
 config interface and unused. Package files are found through `dpkg -L <package>` (a glob under
@@ -200,7 +204,8 @@ def kit_folds(kit_labels: dict[str, list[str]], num_folds: int = NUM_FOLDS) -> d
 
 
 def drum_one_shots() -> list[OneShot]:
-  """Every labelled one-shot of hydrogen-drumkits and sonic-pi-samples, with its kit's fold."""
+  """Every labelled one-shot of hydrogen-drumkits and sonic-pi-samples (fold 0: `sea_kits`
+  deals the kits into the pool and the task's folds)."""
   shots = []
   kits = package_paths(
       "hydrogen-drumkits",
@@ -223,11 +228,7 @@ def drum_one_shots() -> list[OneShot]:
     label = sonic_pi_label(path.stem)
     if label:
       shots.append(OneShot(path, "sonic-pi", path.stem, label))
-  labels = {}
-  for shot in shots:
-    labels.setdefault(shot.kit, []).append(shot.label)
-  folds = kit_folds(labels)
-  return [dataclasses.replace(s, fold=folds[s.kit]) for s in shots]
+  return shots
 
 
 def asterisk_prompts() -> dict[str, dict[str, pathlib.Path]]:
@@ -294,64 +295,6 @@ class SeaBuilder(base.KdBuilder):
         SizeConfig(name="full", size=full, description="the cpu table's size"),
         SizeConfig(name="tiny", size=tiny, description="a few clips, for tests"),
     ]
-
-
-class SeaDrums(SeaBuilder):
-  """T's downstream task (REAL): drum one-shots in 6 classes, 5 folds grouped by kit."""
-
-  name = "kd_sea_drums"
-  BUILDER_CONFIGS = SeaBuilder.configs(0, 1)
-  DESCRIPTION = "SEA cpu target-domain task: real hydrogen + sonic-pi drum one-shots, 6 classes."
-
-  def check_packages(self):
-    drum_one_shots()
-
-  def _features(self):
-    return {
-        **audio_features(RATE),
-        "label": tfds.features.ClassLabel(names=DRUM_CLASSES),
-        "fold": tfds.features.Tensor(shape=(), dtype=np.int32),
-        "kit": tfds.features.Text(),
-        "instrument": tfds.features.Text(),
-        "filename": tfds.features.Text(),
-        "loudness": tfds.features.Tensor(shape=(), dtype=np.float32),
-    }
-
-  def shots(self) -> list[OneShot]:
-    shots, size = drum_one_shots(), self.builder_config.size
-    if size:  # tiny: the first `size` shots of each (fold, class)
-      count, keep = {}, []
-      for shot in shots:
-        n = count[(shot.fold, shot.label)] = count.get((shot.fold, shot.label), 0) + 1
-        if n <= size:
-          keep.append(shot)
-      shots = keep
-    return shots
-
-  def _split_generators(self, dl_manager):
-    del dl_manager
-    shots = self.shots()
-    return {
-        f"fold{k}": self._generate_examples([s for s in shots if s.fold == k])
-        for k in range(1, NUM_FOLDS + 1)
-    }
-
-  def _generate_examples(self, shots):
-    for shot in shots:
-      clip, _ = audio_lib.decode_audio(shot.path, sample_rate=RATE)
-      if np.abs(clip).max(initial=0.0) < SILENT_PEAK:
-        continue
-      clip = onset_clip(clip)
-      yield f"{shot.kit}/{shot.path.name}", {
-          "audio": clip,
-          "sample_rate": RATE,
-          "label": DRUM_CLASSES.index(shot.label),
-          "fold": shot.fold,
-          "kit": shot.kit,
-          "instrument": shot.instrument,
-          "filename": str(shot.path),
-          "loudness": a_weighted_levels(clip[None])[0],
-      }
 
 
 class SeaLanguage(SeaBuilder):
@@ -425,27 +368,7 @@ def open_source(cls, split: str, data_dir, config: str) -> sources.DataSource:
     ) from e
 
 
-def drums(split, *, data_dir=None, manual_dir=None, config="full"):
-  """T task: REAL drum one-shots, 6 classes, "fold" 1..5 grouped by kit; splits fold1..fold5."""
-  del manual_dir
-  return open_source(SeaDrums, split, data_dir, config)
-
-
 def language_id(split, *, data_dir=None, manual_dir=None, config="full"):
   """O task: REAL Asterisk prompts, 5 languages, "fold" 1..5 by prompt; splits fold1..fold5."""
   del manual_dir
   return open_source(SeaLanguage, split, data_dir, config)
-
-
-def general(split, *, data_dir=None, manual_dir=None, config="full"):
-  """G: SYNTHETIC GM notes (16 families), FluidR3 drum grooves, espeak-ng speech; 1 s each."""
-  from kd_jax.data import sea_render  # pylint: disable=g-import-not-at-top  (imports this module)
-
-  return sea_render.general(split, data_dir=data_dir, manual_dir=manual_dir, config=config)
-
-
-def drum_pool(split, *, data_dir=None, manual_dir=None, config="full"):
-  """T pool: SYNTHETIC TimGM6mb grooves at −40…0 dB with "loudness" (A-weighted Leq, dBFS)."""
-  from kd_jax.data import sea_render  # pylint: disable=g-import-not-at-top
-
-  return sea_render.drum_pool(split, data_dir=data_dir, manual_dir=manual_dir, config=config)

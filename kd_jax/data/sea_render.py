@@ -1,24 +1,20 @@
-"""The synthetic sources of SEA's `cpu` table: G (`general`) and T's pool (`drum_pool`).
-
-Everything here is SYNTHETIC (shared SEA_CPU.md): General-MIDI notes and drum grooves played by
+"""Rendered (SYNTHETIC) audio of SEA's `cpu` table: General-MIDI notes and drum grooves played by
 `fluidsynth` from the soundfonts of `fluid-soundfont-gm` (FluidR3_GM, MIT) and
-`timgm6mb-soundfont` (TimGM6mb, GPL-2), and speech from `espeak-ng`. The soundfonts hold recorded
-instrument samples, but every performance (pitch, timing, velocity) is generated.
+`timgm6mb-soundfont` (TimGM6mb, GPL-2), and speech from `espeak-ng` (shared SEA_CPU.md). The
+soundfonts hold recorded instrument samples, but every performance (pitch, timing, velocity) is
+generated. FluidR3_GM voices the general domain G (`kd_jax.data.sea_general`); TimGM6mb, an
+independent sample set, voices only the other-domain task here:
 
-- `general` (G, to train the L3-shaped teacher): 18 classes × 320 one-second clips: a note of
-  each of the 128 melodic programs in turn (label = GM family = program // 8; random pitch in the
-  family's range, velocity 40-127, 0.25-0.9 s long), random grooves from FluidR3's eight GS kits
-  ("drums"), and espeak-ng saying random numbers in 16 languages and 4 voice variants ("speech",
-  a random 1 s crop). Every clip is scaled to a random peak of −30…−6 dBFS. Splits 80/10/10 per
-  class.
-- `drum_pool` (T's distillation pool): random grooves (`random_groove`) from TimGM6mb's eight
-  kits, a sample set independent of G's FluidR3 drums and of the downstream one-shots, each scaled
-  by a random gain of −40…0 dB (the level spread SEA's SPL-informed sampling ranks); "loudness"
-  is `kd_jax.data.loudness.a_weighted_leq` of the stored clip. 750 per kit, 80/10/10 per kit.
+- `gm_family` (an other-domain task): one note per clip of every one of the 128 melodic programs
+  (`size` notes each at random pitches in the family's range, velocity 40-127, 0.25-0.9 s long,
+  a random peak of −30…−6 dBFS so that loudness tells nothing), label = GM family
+  (program // 8, 16 classes), folds by program: program 8·family + i is in fold i mod 5 + 1, so
+  every fold holds every family and a classifier is always scored on programs it never heard.
+  Not decided by recording channel (one renderer for every class), unlike the language task.
 
-Rendering is batched: one Standard MIDI File holds hundreds of one-second slots back to back,
-each ending with All Sound Off, and one `fluidsynth -F` call renders it much faster than real
-time; slot k is samples [k·rate, (k+1)·rate) of the output. Reverb and chorus are off, so no
+Rendering is batched: one Standard MIDI File holds hundreds of slots (one second, or `slot_ms`)
+back to back, each ending with All Sound Off, and one `fluidsynth -F` call renders it much faster
+than real time; slot k is samples [k·L, (k+1)·L) of the output. Reverb and chorus are off, so no
 tail crosses into the next slot and a note's spectrum is the sample's own.
 """
 
@@ -36,7 +32,6 @@ import tensorflow_datasets as tfds
 
 from kd_jax.data import audio as audio_lib
 from kd_jax.data import sea_audio
-from kd_jax.data.builders import splitting
 
 SAMPLE_RATE = sea_audio.RATE
 SLOT_MS = 1000
@@ -93,7 +88,9 @@ PROGRAM_PITCHES = {
     82: (48, 73),
     101: (40, 79),
 }
-# Every G clip is scaled to a random peak level, so that loudness tells no class (espeak-ng
+# TimGM6mb's samples that stop short of FluidR3's ranges (found the same way).
+TIMGM_PROGRAM_PITCHES = {78: (60, 78)}
+# Every rendered clip is scaled to a random peak level, so that loudness tells no class (espeak-ng
 # speaks near full scale, a soundfont note at -20 dBFS).
 PEAK_DB = (-30.0, -6.0)
 # GS drum-kit programs (bank 128) present in both soundfonts: Standard, Room, Power, Electronic,
@@ -110,12 +107,6 @@ DRUM_ROLES = {
     "cymbal": ((49, 51, 52, 53, 55, 57, 59), 0.35, 0.1),
     "percussion": (tuple(range(60, 82)) + (54, 56, 58), 0.4, 0.3),
 }
-
-GENERAL_CLASSES = GM_FAMILIES + ("drums", "speech")
-# espeak-ng voices of G's synthetic speech: many languages, so "speech" is no one language.
-SPEECH_VOICES = ("en-us", "en-gb", "de", "fr-fr", "es", "it", "pt", "nl")
-SPEECH_VOICES += ("sv", "pl", "ru", "cs", "el", "fi", "tr", "hi")
-
 
 SOUNDFONTS = {
     "FluidR3_GM": "fluid-soundfont-gm",
@@ -147,8 +138,25 @@ def note_slot(program_number: int, pitch: int, velocity: int, duration_ms: int) 
   return Slot(0, int(program_number), ((0, int(pitch), int(velocity), int(duration_ms)),))
 
 
-def random_groove(rng: np.random.Generator, kit: int) -> Slot:
-  """One second of a random drum pattern on a 16th-note grid at 70-180 BPM (kit `kit`)."""
+def pitch_range(program_number: int, soundfont_name: str = "FluidR3_GM") -> tuple[int, int]:
+  """The MIDI pitches at which `program_number` sounds in `soundfont_name` (inclusive)."""
+  family = GM_FAMILIES[program_number // 8]
+  if soundfont_name == "TimGM6mb" and program_number in TIMGM_PROGRAM_PITCHES:
+    return TIMGM_PROGRAM_PITCHES[program_number]
+  return PROGRAM_PITCHES.get(program_number, FAMILY_PITCHES[family])
+
+
+def peak_normalise(clip: np.ndarray, peak_db: float, what: str) -> np.ndarray:
+  """`clip` scaled to a peak of `peak_db` dBFS; a silent clip is a plan error (a note outside
+  its sample's range), named by `what`."""
+  peak = np.abs(clip).max(initial=0.0)
+  if peak < 1e-4:
+    raise RuntimeError(f"silent rendered clip: {what}.")
+  return (clip * (10.0 ** (peak_db / 20.0) / peak)).astype(np.float32)
+
+
+def random_groove(rng: np.random.Generator, kit: int, slot_ms: int = SLOT_MS) -> Slot:
+  """`slot_ms` of a random drum pattern on a 16th-note grid at 70-180 BPM (kit `kit`)."""
   step = 60000.0 / rng.uniform(70.0, 180.0) / 4.0
   start = rng.uniform(0.0, step)
   hits = []
@@ -157,7 +165,7 @@ def random_groove(rng: np.random.Generator, kit: int) -> Slot:
       continue
     # A drummer uses one or two sounds of a role in a bar, not the whole key map.
     chosen = rng.choice(keys, size=int(rng.integers(1, 3)))
-    for onset in np.arange(start, SLOT_MS - 50, step):
+    for onset in np.arange(start, slot_ms - 50, step):
       if rng.random() < p_hit:
         hits.append((int(onset), int(rng.choice(chosen)), int(rng.integers(30, 128)), 100))
   if not hits:  # every pool clip holds at least one drum hit
@@ -175,8 +183,8 @@ def _varlen(value: int) -> bytes:
   return bytes(reversed(groups))
 
 
-def midi_file(slots: list[Slot]) -> bytes:
-  """A format-0 Standard MIDI File playing `slots` back to back, one per SLOT_MS.
+def midi_file(slots: list[Slot], slot_ms: int = SLOT_MS) -> bytes:
+  """A format-0 Standard MIDI File playing `slots` back to back, one per `slot_ms`.
 
   1000 ticks per quarter at 1 000 000 µs per quarter makes a tick one millisecond. Each slot
   starts with its program change and ends 1 ms early with All Sound Off (CC 120), which fluidsynth
@@ -184,13 +192,15 @@ def midi_file(slots: list[Slot]) -> bytes:
   """
   events = []  # (tick, order, bytes); `order` puts silencing before new sound at one tick
   for k, slot in enumerate(slots):
-    base, ch = k * SLOT_MS, slot.channel
+    base, ch = k * slot_ms, slot.channel
     events.append((base, 1, bytes([0xC0 | ch, slot.program & 0x7F])))
     for onset, key, velocity, duration in slot.hits:
-      off = min(onset + max(duration, 1), SLOT_MS - 2)
+      if not 0 <= onset < slot_ms - 2:
+        raise ValueError(f"midi_file: a hit at {onset} ms lies outside a {slot_ms} ms slot.")
+      off = min(onset + max(duration, 1), slot_ms - 2)
       events.append((base + onset, 3, bytes([0x90 | ch, key & 0x7F, max(1, velocity) & 0x7F])))
       events.append((base + off, 2, bytes([0x80 | ch, key & 0x7F, 0])))
-    events.append((base + SLOT_MS - 1, 0, bytes([0xB0 | ch, 120, 0])))
+    events.append((base + slot_ms - 1, 0, bytes([0xB0 | ch, 120, 0])))
   events.sort(key=lambda e: (e[0], e[1]))
   track, last = bytearray(_varlen(0) + b"\xff\x51\x03" + (1_000_000).to_bytes(3, "big")), 0
   for tick, _, message in events:
@@ -201,11 +211,19 @@ def midi_file(slots: list[Slot]) -> bytes:
   return header + b"MTrk" + struct.pack(">I", len(track)) + bytes(track)
 
 
-def render(slots: list[Slot], soundfont_name: str, *, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
-  """Renders `slots` with fluidsynth from soundfont `soundfont_name` → float32 [len(slots), rate].
-
-  Mono is the mean of fluidsynth's stereo output (drum kits are panned).
-  """
+def render(
+    slots: list[Slot],
+    soundfont_name: str,
+    *,
+    sample_rate: int = SAMPLE_RATE,
+    slot_ms: int = SLOT_MS,
+) -> np.ndarray:
+  """Renders `slots` with fluidsynth from soundfont `soundfont_name` → float32
+  [len(slots), slot_ms · rate / 1000]. Mono is the mean of fluidsynth's stereo output (drum kits
+  are panned)."""
+  if slot_ms * sample_rate % 1000:
+    raise ValueError(f"render: {slot_ms} ms is not a whole number of samples at {sample_rate} Hz.")
+  length = slot_ms * sample_rate // 1000
   binary = sea_audio.program("fluidsynth", "fluidsynth")
   sf2 = soundfont(soundfont_name)
   clips = []
@@ -214,7 +232,7 @@ def render(slots: list[Slot], soundfont_name: str, *, sample_rate: int = SAMPLE_
       chunk = slots[first : first + SLOTS_PER_RENDER]
       mid, raw = os.path.join(work, "slots.mid"), os.path.join(work, "slots.raw")
       with open(mid, "wb") as f:
-        f.write(midi_file(chunk))
+        f.write(midi_file(chunk, slot_ms))
       command = [binary, "-n", "-i", "-q", "-R", "0", "-C", "0", "-g", str(FLUIDSYNTH_GAIN)]
       command += ["-r", str(sample_rate), "-T", "raw", "-O", "float", "-E", "little"]
       command += ["-F", raw, str(sf2), mid]
@@ -225,11 +243,11 @@ def render(slots: list[Slot], soundfont_name: str, *, sample_rate: int = SAMPLE_
         )
       stereo = np.fromfile(raw, dtype="<f4")
       mono = stereo[: len(stereo) // 2 * 2].reshape(-1, 2).mean(axis=1)
-      need = len(chunk) * sample_rate
+      need = len(chunk) * length
       mono = np.pad(mono[:need], (0, max(0, need - len(mono))))
-      clips.append(mono.reshape(len(chunk), sample_rate).astype(np.float32))
+      clips.append(mono.reshape(len(chunk), length).astype(np.float32))
   if not clips:
-    return np.zeros((0, sample_rate), np.float32)
+    return np.zeros((0, length), np.float32)
   return np.concatenate(clips)
 
 
@@ -248,100 +266,20 @@ def speak(
   return clip
 
 
-class SeaGeneral(sea_audio.SeaBuilder):
-  """G (SYNTHETIC): GM instrument notes, GM drum grooves (FluidR3_GM) and espeak-ng speech."""
-
-  name = "kd_sea_general"
-  BUILDER_CONFIGS = sea_audio.SeaBuilder.configs(320, 10)
-  DESCRIPTION = "SEA cpu general domain G: synthetic GM notes by family, drum grooves, speech."
-
-  def check_packages(self):
-    soundfont("FluidR3_GM")
-    sea_audio.program("fluidsynth", "fluidsynth")
-    sea_audio.program("espeak-ng", "espeak-ng")
-
-  def _features(self):
-    return {
-        **sea_audio.audio_features(),
-        "label": tfds.features.ClassLabel(names=GENERAL_CLASSES),
-        "program": tfds.features.Tensor(shape=(), dtype=np.int32),
-        "pitch": tfds.features.Tensor(shape=(), dtype=np.int32),
-        "velocity": tfds.features.Tensor(shape=(), dtype=np.int32),
-        "source": tfds.features.Text(),
-    }
-
-  def plan(self) -> list[dict]:
-    """One spec per clip; "slot" (MIDI) or "speech" (espeak-ng arguments). Seeded, so fixed."""
-    rng, per_class, specs = np.random.default_rng(1), self.builder_config.size, []
-    for family, name in enumerate(GM_FAMILIES):
-      for i in range(per_class):
-        program = 8 * family + i % 8
-        low, high = PROGRAM_PITCHES.get(program, FAMILY_PITCHES[name])
-        pitch = int(rng.integers(low, high + 1))
-        velocity, ms = int(rng.integers(40, 128)), int(rng.integers(250, 900))
-        slot = note_slot(program, pitch, velocity, ms)
-        specs.append({"label": family, "slot": slot, "program": program, "pitch": pitch})
-        specs[-1].update(velocity=velocity, source="FluidR3_GM")
-    for i in range(per_class):
-      kit = DRUM_KITS[i % len(DRUM_KITS)]
-      slot = random_groove(rng, kit)
-      specs.append({"label": len(GM_FAMILIES), "slot": slot, "program": 128 + kit})
-    for i in range(per_class):
-      voice = SPEECH_VOICES[i % len(SPEECH_VOICES)] + ("", "+f2", "+m3", "+f4")[i // 16 % 4]
-      text = " ".join(str(n) for n in rng.integers(0, 10000, size=int(rng.integers(2, 5))))
-      speech = {"text": text, "voice": voice, "speed": int(rng.integers(130, 220))}
-      speech["pitch"] = int(rng.integers(25, 75))
-      specs.append({"label": len(GENERAL_CLASSES) - 1, "speech": speech, "seed": i})
-    splits = splitting.stratified_split([s["label"] for s in specs], seed=0)
-    peaks = rng.uniform(*PEAK_DB, size=len(specs))
-    for index, (spec, split, peak) in enumerate(zip(specs, splits, peaks)):
-      spec.update(key=f"{index:06d}", split=str(split), peak_db=float(peak))
-    return specs
-
-  def _split_generators(self, dl_manager):
-    del dl_manager
-    specs = self.plan()
-    return {
-        s: self._generate_examples([p for p in specs if p["split"] == s])
-        for s in ("train", "validation", "test")
-    }
-
-  def _generate_examples(self, specs):
-    slots = [s for s in specs if "slot" in s]
-    for first in range(0, len(slots), SLOTS_PER_RENDER):
-      chunk = slots[first : first + SLOTS_PER_RENDER]
-      clips = render([s["slot"] for s in chunk], "FluidR3_GM")
-      for spec, clip in zip(chunk, clips):
-        yield spec["key"], self._example(spec, clip)
-    for spec in (s for s in specs if "speech" in s):
-      speech = spec["speech"]
-      clip = speak(speech["text"], speech["voice"], speed=speech["speed"], pitch=speech["pitch"])
-      clip = audio_lib.crop_or_pad(clip, SAMPLE_RATE, rng=np.random.default_rng([2, spec["seed"]]))
-      yield spec["key"], self._example(spec, clip, source=f"espeak-ng:{speech['voice']}")
-
-  def _example(self, spec, clip, source=None):
-    peak = np.abs(clip).max(initial=0.0)
-    if peak < 1e-4:  # a silent note is a plan error (a pitch outside its sample's range)
-      raise RuntimeError(f"kd_sea_general: silent clip for {spec}.")
-    return {
-        "audio": (clip * (10.0 ** (spec["peak_db"] / 20.0) / peak)).astype(np.float32),
-        "sample_rate": SAMPLE_RATE,
-        "label": spec["label"],
-        "program": spec.get("program", -1),
-        "pitch": spec.get("pitch", -1),
-        "velocity": spec.get("velocity", -1),
-        "source": source or spec.get("source", "FluidR3_GM"),
-    }
+NUM_FOLDS = sea_audio.NUM_FOLDS
 
 
-class SeaDrumPool(sea_audio.SeaBuilder):
-  """T's distillation pool (SYNTHETIC): TimGM6mb drum grooves at random gains, with loudness."""
+def program_fold(program_number: int) -> int:
+  """Fold 1..5 of a melodic program: its index within its family, mod 5, plus 1."""
+  return program_number % 8 % NUM_FOLDS + 1
 
-  name = "kd_sea_drum_pool"
-  BUILDER_CONFIGS = sea_audio.SeaBuilder.configs(750, 10)
-  DESCRIPTION = (
-      "SEA cpu target-domain pool: synthetic 1 s drum grooves, random gain, A-weighted Leq."
-  )
+
+class SeaGmFamily(sea_audio.SeaBuilder):
+  """An other-domain task (SYNTHETIC): GM family of TimGM6mb notes, folds by program."""
+
+  name = "kd_sea_gm_family"
+  BUILDER_CONFIGS = sea_audio.SeaBuilder.configs(6, 1)
+  DESCRIPTION = "SEA cpu other-domain task: TimGM6mb notes, 16 GM families, folds by program."
 
   def check_packages(self):
     soundfont("TimGM6mb")
@@ -349,55 +287,57 @@ class SeaDrumPool(sea_audio.SeaBuilder):
 
   def _features(self):
     return {
-        **sea_audio.audio_features(),
-        "loudness": tfds.features.Tensor(shape=(), dtype=np.float32),
-        "gain_db": tfds.features.Tensor(shape=(), dtype=np.float32),
-        "kit": tfds.features.Tensor(shape=(), dtype=np.int32),
+        **sea_audio.audio_features(SAMPLE_RATE),
+        "label": tfds.features.ClassLabel(names=GM_FAMILIES),
+        "fold": tfds.features.Tensor(shape=(), dtype=np.int32),
+        "program": tfds.features.Tensor(shape=(), dtype=np.int32),
+        "pitch": tfds.features.Tensor(shape=(), dtype=np.int32),
     }
+
+  def plan(self) -> list[dict]:
+    """One note spec per clip, seeded (so fixed): `size` notes of each program."""
+    rng, specs = np.random.default_rng(5), []
+    for program_number in range(128):
+      low, high = pitch_range(program_number, "TimGM6mb")
+      for _ in range(self.builder_config.size):
+        pitch = int(rng.integers(low, high + 1))
+        slot = note_slot(
+            program_number, pitch, int(rng.integers(40, 128)), int(rng.integers(250, 900))
+        )
+        specs.append(
+            dict(
+                key=f"{len(specs):06d}",
+                program=program_number,
+                pitch=pitch,
+                slot=slot,
+                fold=program_fold(program_number),
+                peak_db=float(rng.uniform(*PEAK_DB)),
+            )
+        )
+    return specs
 
   def _split_generators(self, dl_manager):
     del dl_manager
-    rng, per_kit = np.random.default_rng(3), self.builder_config.size
-    kits = [k for k in DRUM_KITS for _ in range(per_kit)]
-    specs = [
-        {"key": f"{i:06d}", "kit": k, "slot": random_groove(rng, k), "gain_db": g}
-        for i, (k, g) in enumerate(zip(kits, rng.uniform(-40.0, 0.0, size=len(kits))))
-    ]
-    splits = splitting.stratified_split(kits, seed=0)
+    specs = self.plan()
     return {
-        s: self._generate_examples([p for p, t in zip(specs, splits) if t == s])
-        for s in ("train", "validation", "test")
+        f"fold{k}": self._generate_examples([p for p in specs if p["fold"] == k])
+        for k in range(1, NUM_FOLDS + 1)
     }
 
   def _generate_examples(self, specs):
-    for first in range(0, len(specs), SLOTS_PER_RENDER):
-      chunk = specs[first : first + SLOTS_PER_RENDER]
-      clips = render([s["slot"] for s in chunk], "TimGM6mb")
-      gains = 10.0 ** (np.array([s["gain_db"] for s in chunk]) / 20.0)
-      clips = clips * gains[:, None]
-      # Float rendering can exceed full scale on dense grooves; such a clip is scaled to 0 dBFS
-      # peak and its gain_db records what was really applied.
-      peaks = np.maximum(np.abs(clips).max(axis=1), 1e-12)
-      over = np.maximum(peaks, 1.0)
-      clips = (clips / over[:, None]).astype(np.float32)
-      levels = sea_audio.a_weighted_levels(clips)
-      for spec, clip, level, scale in zip(chunk, clips, levels, over):
-        yield spec["key"], {
-            "audio": clip,
-            "sample_rate": SAMPLE_RATE,
-            "loudness": level,
-            "gain_db": np.float32(spec["gain_db"] - 20.0 * np.log10(scale)),
-            "kit": spec["kit"],
-        }
+    clips = render([s["slot"] for s in specs], "TimGM6mb")
+    for spec, clip in zip(specs, clips):
+      yield spec["key"], {
+          "audio": peak_normalise(clip, spec["peak_db"], f"TimGM6mb {spec}"),
+          "sample_rate": SAMPLE_RATE,
+          "label": spec["program"] // 8,
+          "fold": spec["fold"],
+          "program": spec["program"],
+          "pitch": spec["pitch"],
+      }
 
 
-def general(split, *, data_dir=None, manual_dir=None, config="full"):
-  """G: SYNTHETIC GM notes (16 families), FluidR3 drum grooves, espeak-ng speech; 1 s each."""
+def gm_family(split, *, data_dir=None, manual_dir=None, config="full"):
+  """Other-domain task: SYNTHETIC TimGM6mb notes, 16 GM families; splits fold1..fold5 by program."""
   del manual_dir  # from Debian packages
-  return sea_audio.open_source(SeaGeneral, split, data_dir, config)
-
-
-def drum_pool(split, *, data_dir=None, manual_dir=None, config="full"):
-  """T pool: SYNTHETIC TimGM6mb drum grooves at −40…0 dB, with "loudness" (dBFS, A-weighted)."""
-  del manual_dir
-  return sea_audio.open_source(SeaDrumPool, split, data_dir, config)
+  return sea_audio.open_source(SeaGmFamily, split, data_dir, config)

@@ -14,7 +14,8 @@ from __future__ import annotations
 import os
 import subprocess
 
-# What kd_jax.data.sea_audio / sea_render read (scripts/install_system_data.sh installs them).
+# What kd_jax.data.sea_audio / sea_kits / sea_general / sea_render read
+# (scripts/install_system_data.sh installs them).
 SEA_PACKAGES = (
     "hydrogen-drumkits",
     "sonic-pi-samples",
@@ -22,6 +23,8 @@ SEA_PACKAGES = (
     "fluid-soundfont-gm",
     "timgm6mb-soundfont",
     "espeak-ng",
+    "ufoai-sound",
+    "wordwarvi-sound",
     *(f"asterisk-core-sounds-{lang}-wav" for lang in ("en", "es", "fr", "it", "ru")),
 )
 INSTALL_SCRIPT = os.path.join(
@@ -42,6 +45,9 @@ def ensure_packages() -> None:
   worker halfway through preparing a dataset."""
   if missing_packages() and os.geteuid() == 0:
     subprocess.run(["bash", INSTALL_SCRIPT], check=False)
+  if missing_packages() and os.geteuid() == 0:  # a package the script does not list (yet)
+    command = ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *missing_packages()]
+    subprocess.run(command, check=False, capture_output=True)
   absent = missing_packages()
   if absent:
     raise RuntimeError(
@@ -50,13 +56,15 @@ def ensure_packages() -> None:
     )
 
 
-def _sea_source(function: str, size: str):
-  """sea_audio.<function> at `size` ("full" / "tiny") as a `package.module:function` dataset."""
+def _sea_source(module: str, function: str, size: str):
+  """kd_jax.data.<module>.<function> at `size` ("full" / "tiny") as a `package.module:function`
+  dataset."""
 
   def source(split, *, data_dir=None, manual_dir=None):
+    import importlib  # pylint: disable=g-import-not-at-top
     from kd_jax.data import sea_audio  # pylint: disable=g-import-not-at-top  (TFDS builders)
 
-    build = getattr(sea_audio, function)
+    build = getattr(importlib.import_module(f"kd_jax.data.{module}"), function)
     try:
       return build(split, data_dir=data_dir, manual_dir=manual_dir, config=size)
     except sea_audio.MissingDebianPackageError:
@@ -67,11 +75,16 @@ def _sea_source(function: str, size: str):
   return source
 
 
-general_full, general_tiny = _sea_source("general", "full"), _sea_source("general", "tiny")
-drum_pool_full, drum_pool_tiny = _sea_source("drum_pool", "full"), _sea_source("drum_pool", "tiny")
-drums_full, drums_tiny = _sea_source("drums", "full"), _sea_source("drums", "tiny")
-language_full = _sea_source("language_id", "full")
-language_tiny = _sea_source("language_id", "tiny")
+general_full = _sea_source("sea_general", "general", "full")
+general_tiny = _sea_source("sea_general", "general", "tiny")
+kit_pool_full = _sea_source("sea_kits", "kit_pool", "full")
+kit_pool_tiny = _sea_source("sea_kits", "kit_pool", "tiny")
+drums_full = _sea_source("sea_kits", "drums", "full")
+drums_tiny = _sea_source("sea_kits", "drums", "tiny")
+language_full = _sea_source("sea_audio", "language_id", "full")
+language_tiny = _sea_source("sea_audio", "language_id", "tiny")
+gm_family_full = _sea_source("sea_render", "gm_family", "full")
+gm_family_tiny = _sea_source("sea_render", "gm_family", "tiny")
 
 
 def paper_pool(split, *, data_dir=None, manual_dir=None):

@@ -46,6 +46,8 @@ class RetrievalAugmented:
     scann: also search with ScaNN (recall@k against exact search, accuracy at the chosen β).
     scann_num_leaves, scann_leaves_to_search, scann_reorder: ScaNN's settings (0 leaves: ≈ √N;
       0 leaves to search: a quarter of the leaves).
+    scann_min_recall: the evaluation fails when ScaNN's recall@k against exact search is lower:
+      below it, the "accuracy with ScaNN" measures the index settings, not the method.
     latency_batch_sizes: batch sizes at which the inference latency of the student alone and
       with retrieval is timed (median of 30 jitted calls); empty: not timed.
   """
@@ -56,6 +58,7 @@ class RetrievalAugmented:
   scann_num_leaves: int = 0
   scann_leaves_to_search: int = 0
   scann_reorder: int = 100
+  scann_min_recall: float = 0.9
   latency_batch_sizes: tuple = ()
 
   def __post_init__(self):
@@ -63,6 +66,10 @@ class RetrievalAugmented:
     if not self.betas or any(not 0.0 <= b <= 1.0 for b in self.betas):
       raise ValueError(
           f"retrieval_augmented: betas must be a non-empty grid in [0, 1], got " f"{self.betas}."
+      )
+    if not 0.0 <= self.scann_min_recall <= 1.0:
+      raise ValueError(
+          f"retrieval_augmented: scann_min_recall must be in [0, 1], got {self.scann_min_recall}."
       )
     if 0.0 not in self.betas:
       self.betas = (0.0,) + self.betas  # the student alone is always reported
@@ -166,8 +173,17 @@ class RetrievalAugmented:
         temperature=temperature,
         beta=beta,
     )
+    recall = float(retrieval.recall_at_k(approx, exact))
+    if recall < self.scann_min_recall:
+      raise ValueError(
+          f"retrieval_augmented: ScaNN's recall@{k} is {recall:.3f} against exact search, below "
+          f"scann_min_recall={self.scann_min_recall} ({params.num_leaves} leaves, "
+          f"{params.num_leaves_to_search} searched, reorder {params.reorder}, "
+          f"{database.shape[0]} entries); search more leaves (scann_leaves_to_search) or "
+          "reorder more (scann_reorder)."
+      )
     return {
-        "scann_recall": float(retrieval.recall_at_k(approx, exact)),
+        "scann_recall": recall,
         "scann_accuracy": float(np.mean(np.argmax(np.asarray(probs), -1) == y)),
     }
 

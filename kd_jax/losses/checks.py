@@ -67,6 +67,26 @@ def require_labels(logits, labels) -> None:
       )
 
 
+def require_positive(name: str, value) -> None:
+  """Raises ValueError unless `value` (a temperature, a scale) is > 0.
+
+  A traced value (a temperature scheduled or learned inside `jit`) has no Python truth value, so
+  it is not checked here; the loss marks its result with `nan_unless_positive` instead, which the
+  trainer's non-finite guard reports with the step.
+  """
+  if isinstance(value, jax.core.Tracer):
+    return
+  if not np.all(np.asarray(value) > 0):
+    raise ValueError(f"{name} must be positive, got {value}.")
+
+
+def nan_unless_positive(result, value):
+  """`result`, or NaN where a traced `value` is not > 0 (see `require_positive`)."""
+  if not isinstance(value, jax.core.Tracer):
+    return result
+  return jnp.where(value > 0, result, jnp.nan)
+
+
 def as_float32(*arrays):
   """Losses compute in float32 even when models run in bfloat16 (PAPERS.md notation)."""
   out = tuple(jnp.asarray(x, jnp.float32) for x in arrays)

@@ -40,8 +40,7 @@ def supervised_contrastive(embeddings, labels, *, temperature: float):
   checks.require_dim("embeddings", embeddings, 0, "labels", labels, 0, "Batch sizes")
   if not jnp.issubdtype(jnp.result_type(labels), jnp.integer):
     raise ValueError(f"labels must be integer class ids, got dtype {jnp.result_type(labels)}.")
-  if temperature <= 0:
-    raise ValueError(f"temperature must be positive, got {temperature}.")
+  checks.require_positive("temperature", temperature)
   z = l2_normalize(checks.as_float32(embeddings))
   n = z.shape[0]
   not_self = ~jnp.eye(n, dtype=bool)
@@ -55,4 +54,4 @@ def supervised_contrastive(embeddings, labels, *, temperature: float):
   # where() before the sum: log_prob is finite everywhere, but keep the diagonal out explicitly.
   summed = jnp.sum(jnp.where(positive, log_prob, 0.0), axis=-1)
   loss = -summed / jnp.maximum(num_positive, 1)
-  return loss, num_positive > 0
+  return checks.nan_unless_positive(loss, temperature), num_positive > 0

@@ -4,6 +4,9 @@
   (CompRess, PAPERS.md §5; with teacher anchors on both sides, ReAugKD's relational term, §2).
 - `rkd_distance`, `rkd_angle`: relational KD (Park et al., 2019), PAPERS.md "Baselines".
 - `correlation_congruence`: CC (Peng et al., 2019), PAPERS.md "Baselines".
+- `pkt`: probabilistic knowledge transfer (Passalis & Tefas, 2018), cosine-kernel neighbour
+  probabilities; `similarity_preserving`: SP (Tung & Mori, 2019), batch Gram matrices of feature
+  maps. Both are baselines of the method zoo table.
 
 All return one value per example `[batch]`; the pairwise matrices are built with `vmap` over the
 anchor example so that the per-example structure stays explicit.
@@ -106,18 +109,16 @@ def similarity_kl(
   for name, anchors in (("student_anchors", student_anchors), ("teacher_anchors", teacher_anchors)):
     if jnp.ndim(anchors) == 3:
       checks.require_dim(name, anchors, 0, "student_emb", student_emb, 0, "Batch sizes")
-  if temperature <= 0 or (student_temperature is not None and student_temperature <= 0):
-    raise ValueError(
-        "temperatures must be positive, got "
-        f"temperature={temperature}, student_temperature={student_temperature}."
-    )
   tau_s = temperature if student_temperature is None else student_temperature
+  for name, value in (("temperature", temperature), ("student_temperature", tau_s)):
+    checks.require_positive(name, value)
   student_emb, student_anchors, teacher_emb, teacher_anchors = checks.as_float32(
       student_emb, student_anchors, teacher_emb, teacher_anchors
   )
   log_p_t = _anchor_similarities(teacher_emb, teacher_anchors, temperature)
   log_p_s = _anchor_similarities(student_emb, student_anchors, tau_s)
-  return jnp.sum(jnp.exp(log_p_t) * (log_p_t - log_p_s), axis=-1)
+  kl = jnp.sum(jnp.exp(log_p_t) * (log_p_t - log_p_s), axis=-1)
+  return checks.nan_unless_positive(checks.nan_unless_positive(kl, temperature), tau_s)
 
 
 def _smooth_l1(x, y):
@@ -241,3 +242,67 @@ def correlation_congruence(
   c_s = _correlation_matrix(student_emb, kernel, gamma, order)
   c_t = _correlation_matrix(teacher_emb, kernel, gamma, order)
   return jnp.mean(jnp.square(c_t - c_s), axis=-1)
+
+
+def _cosine_kernel_probabilities(emb):
+  """PKT's conditional probabilities: K_ij = (cos(x_i, x_j) + 1)/2, each row divided by its sum."""
+  unit = l2_normalize(emb)
+  kernel = (unit @ unit.T + 1.0) / 2.0
+  return kernel / jnp.sum(kernel, axis=-1, keepdims=True)
+
+
+def pkt(student_emb, teacher_emb, *, eps: float = 1e-7):
+  """Probabilistic knowledge transfer (Passalis & Tefas, ECCV 2018), per example.
+
+  With the cosine kernel K(a, b) = (cos(a, b) + 1)/2 ∈ [0, 1], the probability that example i
+  picks j as a neighbour is p_ij = K(x_i, x_j) / Σ_k K(x_i, x_k) on each side, and
+  L_i = (1/n) Σ_j p^T_ij log((p^T_ij + ε)/(p^S_ij + ε)); mean_i L_i is the loss of the paper's
+  code (the KL summed over pairs, averaged over the n² entries; ε = 1e-7 keeps it finite).
+  Embedding dimensions may differ. RepDistiller's CIFAR-100 weight: 30 000.
+
+  Args:
+    student_emb: [batch, d_s]; teacher_emb: [batch, d_t].
+  Returns:
+    [batch] float32.
+  """
+  _check_pair(student_emb, teacher_emb)
+  student_emb, teacher_emb = checks.as_float32(student_emb, teacher_emb)
+  p_s = _cosine_kernel_probabilities(student_emb)
+  p_t = _cosine_kernel_probabilities(teacher_emb)
+  return jnp.mean(p_t * jnp.log((p_t + eps) / (p_s + eps)), axis=-1)
+
+
+def _normalized_gram(features):
+  """G = Q Qᵀ of the flattened maps Q [n, h·w·c], each row L2-normalised."""
+  flat = jnp.reshape(features, (features.shape[0], -1))
+  return l2_normalize(flat @ flat.T)
+
+
+def similarity_preserving(student_features, teacher_features):
+  """Similarity-preserving KD (Tung & Mori, ICCV 2019, Eq. 2–4), per example.
+
+  Q = the batch's activation maps flattened to [n, h·w·c]; G = Q Qᵀ with each row L2-normalised;
+  L_i = (1/n) Σ_j (G^T_ij − G^S_ij)², so mean_i L_i = (1/n²)‖G^T − G^S‖²_F (the paper's loss for
+  one layer pair). Shapes may differ but for the batch axis. RepDistiller's CIFAR-100 weight
+  (last stage's map): 3000.
+
+  Args:
+    student_features: [batch, ...]; teacher_features: [batch, ...].
+  Returns:
+    [batch] float32.
+  """
+  for name, x in (("student_features", student_features), ("teacher_features", teacher_features)):
+    if jnp.ndim(x) < 2:
+      raise ValueError(f"{name} must be [batch, ...], got shape {tuple(jnp.shape(x))}.")
+  checks.require_dim(
+      "student_features",
+      student_features,
+      0,
+      "teacher_features",
+      teacher_features,
+      0,
+      "Batch sizes",
+  )
+  student_features, teacher_features = checks.as_float32(student_features, teacher_features)
+  diff = _normalized_gram(teacher_features) - _normalized_gram(student_features)
+  return jnp.mean(jnp.square(diff), axis=-1)

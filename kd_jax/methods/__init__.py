@@ -24,13 +24,21 @@ from kd_jax.methods.attention_transfer import AttentionTransfer
 from kd_jax.methods.compress import CompRess
 from kd_jax.methods.crd import CRD
 from kd_jax.methods.disk import DiSK
+from kd_jax.methods.dist import DIST
+from kd_jax.methods.dkd import DKD
 from kd_jax.methods.embedding_baselines import CorrelationCongruence, Regression, RegressionBN
 from kd_jax.methods.fitnets import FitNets
+from kd_jax.methods.nst import NST
+from kd_jax.methods.ofd import OFD
+from kd_jax.methods.pkt import PKT
 from kd_jax.methods.reaugkd import ReAugKD
+from kd_jax.methods.reviewkd import ReviewKD
 from kd_jax.methods.rkd import RelationalKD
 from kd_jax.methods.sea import SEA
+from kd_jax.methods.sp import SimilarityPreserving
 from kd_jax.methods.supervised import Supervised
 from kd_jax.methods.vanilla_kd import VanillaKD
+from kd_jax.methods.vid import VID
 
 METHODS: dict[str, type[Method]] = {
     "supervised": Supervised,
@@ -48,6 +56,15 @@ METHODS: dict[str, type[Method]] = {
     "reg_bn": RegressionBN,
     "cc": CorrelationCongruence,
     "sea": SEA,
+    # The method zoo table's baselines (experiments/configs/zoo.py).
+    "dkd": DKD,
+    "dist": DIST,
+    "pkt": PKT,
+    "sp": SimilarityPreserving,
+    "nst": NST,
+    "vid": VID,
+    "reviewkd": ReviewKD,
+    "ofd": OFD,
 }
 
 
@@ -78,6 +95,14 @@ def get_method(name: str, **hyper_parameters) -> Method:
 
 
 __all__ = [
+    "VID",
+    "SimilarityPreserving",
+    "ReviewKD",
+    "PKT",
+    "OFD",
+    "NST",
+    "DKD",
+    "DIST",
     "AMAD",
     "AttentionKD",
     "CRD",

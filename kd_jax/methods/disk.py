@@ -18,13 +18,29 @@ L_DiSK and reg are `kd_jax.losses.disk_loss` / `disk_budget` (the code's form, `
 or `disk_poster_loss` / `disk_poster_budget` (`objective="poster"`).
 
 Schedules take the code's epoch e (in the alternating regime a round of student + gate epochs
-counts as one, and warm-up epochs are e = 0): λ(e) = λ_min + (λ − λ_min)(1 − cos(π·(e mod T_λ)/T_λ))/2,
-δ(e) = δ_max + (δ_min − δ_max)(1 − cos(π·(e mod T_δ)/T_δ))/2. Not reproduced from the code: the
-optional dual-variable and primal budget updates (off in its CIFAR runner for λ) and the decay of
-δ_max by γ every T_δ epochs.
+counts as one; during the gate warm-up e is the warm-up epoch, as the code passes it):
+  λ(e) = λ_min + (λ − λ_min)(1 − cos(π·(e mod T_λ)/T_λ))/2,
+  δ(e) = δ_max(e) + (δ_min − δ_max(e))(1 − cos(π·(e mod T_δ)/T_δ))/2,  δ_max(e) = δ_max·γ^⌊e/T_δ⌋
+(the code multiplies δ_max by `budget_g_gamma` γ = 0.9 every `budget_Ti` rounds).
 
-Defaults are the CIFAR-100 settings of PAPERS.md §4; the gate's optimiser is SGD with momentum 0.9
-and a cosine schedule over the gate's own updates (`gate_learning_rate`, as the student's 0.1).
+The gate's optimiser is the code's: SGD (lr 0.1, momentum 0.9, weight decay 1e-5 — its `r_wd`
+default, the CIFAR runner does not set it) with a cosine stepped once per warm-up epoch over the
+warm-up, then once per round with warm restarts every `gate_restart_rounds` rounds (the code's
+CosineAnnealingWarmRestarts with T_0 = epochs/4 = 50 rounds). The student's rate is the run's
+optimiser: the paper recipe sets it to the same per-round cosine (`optimizer.restart_steps`,
+`optimizer.hold_steps`, counted in student updates) with weight decay 1e-5, and starts the student
+from its CE-trained checkpoint (`config.init_from`); the best round, round 0 included, is chosen
+by the engine's model selection on a validation split — the code chose it on the test set.
+
+Not reproduced from the code: the optional dual-variable and primal budget updates (off in its
+CIFAR runner), a separate optimiser (fresh momentum) for the gate warm-up, and weight decay on
+BatchNorm scales and biases (here kernels only).
+
+`eval_metrics` records the gate per example so that a report can say whom it helps: `gate`,
+`gate_wrong` (g where the student is wrong, 0 elsewhere), `gate_hardness` (g·b_i, the budget's
+summand) and `delta` (δ of the last update): over a split, mean g on wrong examples is
+gate_wrong / (1 − accuracy), on right ones (gate − gate_wrong) / accuracy, and the budget term
+before its ReLU is gate_hardness / (1 − accuracy) − δ.
 """
 
 from __future__ import annotations
@@ -35,7 +51,6 @@ from typing import ClassVar
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 
 from kd_jax.losses import logits as logit_losses
@@ -84,10 +99,12 @@ class DiSK(base.Method):
   aux_weight [l_aux], nll_weight [l_nll], kd_weight [l_kl], kd_temperature: alternating terms;
   alpha [α]: the joint regime's CE weight.
   lambda_max [λ], lambda_min [λ_min], lambda_period [T_i]: λ schedule (epochs).
-  budget_max, budget_min [δ range], budget_period [budget_Ti]: δ schedule (epochs).
+  budget_max, budget_min [δ range], budget_period [budget_Ti]: δ schedule (epochs);
+  budget_decay [budget_g_gamma]: δ_max is multiplied by it every budget_period epochs (1: never).
   gate_warmup_epochs, student_epochs [kt], gate_epochs [kg]: the alternating schedule.
   log_gate_term: add mean(l_nll·log(1 + K·g)) in gate phases, as the CIFAR code does.
-  gate_learning_rate, gate_momentum, gate_weight_decay: the gate's SGD.
+  gate_learning_rate, gate_momentum, gate_weight_decay: the gate's SGD;
+  gate_restart_rounds: its cosine restarts every that many rounds (alternating regime).
   """
 
   uses_teacher: ClassVar[bool] = True
@@ -113,21 +130,29 @@ class DiSK(base.Method):
   budget_max: float = 0.6
   budget_min: float = 0.4
   budget_period: int = 20
+  budget_decay: float = 0.9
   gate_warmup_epochs: int = 5
   student_epochs: int = 3
   gate_epochs: int = 3
   log_gate_term: bool = True
   gate_learning_rate: float = 0.1
   gate_momentum: float = 0.9
-  gate_weight_decay: float = 5e-4
+  gate_weight_decay: float = 1e-5
+  gate_restart_rounds: int = 50
 
   def __post_init__(self):
     if self.regime not in ("alternating", "joint"):
       raise ValueError(f"disk: regime must be 'alternating' or 'joint', got {self.regime!r}.")
     if self.objective not in ("code", "poster"):
       raise ValueError(f"disk: objective must be 'code' or 'poster', got {self.objective!r}.")
-    if min(self.lambda_period, self.budget_period, self.student_epochs, self.gate_epochs) < 1:
-      raise ValueError("disk: lambda_period, budget_period, student_epochs, gate_epochs >= 1.")
+    periods = (self.lambda_period, self.budget_period, self.student_epochs, self.gate_epochs)
+    if min(*periods, self.gate_restart_rounds) < 1:
+      raise ValueError(
+          "disk: lambda_period, budget_period, student_epochs, gate_epochs and "
+          "gate_restart_rounds must be >= 1."
+      )
+    if not 0 < self.budget_decay <= 1:
+      raise ValueError(f"disk: budget_decay must be in (0, 1], got {self.budget_decay}.")
     if self.gate_warmup_epochs < 0 or self.top_k < 1 or self.gate_width < 1:
       raise ValueError("disk: gate_warmup_epochs >= 0, top_k >= 1 and gate_width >= 1.")
     if min(self.student_temperature, self.teacher_temperature, self.kd_temperature) <= 0:
@@ -154,11 +179,13 @@ class DiSK(base.Method):
     return jnp.where(in_student, STUDENT_PHASE, GATE_PHASE).astype(jnp.int32)
 
   def schedule_epoch(self, step, context):
-    """The code's epoch e of a step, for λ and δ (a round counts once in the alternating regime)."""
+    """The code's epoch e of a step, for λ and δ: in the alternating regime the warm-up epoch
+    during the warm-up, then the round (a round of student + gate epochs counts once)."""
     if self.regime == "joint":
       return step // context.steps_per_epoch
     warmup = self.gate_warmup_epochs * context.steps_per_epoch
-    return jnp.maximum(step - warmup, 0) // self._round_steps(context)
+    in_round = jnp.maximum(step - warmup, 0) // self._round_steps(context)
+    return jnp.where(step < warmup, step // context.steps_per_epoch, in_round)
 
   def penalty_weight(self, step, context):
     """λ at optimiser step `step`."""
@@ -166,9 +193,10 @@ class DiSK(base.Method):
     return cosine_between(self.lambda_min, self.lambda_max, epoch, self.lambda_period)
 
   def budget(self, step, context):
-    """δ at optimiser step `step`."""
+    """δ at optimiser step `step` (δ_max decayed by γ every budget_period epochs)."""
     epoch = self.schedule_epoch(step, context)
-    return cosine_between(self.budget_max, self.budget_min, epoch, self.budget_period)
+    budget_max = self.budget_max * self.budget_decay ** (epoch // self.budget_period)
+    return cosine_between(budget_max, self.budget_min, epoch, self.budget_period)
 
   # ---- variables and optimiser ----------------------------------------------------------------
 
@@ -194,8 +222,23 @@ class DiSK(base.Method):
         model_state={"batch_stats": variables["batch_stats"]},
     )
 
-  def _gate_optimizer(self, updates: int):
-    schedule = optax.cosine_decay_schedule(self.gate_learning_rate, max(updates, 1))
+  def gate_learning_rate_at(self, update, context):
+    """The gate's rate at its `update`-th update (alternating regime): a cosine stepped per
+    warm-up epoch over the warm-up, then per round, restarting every gate_restart_rounds."""
+    spe = context.steps_per_epoch
+    warmup_updates = self.gate_warmup_epochs * spe
+    warmup_epoch = update // spe
+    in_warmup = (1 + jnp.cos(jnp.pi * warmup_epoch / max(self.gate_warmup_epochs, 1))) / 2
+    round_index = jnp.maximum(update - warmup_updates, 0) // (self.gate_epochs * spe)
+    position = jnp.mod(round_index, self.gate_restart_rounds) / self.gate_restart_rounds
+    in_rounds = (1 + jnp.cos(jnp.pi * position)) / 2
+    return self.gate_learning_rate * jnp.where(update < warmup_updates, in_warmup, in_rounds)
+
+  def _gate_optimizer(self, context):
+    if self.regime == "joint":
+      schedule = optax.cosine_decay_schedule(self.gate_learning_rate, max(context.total_steps, 1))
+    else:
+      schedule = lambda update: self.gate_learning_rate_at(update, context)
     kernels = lambda params: jax.tree.map(lambda p: p.ndim > 1, params)
     return optax.chain(
         optax.add_decayed_weights(self.gate_weight_decay, mask=kernels),
@@ -203,9 +246,7 @@ class DiSK(base.Method):
     )
 
   def optimizer(self, student_tx, context):
-    phase = np.asarray(self.phase(np.arange(context.total_steps), context))
-    gate_updates = int(np.sum(phase == GATE_PHASE)) if self.regime == "alternating" else None
-    gate_tx = self._gate_optimizer(gate_updates or context.total_steps)
+    gate_tx = self._gate_optimizer(context)
     if self.regime == "alternating":
       # A frozen part gets a zero gradient; masking also keeps its momentum and weight decay
       # from moving it. The masks count every update call, i.e. the optimiser step.
@@ -291,10 +332,21 @@ class DiSK(base.Method):
     return loss, base.Aux(metrics=metrics, model_state=dict(new_model_state))
 
   def eval_metrics(self, params, state, io):
-    """Student accuracy, teacher metrics, and the mean gate value on the eval split."""
+    """Student accuracy, teacher metrics, and the gate per example: g, g where the student is
+    wrong, g·b_i (the budget's summand) and δ of the last update (see the module docstring)."""
     out = base.classification_metrics(io.student, io.teachers, io.batch)
     gate_module, teacher_map = self._gate(io)
-    out["gate"] = gate_module.apply(
-        {"params": params["gate"], **io.model_state}, teacher_map, train=False
-    )
+    gate = gate_module.apply({"params": params["gate"], **io.model_state}, teacher_map, train=False)
+    student_logits, labels = io.student["logits"], io.batch["label"]
+    wrong = (jnp.argmax(student_logits, axis=-1) != labels).astype(jnp.float32)
+    if self.objective == "poster":
+      hardness = logit_losses.cross_entropy(student_logits, labels)
+    else:
+      teacher_class = jnp.argmax(base.teacher_ensemble_logits(io.teachers), axis=-1)
+      hardness = jnp.minimum(logit_losses.cross_entropy(student_logits, teacher_class), self.max_ce)
+    last_update = jnp.maximum(io.step - 1, 0)
+    out["gate"] = gate
+    out["gate_wrong"] = gate * wrong
+    out["gate_hardness"] = gate * hardness
+    out["delta"] = jnp.broadcast_to(self.budget(last_update, io.context), gate.shape)
     return out

@@ -13,6 +13,18 @@ from kd_jax.losses import checks
 from kd_jax.losses.logits import kl_from_logits
 
 
+def _require_examples(metric: str, count, minimum: int) -> None:
+  """A set-level metric of too few (unmasked) examples is undefined: one line instead of a
+  number. Under `jit` the count is traced and the metric returns NaN instead."""
+  if isinstance(count, jax.core.Tracer):
+    return
+  if float(count) < minimum:
+    raise ValueError(
+        f"{metric} needs at least {minimum} example{'s' if minimum > 1 else ''} (unmasked), "
+        f"got {float(count):g}; it is undefined on fewer."
+    )
+
+
 def top_k_agreement(student_logits, teacher_logits, *, k: int = 1):
   """Agreement of the top-k predicted classes, per example.
 
@@ -70,7 +82,10 @@ def expected_calibration_error(logits, labels, *, num_bins: int = 15, mask=None)
   bins = jnp.clip(jnp.ceil(confidence * num_bins).astype(jnp.int32) - 1, 0, num_bins - 1)
   conf_sum = jax.ops.segment_sum(weight * confidence, bins, num_segments=num_bins)
   acc_sum = jax.ops.segment_sum(weight * correct, bins, num_segments=num_bins)
-  return jnp.sum(jnp.abs(acc_sum - conf_sum)) / jnp.maximum(jnp.sum(weight), 1.0)
+  count = jnp.sum(weight)
+  _require_examples("expected_calibration_error", count, 1)
+  ece = jnp.sum(jnp.abs(acc_sum - conf_sum)) / jnp.maximum(count, 1.0)
+  return jnp.where(count >= 1, ece, jnp.nan)  # traced counts: NaN, never a silent 0
 
 
 def linear_cka(features_x, features_y, *, mask=None):
@@ -89,10 +104,13 @@ def linear_cka(features_x, features_y, *, mask=None):
   x = checks.as_float32(jnp.reshape(features_x, (jnp.shape(features_x)[0], -1)))
   y = checks.as_float32(jnp.reshape(features_y, (jnp.shape(features_y)[0], -1)))
   w = jnp.ones((x.shape[0],), jnp.float32) if mask is None else jnp.asarray(mask, jnp.float32)
-  n = jnp.maximum(jnp.sum(w), 1.0)
+  count = jnp.sum(w)
+  # One example centres to zero: CKA is 0/0 there, not the 0.0 the clamp below would give.
+  _require_examples("linear_cka", count, 2)
+  n = jnp.maximum(count, 1.0)
   x = (x - jnp.sum(w[:, None] * x, 0) / n) * w[:, None]
   y = (y - jnp.sum(w[:, None] * y, 0) / n) * w[:, None]
   cross = jnp.sum(jnp.square(y.T @ x))
   norm_x = jnp.sqrt(jnp.sum(jnp.square(x.T @ x)))
   norm_y = jnp.sqrt(jnp.sum(jnp.square(y.T @ y)))
-  return cross / jnp.maximum(norm_x * norm_y, 1e-12)
+  return jnp.where(count >= 2, cross / jnp.maximum(norm_x * norm_y, 1e-12), jnp.nan)

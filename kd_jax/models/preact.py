@@ -25,7 +25,13 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from kd_jax.models.outputs import requested, select
-from kd_jax.models.resnet import batch_norm, check_image_batch, classifier_logits, conv_init
+from kd_jax.models.resnet import (
+    batch_norm,
+    batch_repeated,
+    check_image_batch,
+    classifier_logits,
+    conv_init,
+)
 
 
 def _conv(width: int, kernel: int, stride: int, dtype: Any, name: str) -> nn.Conv:
@@ -57,9 +63,13 @@ class PreActBlock(nn.Module):
   dtype: Any = jnp.float32
 
   @nn.compact
-  def __call__(self, x: jnp.ndarray, *, train: bool) -> jnp.ndarray:
+  def __call__(self, x: jnp.ndarray, *, train: bool, return_preact: bool = False):
+    """The block's output; with `return_preact`, (that, bn1(x), bn1's params): bn1(x) is the map
+    right before a ReLU that ends the previous stage (OFD's pre-ReLU feature)."""
     out_width = self.width * (4 if self.bottleneck else 1)
-    activated = nn.relu(batch_norm(train, self.dtype, "bn1")(x))
+    first_bn = batch_norm(train, self.dtype, "bn1")
+    normalized = first_bn(x)
+    activated = nn.relu(normalized)
     if self.bottleneck:
       y = _conv(self.width, 1, 1, self.dtype, "conv1")(activated)
       y = nn.relu(batch_norm(train, self.dtype, "bn2")(y))
@@ -76,14 +86,19 @@ class PreActBlock(nn.Module):
     if self.stride != 1 or x.shape[-1] != out_width:
       source = activated if self.shortcut_reads_activation else x
       shortcut = _conv(out_width, 1, self.stride, self.dtype, "shortcut_conv")(source)
+    if return_preact:
+      return y + shortcut, normalized, first_bn.variables["params"]
     return y + shortcut
 
 
 class PreActResNet(nn.Module):
   """Stem conv, three (or more) pre-activation stages, BN-ReLU, global mean pool, classifier.
 
-  Returns a dict: "logits" (float32, None without a head), "embedding" (pooled, post BN-ReLU)
-  and "features" (each stage's output map, before the final BN-ReLU).
+  Returns a dict: "logits" (float32, None without a head), "embedding" (pooled, post BN-ReLU),
+  "features" (each stage's output map, before the final BN-ReLU), "preact_features" (each stage's
+  map as it enters the next ReLU: BN(features[k]) of the next stage's first block, the final BN
+  for the last stage — OFD's pre-ReLU position for pre-activation nets) and "preact_bn" (that
+  BatchNorm's {"scale", "bias"} [batch, c], repeated over the batch).
   """
 
   stem_width: int
@@ -95,7 +110,7 @@ class PreActResNet(nn.Module):
   num_classes: int | None = 100
   dtype: Any = jnp.float32
 
-  OUTPUTS = ("logits", "embedding", "features")
+  OUTPUTS = ("logits", "embedding", "features", "preact_features", "preact_bn")
 
   @nn.compact
   def __call__(self, x: jnp.ndarray, *, train: bool, outputs=None) -> dict[str, Any]:
@@ -104,11 +119,12 @@ class PreActResNet(nn.Module):
     wanted = requested(outputs, self.OUTPUTS, type(self).__name__)
     check_image_batch(x, type(self).__name__)
     x = _conv(self.stem_width, 3, 1, self.dtype, "stem_conv")(jnp.asarray(x, self.dtype))
-    features = []
+    want_preact = bool({"preact_features", "preact_bn"} & wanted)
+    features, preact_features, preact_bn = [], [], []
     for stage, width in enumerate(self.stage_widths):
       for index in range(self.blocks_per_stage):
         stride = 2 if (stage > 0 and index == 0) else 1
-        x = PreActBlock(
+        block = PreActBlock(
             width,
             stride,
             bottleneck=self.bottleneck,
@@ -116,12 +132,26 @@ class PreActResNet(nn.Module):
             dropout_rate=self.dropout_rate,
             dtype=self.dtype,
             name=f"stage{stage + 1}_block{index + 1}",
-        )(x, train=train)
+        )
+        if want_preact and stage > 0 and index == 0:  # BN(previous stage's output), pre-ReLU
+          x, preact, bn_params = block(x, train=train, return_preact=True)
+          preact_features.append(preact)
+          preact_bn.append(batch_repeated(bn_params, x.shape[0]))
+        else:
+          x = block(x, train=train)
       features.append(x)
-    x = nn.relu(batch_norm(train, self.dtype, "final_bn")(x))
+    final_bn = batch_norm(train, self.dtype, "final_bn")
+    x = final_bn(x)
+    if want_preact:
+      preact_features.append(x)
+      preact_bn.append(batch_repeated(final_bn.variables["params"], x.shape[0]))
+    x = nn.relu(x)
     embedding = jnp.mean(x, axis=(1, 2))
     logits = classifier_logits(embedding, self.num_classes, self.dtype)
-    return select({"logits": logits, "embedding": embedding, "features": features}, wanted)
+    full = {"logits": logits, "embedding": embedding, "features": features}
+    if want_preact:
+      full.update(preact_features=preact_features, preact_bn=preact_bn)
+    return select(full, wanted)
 
 
 def wide_resnet(depth: int, width: int, dropout_rate: float = 0.0, **kwargs) -> PreActResNet:

@@ -63,7 +63,8 @@ class BasicBlock(nn.Module):
   dtype: Any = jnp.float32
 
   @nn.compact
-  def __call__(self, x: jnp.ndarray, *, train: bool) -> jnp.ndarray:
+  def __call__(self, x: jnp.ndarray, *, train: bool, return_preact: bool = False):
+    """relu(y + shortcut); with `return_preact`, (that, y + shortcut, bn2's params)."""
     conv = lambda w, k, s, name: nn.Conv(
         w,
         (k, k),
@@ -77,12 +78,16 @@ class BasicBlock(nn.Module):
     y = conv(self.width, 3, self.stride, "conv1")(x)
     y = nn.relu(batch_norm(train, self.dtype, "bn1")(y))
     y = conv(self.width, 3, 1, "conv2")(y)
-    y = batch_norm(train, self.dtype, "bn2")(y)
+    last_bn = batch_norm(train, self.dtype, "bn2")
+    y = last_bn(y)
     shortcut = x
     if self.stride != 1 or x.shape[-1] != self.width:
       shortcut = conv(self.width, 1, self.stride, "shortcut_conv")(x)
       shortcut = batch_norm(train, self.dtype, "shortcut_bn")(shortcut)
-    return nn.relu(y + shortcut)
+    preact = y + shortcut
+    if return_preact:
+      return nn.relu(preact), preact, last_bn.variables["params"]
+    return nn.relu(preact)
 
 
 class Bottleneck(nn.Module):
@@ -94,7 +99,8 @@ class Bottleneck(nn.Module):
   expansion: int = 4
 
   @nn.compact
-  def __call__(self, x: jnp.ndarray, *, train: bool) -> jnp.ndarray:
+  def __call__(self, x: jnp.ndarray, *, train: bool, return_preact: bool = False):
+    """relu(y + shortcut); with `return_preact`, (that, y + shortcut, bn3's params)."""
     conv = lambda w, k, s, name: nn.Conv(
         w,
         (k, k),
@@ -109,12 +115,16 @@ class Bottleneck(nn.Module):
     y = nn.relu(batch_norm(train, self.dtype, "bn1")(conv(self.width, 1, 1, "conv1")(x)))
     y = conv(self.width, 3, self.stride, "conv2")(y)
     y = nn.relu(batch_norm(train, self.dtype, "bn2")(y))
-    y = batch_norm(train, self.dtype, "bn3")(conv(out_width, 1, 1, "conv3")(y))
+    last_bn = batch_norm(train, self.dtype, "bn3")
+    y = last_bn(conv(out_width, 1, 1, "conv3")(y))
     shortcut = x
     if self.stride != 1 or x.shape[-1] != out_width:
       shortcut = conv(out_width, 1, self.stride, "shortcut_conv")(x)
       shortcut = batch_norm(train, self.dtype, "shortcut_bn")(shortcut)
-    return nn.relu(y + shortcut)
+    preact = y + shortcut
+    if return_preact:
+      return nn.relu(preact), preact, last_bn.variables["params"]
+    return nn.relu(preact)
 
 
 class ResNet(nn.Module):
@@ -131,11 +141,16 @@ class ResNet(nn.Module):
       in float32 so losses can stay float32 (PAPERS.md notation).
 
   Returns a dict: "logits" [batch, classes], "embedding" [batch, channels] (the pooled features
-  the classifier sees), "features" (each stage's output map, [batch, h, w, c]) — all with
-  `outputs=None`, only the named ones otherwise (`kd_jax.models.outputs`).
+  the classifier sees), "features" (each stage's output map, [batch, h, w, c]), "preact_features"
+  (each stage's output before its last ReLU: the last block's y + shortcut) and "preact_bn" (per
+  stage, {"scale", "bias"} [batch, c] of the BatchNorm that ends that block's residual branch,
+  repeated over the batch) — all with `outputs=None`, only the named ones otherwise
+  (`kd_jax.models.outputs`). The pre-ReLU maps and BatchNorm parameters are what OFD reads (Heo
+  et al., ICCV 2019: the margin of each channel comes from that BatchNorm, as in its code); a run
+  that does not ask for them computes nothing extra.
   """
 
-  OUTPUTS = ("logits", "embedding", "features")
+  OUTPUTS = ("logits", "embedding", "features", "preact_features", "preact_bn")
 
   stem_width: int
   stage_widths: Sequence[int]
@@ -168,21 +183,40 @@ class ResNet(nn.Module):
         name="stem_conv",
     )(x)
     x = nn.relu(batch_norm(train, self.dtype, "stem_bn")(x))
-    features = []
+    want_preact = bool({"preact_features", "preact_bn"} & wanted)
+    features, preact_features, preact_bn = [], [], []
     for stage, (width, blocks, stride) in enumerate(
         zip(self.stage_widths, self.blocks_per_stage, self.stage_strides)
     ):
       for index in range(blocks):
-        x = block_cls(
+        block = block_cls(
             width,
             stride if index == 0 else 1,
             dtype=self.dtype,
             name=f"stage{stage + 1}_block{index + 1}",
-        )(x, train=train)
+        )
+        if want_preact and index == blocks - 1:
+          x, preact, bn_params = block(x, train=train, return_preact=True)
+          preact_features.append(preact)
+          preact_bn.append(batch_repeated(bn_params, x.shape[0]))
+        else:
+          x = block(x, train=train)
       features.append(x)
     embedding = jnp.mean(x, axis=(1, 2))
     logits = classifier_logits(embedding, self.num_classes, self.dtype)
-    return select({"logits": logits, "embedding": embedding, "features": features}, wanted)
+    full = {"logits": logits, "embedding": embedding, "features": features}
+    if want_preact:
+      full.update(preact_features=preact_features, preact_bn=preact_bn)
+    return select(full, wanted)
+
+
+def batch_repeated(bn_params, batch_size: int) -> dict[str, jnp.ndarray]:
+  """A BatchNorm's {"scale", "bias"} [c] as [batch, c]: every model output keeps a leading batch
+  axis, which the teacher cache, sharding and micro-batching index."""
+  return {
+      name: jnp.broadcast_to(bn_params[name], (batch_size,) + bn_params[name].shape)
+      for name in ("scale", "bias")
+  }
 
 
 def classifier_logits(embedding: jnp.ndarray, num_classes: int | None, dtype: Any):

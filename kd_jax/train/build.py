@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import importlib
-import json
 import os
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
@@ -24,6 +23,8 @@ from kd_jax import methods
 from kd_jax.train import checkpoint as checkpoint_lib
 from kd_jax.train import config as config_lib
 from kd_jax.train import guards
+from kd_jax.train import pretrained_teachers
+from kd_jax.train import workdir_config
 
 PyTree = Any
 
@@ -185,12 +186,16 @@ def build_data(config) -> Data:
 
 
 def build_optimizer(opt, total_steps: int) -> tuple[optax.GradientTransformation, optax.Schedule]:
-  """The student optimiser and its learning-rate schedule (cosine or constant, with warmup)."""
+  """The student optimiser and its learning-rate schedule (cosine, with warm restarts every
+  `restart_steps`, or constant; linear warmup; held over blocks of `hold_steps`)."""
   decay_steps = max(total_steps - opt.warmup_steps, 1)
+  restart_steps, hold_steps = opt.get("restart_steps", 0), opt.get("hold_steps", 1)
   if opt.schedule == "cosine":
-    main = optax.cosine_decay_schedule(
-        opt.learning_rate, decay_steps, alpha=opt.end_learning_rate / opt.learning_rate
+    period = restart_steps or decay_steps
+    cosine = optax.cosine_decay_schedule(
+        opt.learning_rate, period, alpha=opt.end_learning_rate / opt.learning_rate
     )
+    main = (lambda count: cosine(count % period)) if restart_steps else cosine
   else:
     main = optax.constant_schedule(opt.learning_rate)
   schedule = main
@@ -198,6 +203,9 @@ def build_optimizer(opt, total_steps: int) -> tuple[optax.GradientTransformation
     schedule = optax.join_schedules(
         [optax.linear_schedule(0.0, opt.learning_rate, opt.warmup_steps), main], [opt.warmup_steps]
     )
+  if hold_steps > 1:
+    unheld = schedule
+    schedule = lambda count: unheld(count // hold_steps * hold_steps)
   # Weight decay on kernels only (ndim > 1): decaying BatchNorm scales and biases hurts.
   kernels = lambda params: jax.tree.map(lambda p: p.ndim > 1, params)
   if opt.name == "adamw":
@@ -227,10 +235,11 @@ def build_teachers(
         initial = jax.jit(lambda key, x: module.init(key, x, train=False))(
             jax.random.key(0), example_input
         )
-      step, teacher_variables = 0, module.load_pretrained(initial)
+      step, teacher_variables = 0, pretrained_teachers.load(config, index, spec, module, initial)
       source = f"{spec.model} (pretrained)"
     else:
       _check_teacher_run(index, spec, config)
+      workdir_config.check_data(config, spec.workdir, where=f"teachers[{index}] ({spec.workdir})")
       step, teacher_variables = checkpoint_lib.restore_exported_variables(spec.workdir)
       source = spec.workdir
     guards.check_finite_variables(teacher_variables, f"teachers[{index}] ({source})")
@@ -245,8 +254,7 @@ def _check_teacher_run(index: int, spec, config) -> None:
   path = os.path.join(spec.workdir, "config.json")
   if not os.path.exists(path):
     return
-  with open(path) as f:
-    saved = json.load(f)
+  saved = workdir_config.read_json(path)
   expected = {
       "model": spec.model,
       "model_kwargs": dict(spec.model_kwargs),

@@ -31,6 +31,7 @@ import jax
 import orbax.checkpoint as ocp
 from etils import epath
 
+from kd_jax.train import guards
 from kd_jax.train import integrity
 from kd_jax.train import mesh as mesh_lib
 from kd_jax.train.integrity import CorruptCheckpointError
@@ -164,6 +165,7 @@ class Checkpointer:
           integrity.verify(restored["state"], restored["checksums"], where=where)
         else:
           _warn_unverified(where)
+        _check_finite(restored["state"], where)
         return Restored(step, restored["state"], restored["data_iterator"])
       except Exception as error:  # pylint: disable=broad-except  (any failure => try older)
         self._set_aside(step, error)
@@ -200,6 +202,26 @@ class Checkpointer:
   def close(self) -> None:
     self.manager.wait_until_finished()
     self.manager.close()
+
+
+def _check_finite(state: PyTree, where: str) -> None:
+  """A checkpoint of a diverged state is no good checkpoint, however sound its bytes: the loop
+  never saves one, so it was written otherwise (an older kd_jax, a copy, a hand edit)."""
+  bad = guards.non_finite_leaves(state)
+  if bad:
+    raise CorruptCheckpointError(
+        f"{where} holds non-finite values (NaN or inf) in {len(bad)} array(s), e.g. {bad[0]}, "
+        "although its checksums match: it holds a diverged state, not a good checkpoint."
+    )
+
+
+def saved_steps(workdir: str) -> list[int]:
+  """Steps with a checkpoint directory in WORKDIR/checkpoints (unverified; orbax's temporary
+  directories of an interrupted save are not steps): whether a start is a resume."""
+  directory = epath.Path(workdir) / "checkpoints"
+  if not directory.exists():
+    return []
+  return sorted(int(p.name) for p in directory.iterdir() if p.name.isdigit())
 
 
 def _has_checksums(step_directory: epath.Path) -> bool:
@@ -321,14 +343,15 @@ def _student_variables(tree: dict) -> dict:
   return selected
 
 
-def restore_exported_variables(workdir: str) -> tuple[int, PyTree]:
+def restore_exported_variables(
+    workdir: str, *, missing: str = "train the teacher first", role: str = "the teacher's"
+) -> tuple[int, PyTree]:
   """The student variables {"params", **model_state} of the newest checkpoint in `workdir`.
 
-  Used to load a finished run as a frozen teacher: only `params["student"]` and `model_state`
-  are read and verified (orbax partial restore), never the optimiser or method state, which
-  can be several times larger.
+  Used to load a finished run as a frozen teacher (or as a student's start, `init_from`): only
+  `params["student"]` and `model_state` are read and verified (orbax partial restore), never the
+  optimiser or method state, which can be several times larger. `missing` and `role` word the
+  errors for the caller.
   """
-  step, state = _restore_verified(
-      workdir, _student_variables, missing="train the teacher first", role="the teacher's"
-  )
+  step, state = _restore_verified(workdir, _student_variables, missing=missing, role=role)
   return step, {"params": state["params"]["student"], **state.get("model_state", {})}

@@ -6,16 +6,17 @@ compared on `results["evals"][evaluator][metric]` (an evaluator on a validation 
 on the eval split is refused) and `stage` takes the winner's `method` config. Typically the
 candidates are seed-0 runs of a small grid and the chosen stages the other seeds, so the grid
 costs one run per setting. The comparison is written to WORKDIR/<stage>/choice.json; on resume
-the same finished results give the same choice.
+the same finished results give the same choice. A candidate whose score is not finite (a
+diverged run) never wins, and choice.json is written only after the stage's own checks (its
+config, and on resume the config it was started with) have passed.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
-from typing import Any
-
-import ml_collections
+from typing import Any, NamedTuple
 
 KEYS = {"candidates", "evaluator", "metric", "mode"}
 
@@ -57,10 +58,20 @@ def validate(config, order: list[str], stages: dict[str, Any]) -> None:
         )
 
 
-def choose(
-    spec, workdir: str, stage: str, *, write: bool = True
-) -> tuple[str, ml_collections.ConfigDict]:
-  """(winning candidate, its method config); writes WORKDIR/<stage>/choice.json."""
+class Choice(NamedTuple):
+  """The winner of a choice, its method config, and every candidate's score."""
+
+  winner: str
+  method: dict
+  scores: dict[str, float]
+
+
+def choose(spec, workdir: str, stage: str) -> Choice:
+  """The candidate with the best finite score (NaN or inf never wins); nothing is written.
+
+  Raises:
+    ValueError: a candidate has no score, or none has a finite one.
+  """
   scores = {}
   for candidate in spec["candidates"]:
     path = os.path.join(workdir, candidate, "results.json")
@@ -73,14 +84,23 @@ def choose(
           "to choose on."
       )
     scores[candidate] = float(value)
+  finite = [c for c in spec["candidates"] if math.isfinite(scores[c])]
+  if not finite:
+    raise ValueError(
+        f"stage {stage!r}: no candidate has a finite {spec['evaluator']}.{spec['metric']} to "
+        f"choose on ({scores}); the candidate runs diverged."
+    )
   sign = 1.0 if spec["mode"] == "max" else -1.0
   # Ties go to the first candidate listed, so the choice does not depend on dict order.
-  winner = max(spec["candidates"], key=lambda c: (sign * scores[c], -spec["candidates"].index(c)))
+  winner = max(finite, key=lambda c: (sign * scores[c], -spec["candidates"].index(c)))
   with open(os.path.join(workdir, winner, "config.json")) as f:
     method = json.load(f)["method"]
-  if not write:  # other hosts of a multi-host run read the same files and agree
-    return winner, ml_collections.ConfigDict(method)
+  return Choice(winner, method, scores)
+
+
+def write(choice: Choice, spec, workdir: str, stage: str) -> None:
+  """WORKDIR/<stage>/choice.json; written only once every check of the stage has passed."""
   os.makedirs(os.path.join(workdir, stage), exist_ok=True)
+  record = {**dict(spec), "scores": choice.scores, "chosen": choice.winner, "method": choice.method}
   with open(os.path.join(workdir, stage, "choice.json"), "w") as f:
-    json.dump({**dict(spec), "scores": scores, "chosen": winner, "method": method}, f, indent=2)
-  return winner, ml_collections.ConfigDict(method)
+    json.dump(record, f, indent=2)

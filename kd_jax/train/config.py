@@ -19,8 +19,14 @@ import ml_collections
 from ml_collections import config_dict
 
 from kd_jax.train import choices
+from kd_jax.train import init_from as init_from_lib
 
-_FREE_FORM = ("model_kwargs", "method", "evals")  # validated by the model / method constructors
+_FREE_FORM = (
+    "model_kwargs",
+    "method",
+    "evals",
+    "init_from",
+)  # validated by the model / method constructors
 _FIXED_SUBTREES = ("optimizer", "model_selection")
 
 
@@ -54,6 +60,11 @@ def default_config() -> ml_collections.ConfigDict:
   # Frozen teachers (an ensemble when several): each ConfigDict(model=..., model_kwargs=...,
   # workdir=...) — the newest checkpoint of that run's workdir is loaded.
   c.teachers = ()
+  # The student's starting weights (kd_jax.train.init_from): {"workdir": a finished run or an
+  # earlier stage, "checkpoint": "selected" | "last", "interpolate": {"with": "random",
+  # "weight": λ}}; params and BatchNorm statistics are copied at step 0, the optimiser starts
+  # fresh. Empty: the model's own initialisation. (Not model_kwargs.init_from of BERT models.)
+  c.init_from = ml_collections.ConfigDict()
   c.method = ml_collections.ConfigDict({"name": "supervised"})
   # Optimisation. batch_size is global (all devices and hosts together).
   c.batch_size = 128
@@ -78,11 +89,19 @@ def default_config() -> ml_collections.ConfigDict:
           schedule="cosine",  # cosine | constant
           warmup_steps=0,
           end_learning_rate=0.0,
+          # Warm restarts: the cosine starts again every `restart_steps` steps (0: one cosine
+          # over the run). `hold_steps` > 1 keeps the rate fixed over blocks of that many steps,
+          # like a scheduler stepped once per epoch or per round. Steps count the student's
+          # updates (a method with alternating phases: only those that train the student).
+          restart_steps=0,
+          hold_steps=1,
       )
   )
   # Named evaluations (kd_jax.evaluators), run after training and every `every` steps, by name
   # (an evaluator after the one its `select_on` names): {name: {"kind": "metrics" |
-  # "retrieval_augmented" | "package.module:Class", "split": ..., "every": 0, **options}}. The
+  # "retrieval_augmented" | "package.module:Class", "split": ..., "every": 0, **options}};
+  # "first": N moves the periodic evaluations to steps N, N + every, ... (0: the state before
+  # the first step is evaluated too, e.g. a student started from another run). The
   # evaluator "eval" (per-example metrics on eval_split every eval_every steps) is always
   # there; results.json keeps one entry per name.
   c.evals = ml_collections.ConfigDict()
@@ -159,6 +178,7 @@ def evaluation_specs(config) -> list[tuple[str, dict]]:
       spec = dict(declared[name])
       spec.setdefault("kind", "metrics")
       spec.setdefault("every", 0)
+      spec.setdefault("first", None)
       specs.append((name, spec))
       pending.remove(name)
   return specs
@@ -178,6 +198,12 @@ def _check_evals(c, name: str) -> None:
       raise ValueError(
           f"Inconsistent {name}: evals.{eval_name}.every must be an integer >= 0, "
           f"got {every!r}."
+      )
+    first = spec.get("first")
+    if first is not None and (not _is_int(first) or first < 0):
+      raise ValueError(
+          f"Inconsistent {name}: evals.{eval_name}.first must be an integer >= 0 (the first "
+          f"step evaluated; 0 = before training), got {first!r}."
       )
     target = spec.get("select_on")
     if target and target in c.evals and c.evals[target].get("split") == c.eval_split:
@@ -289,6 +315,15 @@ def optimizer_problem(opt, total_steps: int) -> str | None:
         f"optimizer.warmup_steps must be an integer in [0, total_steps={total_steps}), "
         f"got {opt.warmup_steps!r}."
     )
+  restart_steps, hold_steps = opt.get("restart_steps", 0), opt.get("hold_steps", 1)
+  if not _is_int(restart_steps) or restart_steps < 0:
+    return f"optimizer.restart_steps must be an integer >= 0, got {restart_steps!r}."
+  if restart_steps and opt.schedule != "cosine":
+    return (
+        f"optimizer.restart_steps={restart_steps} restarts a cosine; schedule is {opt.schedule!r}."
+    )
+  if not _is_int(hold_steps) or hold_steps < 1:
+    return f"optimizer.hold_steps must be an integer >= 1, got {hold_steps!r}."
   if not _is_real(opt.end_learning_rate) or opt.end_learning_rate < 0:
     return (
         f"optimizer.end_learning_rate must be a finite number >= 0, "
@@ -349,6 +384,10 @@ def _check_consistency(c, name: str) -> None:
           f"teachers[{index}] ({teacher.model}) has num_classes={classes} but the student and "
           f"dataset have num_classes={c.num_classes}."
       )
+  try:
+    init_from_lib.spec(c)
+  except ValueError as error:
+    fail(str(error))
   student_classes = c.model_kwargs.get("num_classes", c.num_classes)
   if student_classes not in (None, c.num_classes):
     fail(f"model_kwargs.num_classes={student_classes} differs from num_classes={c.num_classes}.")
@@ -397,6 +436,12 @@ def validate_stages(
             f"stage {stage!r}: teachers[{index}] uses stage {teacher.workdir!r}, "
             "which runs later; order the stages so teachers come first."
         )
+    init = init_from_lib.spec(stage_config)
+    if init and init["workdir"] in dict(stages) and init["workdir"] not in seen:
+      raise ValueError(
+          f"stage {stage!r}: init_from uses stage {init['workdir']!r}, which does not run "
+          "before it; order the stages so the run it starts from comes first."
+      )
     seen[stage] = stage_config
   choices.validate(config, order, dict(stages))
   if resolve:
@@ -437,8 +482,12 @@ def diff(saved: dict, current: dict, prefix: str = "") -> list[str]:
   return out
 
 
+_LATER_OPTIMIZER_KEYS = {"restart_steps": 0, "hold_steps": 1}  # with their defaults
+
+
 def portable(config_json: dict, workdir: str) -> dict:
-  """A run config as saved in WORKDIR/config.json: teacher workdirs of sibling stages relative.
+  """A run config as saved in WORKDIR/config.json: teacher (and init_from) workdirs of sibling
+  stages relative; `init_from` left out when unset.
 
   A staged run hands its stages absolute teacher paths (WORKDIR/teacher); saved as such, moving
   the workdir would make every resume look like a changed config. Teachers inside the parent of
@@ -463,6 +512,26 @@ def portable(config_json: dict, workdir: str) -> dict:
     teachers.append(teacher)
   if "teachers" in out:
     out["teachers"] = teachers
+  if isinstance(out.get("optimizer"), dict):
+    # Keys added after workdirs existed are saved only when set, as `init_from` below.
+    out["optimizer"] = {
+        k: v
+        for k, v in out["optimizer"].items()
+        if not (k in _LATER_OPTIMIZER_KEYS and v == _LATER_OPTIMIZER_KEYS[k])
+    }
+  init = out.get("init_from")
+  if not init:
+    # Saved only when set, so the config.json of a run made before `init_from` existed still
+    # compares equal on resume.
+    out.pop("init_from", None)
+  else:
+    init = dict(init)
+    path = init.get("workdir")
+    if isinstance(path, str) and os.path.isabs(path):
+      path = os.path.normpath(path)
+      if os.path.commonpath([root, path]) == root:
+        init["workdir"] = os.path.relpath(path, os.path.abspath(workdir))
+    out["init_from"] = init
   return out
 
 

@@ -7,7 +7,8 @@ saved constants); initialise the state on one *train* batch; restore the newest 
 (state + data-iterator position) if any; then step → log → evaluate → checkpoint until
 `total_steps` (or an early stop); final evaluations (every evaluator of `config.evals`, on the
 state `config.model_selection` chose on validation, else the last) written to
-WORKDIR/results.json. A finished run restarted in its workdir only returns its results.
+WORKDIR/results.json, with the periodic evaluations' history and what `config.init_from` loaded.
+A finished run restarted in its workdir only returns its results.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from kd_jax.train import checkpoint as checkpoint_lib
 from kd_jax.train import config as config_lib
 from kd_jax.train import evaluation as evaluation_lib
 from kd_jax.train import guards
+from kd_jax.train import init_from as init_from_lib
 from kd_jax.train import mesh as mesh_lib
 from kd_jax.train import phases as phases_lib
 from kd_jax.train import prepare as prepare_lib
@@ -71,14 +73,19 @@ class _Start(NamedTuple):
   student_variables: dict
   student_out: dict
   teacher_out: tuple
+  init_record: dict | None  # what `config.init_from` loaded (None: nothing, or a resume)
 
 
-def _start(config, *, example, forward: steps_lib.Forward, teacher_variables) -> _Start:
+def _start(
+    config, *, example, forward: steps_lib.Forward, teacher_variables, resuming: bool
+) -> _Start:
   """Initialises the student on one real train batch and checks what the models produce.
 
   Pretrained weights are loaded after `init` (`module.load_pretrained(variables)`), on the host,
-  so they never become constants of a compiled function. The fail-fast checks (logits of
-  [batch, num_classes], labels in range) run before anything is written to the workdir.
+  so they never become constants of a compiled function; so are those of `config.init_from`,
+  unless the run is `resuming` (its checkpoint replaces them). The fail-fast checks (logits of
+  [batch, num_classes], labels in range, the init_from shapes) run before anything is written to
+  the workdir.
   """
   x = steps_lib.model_input(example, config.input_key, jnp.float32)
   init_rng, dropout_rng = jax.random.split(jax.random.key(config.seed), 4)[:2]
@@ -94,6 +101,13 @@ def _start(config, *, example, forward: steps_lib.Forward, teacher_variables) ->
     student_variables = jax.tree.map(
         lambda a: jnp.array(a, copy=True), forward.student.load_pretrained(student_variables)
     )
+  init, init_record = init_from_lib.spec(config), None
+  if init and not resuming:
+    student_variables, init_record = init_from_lib.load(
+        init,
+        student_variables,
+        student=init_from_lib.describe_model(config.model, config.model_kwargs),
+    )
 
   @jax.jit
   def apply(student_variables, teacher_variables, x):
@@ -107,7 +121,7 @@ def _start(config, *, example, forward: steps_lib.Forward, teacher_variables) ->
   for index, out in enumerate(teacher_out):
     _check_outputs(f"teachers[{index}]", out, batch_size, config.num_classes)
   guards.check_labels(example, config.num_classes, f"first train batch ({config.dataset})")
-  return _Start(x, student_variables, student_out, teacher_out)
+  return _Start(x, student_variables, student_out, teacher_out, init_record)
 
 
 def _initial_state(
@@ -163,13 +177,20 @@ def _fingerprint(config, teacher_steps) -> dict:
   }
 
 
-def _check_finite(state: TrainState, workdir: str, last_saved: int | None) -> None:
-  """Stops the run, before anything is saved, when a step produced non-finite values."""
+def _check_finite(state: TrainState, workdir: str, checkpointer) -> None:
+  """Stops the run, before anything is saved, when a step produced non-finite values.
+
+  The message names the newest checkpoint on disk once pending asynchronous saves have
+  finished (each was finite when saved): a save still being written when the run stops would
+  otherwise be abandoned, and the checkpoint the message promises would not exist.
+  """
   problem = state_lib.describe_nonfinite(jax.device_get(state.nonfinite))
   if problem:
+    checkpointer.wait()
+    steps = checkpointer.all_steps()
     kept = (
-        f"the last good checkpoint (step {last_saved}) is kept"
-        if last_saved is not None
+        f"the last good checkpoint (step {steps[-1]}) is kept"
+        if steps
         else "no checkpoint was written"
     )
     raise FloatingPointError(
@@ -243,8 +264,16 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict
       workdir=workdir,
   )
 
-  start = _start(config, example=example, forward=forward, teacher_variables=teacher_variables)
-  workdir_config.save(config, workdir)
+  start = _start(
+      config,
+      example=example,
+      forward=forward,
+      teacher_variables=teacher_variables,
+      resuming=bool(checkpoint_lib.saved_steps(workdir)),
+  )
+  workdir_config.save(config, workdir, example=example)
+  if start.init_record is not None:
+    init_from_lib.write_record(workdir, start.init_record)
   if jax.process_index() == 0:  # class names of user data, for `kd_jax.predict`
     build.data_api().user_data.write_label_names(data.train_source, workdir)
   model_input = lambda batch: steps_lib.model_input(batch, config.input_key, compute_dtype)
@@ -347,10 +376,11 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict
       forward=forward, method=method, mesh=mesh, input_key=config.input_key, context=context
   )
 
-  def run_evaluations(step: int, final: bool) -> dict[str, dict]:
+  def run_evaluations(step: int, final: bool, names=None) -> dict[str, dict]:
     return evaluations.run(
         step,
         final=final,
+        names=names,
         batches=data.batches,
         writer=writer,
         state=state,
@@ -370,8 +400,11 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict
       enabled=config.progress_bar,
       description=os.path.basename(os.path.normpath(workdir)),
   )
+  if start_step == 0 and evaluations.due_at(0):  # `first: 0`: the starting state competes too
+    evals = run_evaluations(0, final=False)
+    if selection and evals:
+      selection.update(0, evals, state, data.train_iter.get_state())
   last_log_time, last_log_step = time.time(), start_step
-  last_saved = start_step if restored is not None else None
   for step in range(start_step + 1, config.total_steps + 1):
     host_batch = transform_batch(next(data.train_iter), step)
     guards.check_labels(
@@ -383,7 +416,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict
     postfix = {}
     # Metrics are fetched from the device only on log steps, so dispatch stays asynchronous.
     if step % config.log_every == 0 or step == config.total_steps:
-      _check_finite(state, workdir, last_saved)
+      _check_finite(state, workdir, checkpointer)
       metrics = jax.device_get(metrics)
       now = time.time()
       metrics["steps_per_sec"] = (step - last_log_step) / max(now - last_log_time, 1e-9)
@@ -396,17 +429,20 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict
     stop_early = False
     if step != config.total_steps:
       evals = run_evaluations(step, final=False)
-      if selection and evals:
-        _check_finite(state, workdir, last_saved)  # never select a non-finite state
-        stop_early = selection.update(step, evals, state, data.train_iter.get_state())
+    else:  # the last state competes too (the final evaluations read the selected one)
+      evals = run_evaluations(step, final=False, names=evaluations.periodic()) if selection else {}
+    if selection and evals:
+      _check_finite(state, workdir, checkpointer)  # never select a non-finite state
+      stop_early = selection.update(
+          step, evals, state, data.train_iter.get_state(), last=step == config.total_steps
+      )
     # On multi-host runs all hosts agree on a step at which to stop when the scheduler announces
     # a preemption (JAX's preemption sync service); save there and exit, a rerun resumes.
     preempted = config.multihost and checkpointer.reached_preemption(step)
     if step % config.checkpoint_every == 0 or step == config.total_steps or preempted or stop_early:
-      _check_finite(state, workdir, last_saved)  # never save a non-finite state
+      _check_finite(state, workdir, checkpointer)  # never save a non-finite state
       # get_state() now: the position after this step's batch, matching the saved state.
       checkpointer.save(step, state, data.train_iter.get_state())
-      last_saved = step
     if preempted:
       progress.close()
       writer.close()
@@ -426,6 +462,9 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict
 
   final_step = int(jax.device_get(state.step))
   extra = {}
+  history = evaluations.history(workdir) if jax.process_index() == 0 else {}
+  if history:
+    extra["history"] = history
   if selection:
     state = selection.best_state(state)  # chosen on validation, applied to every split
     extra["model_selection"] = selection.summary()
@@ -433,6 +472,9 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict
   evals = run_evaluations(final_step, final=True)
   writer.close()
   checkpointer.close()
+  init_record = init_from_lib.read_record(workdir)
+  if init_record is not None:
+    extra["init_from"] = init_record
   results = {**evals["eval"], "evals": evals, **extra}
   if jax.process_index() == 0:
     with open(results_path, "w") as f:

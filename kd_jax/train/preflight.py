@@ -5,7 +5,10 @@ file does not have, a model with a typo, or text that is never tokenised; withou
 mistake surfaces only after the earlier stages have trained. Here every stage's data source
 (each split it reads), transforms (run on one real example), student and teacher models are
 built — cheap, no parameters are initialised — and the first problem is reported as one line
-naming the stage.
+naming the stage. Checks the loop would make at a stage's start-up run here too when they need
+no training: a pretrained teacher declared random, a finished teacher run of another network or
+other data, a batch-dependent method with gradient accumulation, a teacher cache over random
+transforms, an evaluator option out of its domain.
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ from typing import Any
 import numpy as np
 
 from kd_jax.train import config as config_lib
+from kd_jax.train import pretrained_teachers
+from kd_jax.train import workdir_config
 
 
 class _Sources:
@@ -132,26 +137,70 @@ def check_resolvable(
   except (ValueError, ImportError) as error:
     fail(f"student: {error}")
   for index, teacher in enumerate(config_lib.teacher_specs(config)):
-    try:
-      module = build.build_model(teacher.model, config.num_classes, teacher.model_kwargs)
-    except (ValueError, ImportError) as error:
-      fail(f"teachers[{index}]: {error}")
-    if teacher.get("pretrained", False):
-      if not hasattr(module, "load_pretrained"):
-        fail(
-            f"teachers[{index}] is pretrained=True but {teacher.model!r} has no "
-            "load_pretrained(variables) to supply its weights; give the workdir of a trained run."
-        )
-      continue
-    if (
-        os.path.isabs(teacher.workdir)
-        and teacher.workdir not in stages
-        and not os.path.isdir(os.path.join(teacher.workdir, "checkpoints"))
-    ):
+    _check_teacher(config, index, teacher, stages, fail)
+  _check_run_settings(config, fail)
+
+
+def _check_teacher(config, index: int, teacher, stages: tuple[str, ...], fail) -> None:
+  """The teacher's module builds; a pretrained one really brings weights; a finished run
+  (not a stage of this config) describes the same network and was trained on the same data."""
+  from kd_jax.train import build  # pylint: disable=g-import-not-at-top  (import cycle)
+
+  try:
+    module = build.build_model(teacher.model, config.num_classes, teacher.model_kwargs)
+  except (ValueError, ImportError) as error:
+    fail(f"teachers[{index}]: {error}")
+  if teacher.get("pretrained", False):
+    random = pretrained_teachers.declared_random(teacher)
+    if random:
       fail(
-          f"teachers[{index}].workdir {teacher.workdir!r} is neither a stage of this config "
-          "nor a finished run (it has no checkpoints/): train that teacher first."
+          f"teachers[{index}] is pretrained=True but {random}: a random teacher; train it "
+          "as a stage (a teacher with a workdir) instead."
       )
+    if not hasattr(module, "load_pretrained"):
+      fail(
+          f"teachers[{index}] is pretrained=True but {teacher.model!r} has no "
+          "load_pretrained(variables) to supply its weights; give the workdir of a trained run."
+      )
+    return
+  if not os.path.isabs(teacher.workdir) or teacher.workdir in stages:
+    return
+  if not os.path.isdir(os.path.join(teacher.workdir, "checkpoints")):
+    fail(
+        f"teachers[{index}].workdir {teacher.workdir!r} is neither a stage of this config "
+        "nor a finished run (it has no checkpoints/): train that teacher first."
+    )
+  try:  # what the loop checks when it restores the teacher, here before any stage trains
+    build._check_teacher_run(index, teacher, config)  # pylint: disable=protected-access
+    workdir_config.check_data(
+        config, teacher.workdir, where=f"teachers[{index}] ({teacher.workdir})"
+    )
+  except ValueError as error:
+    fail(str(error))
+
+
+def _check_run_settings(config, fail) -> None:
+  """Checks the loop makes at a stage's start-up that need no data: the method with gradient
+  accumulation, the teacher cache's transforms, the evaluators' options."""
+  from kd_jax.train import build  # pylint: disable=g-import-not-at-top  (import cycle)
+  from kd_jax.train import evaluation  # pylint: disable=g-import-not-at-top
+  from kd_jax.train import teacher_cache  # pylint: disable=g-import-not-at-top
+
+  method = build.build_method(config)
+  if config.grad_accum_steps > 1 and method.batch_dependent:
+    fail(
+        f"method {config.method.name!r} has a batch-dependent loss (it couples the examples "
+        f"of a batch), so grad_accum_steps={config.grad_accum_steps} would silently change its "
+        "objective; set grad_accum_steps=1."
+    )
+  try:
+    if config.teacher_cache:
+      # pylint: disable-next=protected-access
+      transforms = build._transforms(config.train_transforms, build.data_api())
+      teacher_cache.check_cacheable(config, method, transforms)
+    evaluation.Evaluations(config)
+  except ValueError as error:
+    fail(str(error))
 
 
 def check_stages(stages: list[tuple[str, Any]]) -> None:

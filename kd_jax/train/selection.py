@@ -40,6 +40,7 @@ class ModelSelection:
         "value": None,
         "since_best": 0,
         "stopped_early_at": None,
+        "evaluated_step": None,
     }
     path = os.path.join(self.directory, FILE)
     if os.path.exists(path):
@@ -52,9 +53,18 @@ class ModelSelection:
       return True
     return value > best if self.mode == "max" else value < best
 
-  def update(self, step: int, evals: dict[str, dict], state: Any, iterator_state: Any) -> bool:
-    """Reads this round's evaluations; returns True when training should stop early."""
+  def update(
+      self, step: int, evals: dict[str, dict], state: Any, iterator_state: Any, *, last=False
+  ) -> bool:
+    """Reads this round's evaluations; returns True when training should stop early (never at
+    the `last` step: nothing is left to skip).
+
+    A step already evaluated before a resume (the run was killed after an evaluation and before
+    its next checkpoint) is skipped: the same state again must not count as "no improvement"."""
     if self.evaluator not in evals:
+      return False
+    done = self.record.get("evaluated_step")
+    if done is not None and step <= done:
       return False
     results = evals[self.evaluator]
     if self.metric not in results:
@@ -73,7 +83,8 @@ class ModelSelection:
       self.record.update(step=step, value=value, since_best=0)
     else:
       self.record["since_best"] += 1
-    stop = bool(self.patience) and self.record["since_best"] >= self.patience
+    self.record["evaluated_step"] = step
+    stop = not last and bool(self.patience) and self.record["since_best"] >= self.patience
     if stop:
       self.record["stopped_early_at"] = step
     self._write()
@@ -104,7 +115,7 @@ class ModelSelection:
     return restored.state
 
   def summary(self) -> dict:
-    return {k: v for k, v in self.record.items() if k != "since_best"}
+    return {k: v for k, v in self.record.items() if k not in ("since_best", "evaluated_step")}
 
   def close(self) -> None:
     self._checkpointer.close()

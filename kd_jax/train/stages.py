@@ -2,11 +2,14 @@
 
 A staged config (see `kd_jax.train.config.is_staged`) holds named run configs executed in the
 order of `stage_order`, each in WORKDIR/<stage>; a teacher whose `workdir` is relative names an
-earlier stage. Every stage is validated before the first one runs, so a typo in the last
-student does not surface after an hour of teacher training.
+earlier stage, and so does a relative `init_from.workdir` (the run a student starts from). Every
+stage is validated before the first one runs, and every stage already started is compared with
+the config and data it was started with, so a typo in the last student (or an edited setting of
+a half-done command) does not surface after an hour of teacher training.
 
-A stage's teacher is handed to the loop as an absolute path (the loop loads it from there); the
-config the loop saves keeps it relative (`config.portable`), so a moved workdir still resumes.
+A stage's teacher (and init_from source) is handed to the loop as an absolute path (the loop
+loads it from there); the config the loop saves keeps it relative (`config.portable`), so a moved
+workdir still resumes.
 
 Stages with `teacher_cache` keep it in one directory, WORKDIR/teacher_cache_shared, unless they
 name their own `teacher_cache_dir`: an entry is keyed by everything the teachers' outputs depend
@@ -31,6 +34,7 @@ from kd_jax.train import choices
 from kd_jax.train import config as config_lib
 from kd_jax.train import loop
 from kd_jax.train import mesh as mesh_lib
+from kd_jax.train import workdir_config
 from kd_jax.train import workdir_lock
 
 SHARED_TEACHER_CACHE = "teacher_cache_shared"  # WORKDIR/<this>: the stages' teacher cache
@@ -50,28 +54,53 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     return _run(config, workdir)
 
 
+def _with_workdir(stage_config: ml_collections.ConfigDict, workdir: str):
+  """The stage as the loop runs it: teachers that name stages as absolute paths, the shared
+  teacher cache."""
+  teachers = config_lib.teacher_specs(stage_config)  # fresh copies: safe to edit
+  for teacher in teachers:
+    if not teacher.get("pretrained", False) and not os.path.isabs(teacher.workdir):
+      teacher.workdir = os.path.join(os.path.abspath(workdir), teacher.workdir)
+  stage_config.teachers = tuple(teachers)
+  init = stage_config.init_from
+  if init.get("workdir") and not os.path.isabs(init.workdir):  # a stage name (or a path inside)
+    init.workdir = os.path.join(os.path.abspath(workdir), init.workdir)
+  if stage_config.teacher_cache and not stage_config.teacher_cache_dir:
+    stage_config.teacher_cache_dir = os.path.join(os.path.abspath(workdir), SHARED_TEACHER_CACHE)
+  return stage_config
+
+
 def _run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   if not config_lib.is_staged(config):
     return loop.train_and_evaluate(config, workdir)
+  stages = [
+      (name, _with_workdir(stage_config, workdir))
+      for name, stage_config in config_lib.validate_stages(config)
+  ]
+  # A resumed stage whose config or data changed fails now, before the stages ahead of it run
+  # (a chosen stage's method is known only once its candidates have finished: checked below).
+  for name, stage_config in stages:
+    if name not in config.get("choices", {}):
+      workdir_config.check_same(stage_config, os.path.join(workdir, name))
   results = {}
-  stage_configs = config_lib.validate_stages(config)
-  clock = _StageClock([c.total_steps for _, c in stage_configs])
-  for number, (name, stage_config) in enumerate(stage_configs, 1):
-    teachers = config_lib.teacher_specs(stage_config)  # fresh copies: safe to edit
-    for teacher in teachers:
-      if not teacher.get("pretrained", False) and not os.path.isabs(teacher.workdir):
-        teacher.workdir = os.path.join(os.path.abspath(workdir), teacher.workdir)
-    stage_config.teachers = tuple(teachers)
-    if stage_config.teacher_cache and not stage_config.teacher_cache_dir:
-      stage_config.teacher_cache_dir = os.path.join(os.path.abspath(workdir), SHARED_TEACHER_CACHE)
+  clock = _StageClock([c.total_steps for _, c in stages])
+  for number, (name, stage_config) in enumerate(stages, 1):
     if name in config.get("choices", {}):
-      chosen, stage_config.method = choices.choose(
-          config.choices[name], workdir, name, write=jax.process_index() == 0
+      choice = choices.choose(config.choices[name], workdir, name)
+      stage_config.method = ml_collections.ConfigDict(choice.method)
+      # The stage's checks come first: a resumed stage that started with another winner is
+      # refused here, before choice.json could name a winner the stage never trained with.
+      workdir_config.check_same(
+          config_lib.validate(stage_config, name=f"stage {name!r}"), os.path.join(workdir, name)
       )
-      print(f"=== stage {name} takes the method of {chosen} (best on validation)", flush=True)
+      if jax.process_index() == 0:  # other hosts read the same files and agree
+        choices.write(choice, config.choices[name], workdir, name)
+      print(
+          f"=== stage {name} takes the method of {choice.winner} (best on validation)", flush=True
+      )
     stage_dir = os.path.join(workdir, name)
     print(
-        f"=== stage {number}/{len(stage_configs)} {name} -> {stage_dir}{clock.estimate()}",
+        f"=== stage {number}/{len(stages)} {name} -> {stage_dir}{clock.estimate()}",
         flush=True,
     )
     already_complete = os.path.exists(os.path.join(stage_dir, "results.json"))

@@ -10,8 +10,8 @@ that combination is refused.
 
 The cache is a memo of a pure function, so it is keyed by exactly what that function reads
 (`fingerprint`): the teachers (architecture, checkpoint step and a digest of the weights as
-cast to the compute dtype), the data the pass reads (dataset, split, its size, the train
-transforms, e.g. a tokeniser's max_length, and the model input key), the compute dtype, the
+cast to the compute dtype), the data the pass reads (dataset, split, its size and content
+fingerprint — `kd_jax.data.fingerprint` —, the train transforms, e.g. a tokeniser's max_length, and the model input key), the compute dtype, the
 batch size of the pass, the requested outputs, the backend and the JAX version. Nothing about
 the student, the method's hyper-parameters or the seed enters: the pass runs over the split in
 index order (`EvalBatches`, seed 0) with transforms that draw nothing, and the step looks rows up
@@ -128,6 +128,8 @@ def fingerprint(
       "data_dir": config.data_dir,
       "manual_dir": config.manual_dir,
       "train_split": config.train_split,
+      # The content, not only the name: a user file edited since keeps name and size.
+      "data": _data_fingerprint(config),
       "num_examples": int(num_examples),
       "train_transforms": config_lib.listify(as_json["train_transforms"]),
       "input_key": config.input_key,
@@ -138,6 +140,14 @@ def fingerprint(
       "backend": jax.default_backend(),
       "jax_version": jax.__version__,
   }
+
+
+def _data_fingerprint(config) -> dict:
+  from kd_jax.data import fingerprint as data_fingerprint  # pylint: disable=g-import-not-at-top
+
+  return data_fingerprint.fingerprint(
+      config.dataset, (config.train_split,), data_dir=config.data_dir, manual_dir=config.manual_dir
+  )
 
 
 def key(fingerprint_: dict) -> str:

@@ -83,6 +83,26 @@ def acquire(workdir: str) -> None:
   _held[key] = (fd, 1)
 
 
+def busy_holder(workdir: str) -> str | None:
+  """Who holds `workdir` when another process does (for readers: a run still training must not
+  be loaded as if finished); None when it is free or held by this process. Creates nothing."""
+  if os.path.realpath(workdir) in _held:
+    return None
+  path = os.path.join(workdir, LOCK_NAME)
+  try:
+    fd = os.open(path, os.O_RDONLY)
+  except OSError:  # no lock file: no run ever held it, or the last one left nothing behind
+    return None
+  try:
+    fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    fcntl.flock(fd, fcntl.LOCK_UN)
+    return None
+  except BlockingIOError:
+    return _holder(path)
+  finally:
+    os.close(fd)
+
+
 def release(workdir: str) -> None:
   """Drops one level of the lock; the last release unlocks (the file itself stays)."""
   key = os.path.realpath(workdir)

@@ -1,4 +1,5 @@
-"""SEA's `cpu` data (kd_jax.data.sea_audio, sea_render) on the real Debian package data.
+"""SEA's `cpu` data (kd_jax.data.sea_audio, sea_kits, sea_general, sea_render) on the real Debian
+package data.
 
 The sources are built in their "tiny" configs (a handful of clips each) into the session's
 temporary data_dir. A test that reads a package is marked with it: under CI=true a missing package
@@ -8,12 +9,16 @@ fails the test, locally it skips naming the package (tests/system_data.py).
 from __future__ import annotations
 
 import collections
+import hashlib
+import pathlib
 
 import numpy as np
 import pytest
 
 from kd_jax.data import loudness
 from kd_jax.data import sea_audio
+from kd_jax.data import sea_general
+from kd_jax.data import sea_kits
 from kd_jax.data import sea_render
 from tests import system_data
 
@@ -49,6 +54,15 @@ SOUNDFONTS = {
     for name, package in sea_render.SOUNDFONTS.items()
 }
 ESPEAK = system_data.needs("espeak-ng", _has("espeak-ng", "/bin/espeak-ng", "/usr/bin/espeak-ng"))
+EFFECTS = [
+    system_data.needs(
+        "ufoai-sound", _has("ufoai-sound", "snd.pk3", "/usr/share/games/ufoai/base/*snd.pk3")
+    ),
+    system_data.needs(
+        "wordwarvi-sound",
+        _has("wordwarvi-sound", "/clang.ogg", "/usr/share/wordwarvi/sounds/clang.ogg"),
+    ),
+]
 
 
 def test_drum_label_reads_instrument_names():
@@ -143,34 +157,92 @@ def test_labels_come_from_drumkit_xml():
     assert shot.label == sea_audio.drum_label(shot.instrument)
 
 
+def _shot(kit, name, label="kick"):
+  return sea_audio.OneShot(pathlib.Path(f"/kits/{kit}/{name}"), kit, name, label)
+
+
+def test_kit_families_join_shared_file_names_and_a_makers_kits():
+  shots = [
+      _shot("hydrogen/Millo-Drums_v.1", "a.wav"),
+      _shot("hydrogen/Millo_MultiLayered2", "b.wav"),
+      _shot("hydrogen/Gimme A Hand 1.0", "Cowbell-Soft.wav"),
+      _shot("hydrogen/The Black Pearl 1.0", "Cowbell-Soft.wav"),
+      _shot("hydrogen/Audiophob", "k.wav"),
+      _shot("sonic-pi", "bd_808"),
+  ]
+  family = sea_kits.kit_families(shots)
+  assert family["hydrogen/Millo-Drums_v.1"] == family["hydrogen/Millo_MultiLayered2"]
+  assert family["hydrogen/Gimme A Hand 1.0"] == family["hydrogen/The Black Pearl 1.0"]
+  assert len(set(family.values())) == 4
+
+
+def test_soundscape_layers_hits_of_the_kit_at_peak_one():
+  rng = np.random.default_rng(0)
+  click = np.zeros(800, np.float32)
+  click[0] = 1.0
+  samples = {"kick": [click], "hihat": [0.5 * click]}
+  clip = sea_kits.render_soundscape(rng, samples, length=16000)
+  assert clip.shape == (16000,) and np.abs(clip).max() == pytest.approx(1.0)
+  assert np.count_nonzero(clip) >= 2  # several hits on the grid
+  only_silence = sea_kits.render_soundscape(np.random.default_rng(1), {"tom": [click]}, 16000)
+  assert np.count_nonzero(only_silence) >= 1  # never an empty soundscape
+
+
+def _digest(path) -> str:
+  with open(path, "rb") as f:
+    return hashlib.sha256(f.read()).hexdigest()
+
+
 @HYDROGEN
 @SONIC_PI
-def test_drum_folds_never_share_a_kit(data_dir):
-  shots = sea_audio.drum_one_shots()
+def test_pool_kits_and_task_kits_share_no_kit_and_no_file(data_dir):
+  split = sea_kits.kit_split()
+  task_kits, pool_kits = {s.kit for s in split.task}, {s.kit for s in split.pool}
+  assert task_kits and pool_kits and not task_kits & pool_kits
+  everything = sea_audio.drum_one_shots()
+  assert len(split.task) + len(split.pool) == len(everything)  # every labelled shot, once
+  task_files, pool_files = {s.path for s in split.task}, {s.path for s in split.pool}
+  assert not task_files & pool_files
+  assert not {s.path.name for s in split.task} & {s.path.name for s in split.pool}
+  assert not {_digest(p) for p in task_files} & {_digest(p) for p in pool_files}
+  family = sea_kits.kit_families(everything)
+  assert not {family[k] for k in task_kits} & {family[k] for k in pool_kits}
   folds_of_kit = collections.defaultdict(set)
-  for shot in shots:
+  for shot in split.task:
     folds_of_kit[shot.kit].add(shot.fold)
-  assert all(len(folds) == 1 for folds in folds_of_kit.values()), folds_of_kit
-  assert {s.fold for s in shots} == set(range(1, 6))
-  assert "sonic-pi" in folds_of_kit and len(folds_of_kit) >= 15
-  for fold in range(1, 6):  # every fold can score most classes
-    assert len({s.label for s in shots if s.fold == fold}) >= 5
+  assert all(len(f) == 1 for f in folds_of_kit.values())
+  assert {s.fold for s in split.task} == set(range(1, 6))
+  for labels in ({s.label for s in split.task}, {s.label for s in split.pool}):
+    assert labels == set(sea_audio.DRUM_CLASSES)
 
-  source = sea_audio.drums(ALL_FOLDS, data_dir=data_dir, config="tiny")
+  source = sea_kits.drums(ALL_FOLDS, data_dir=data_dir, config="tiny")
   assert source.label_names == sea_audio.DRUM_CLASSES and 5 <= len(source) <= 30
-  by_path = {str(s.path): s for s in shots}
-  kits_per_fold = collections.defaultdict(set)
+  by_path = {str(s.path): s for s in split.task}
   for i in range(len(source)):
     example = source[i]
-    shot = by_path[example["filename"]]
+    shot = by_path[example["filename"]]  # a task kit's file, never a pool kit's
     assert int(example["fold"]) == shot.fold and example["kit"] == shot.kit
     assert sea_audio.DRUM_CLASSES[int(example["label"])] == shot.label
     assert example["audio"].shape == (16000,) and int(example["sample_rate"]) == 16000
     assert np.abs(example["audio"][:400]).max() > 0.0  # starts at the onset
-    kits_per_fold[shot.kit].add(int(example["fold"]))
     expected = float(loudness.a_weighted_leq(example["audio"], 16000))
     assert float(example["loudness"]) == pytest.approx(expected, abs=1e-3)
-  assert all(len(f) == 1 for f in kits_per_fold.values())
+
+  pool = sea_kits.kit_pool("train+validation+test", data_dir=data_dir, config="tiny")
+  assert len(pool) == 80 and len(sea_kits.kit_pool("train", data_dir=data_dir, config="tiny")) == 64
+  levels, gains = [], []
+  for i in range(0, len(pool), 4):
+    example = pool[i]
+    assert example["kit"] in pool_kits
+    assert example["audio"].shape == (16000,) and np.abs(example["audio"]).max() <= 1.0
+    expected = float(loudness.a_weighted_leq(example["audio"], 16000))
+    assert float(example["loudness"]) == pytest.approx(expected, abs=1e-3)
+    peak_db = 20 * np.log10(np.abs(example["audio"]).max())
+    assert float(example["gain_db"]) == pytest.approx(peak_db, abs=1e-3)
+    assert -40.0 <= float(example["gain_db"]) <= 0.0
+    levels.append(float(example["loudness"]))
+    gains.append(float(example["gain_db"]))
+  assert np.corrcoef(levels, gains)[0, 1] > 0.5  # the random gain drives the level
 
 
 def _asterisk(test):
@@ -227,43 +299,70 @@ def test_rendered_notes_have_the_requested_pitch(soundfont):
     assert np.abs(clip[-200:]).max() < 1e-3 * np.abs(clip).max() + 1e-6  # silenced at slot end
 
 
-@FLUIDSYNTH
-@SOUNDFONTS["TimGM6mb"]
-def test_drum_pool_loudness_is_the_a_weighted_leq_of_the_clip(data_dir):
-  source = sea_render.drum_pool("train", data_dir=data_dir, config="tiny")
-  assert (
-      len(source) == 64
-      and len(sea_audio.drum_pool("validation", data_dir=data_dir, config="tiny")) == 8
-  )
-  levels, gains = [], []
-  for i in range(0, len(source), 8):
-    example = source[i]
-    assert example["audio"].shape == (16000,) and np.abs(example["audio"]).max() <= 1.0
-    expected = float(loudness.a_weighted_leq(example["audio"], int(example["sample_rate"])))
-    assert float(example["loudness"]) == pytest.approx(expected, abs=1e-3)
-    assert -40.0 - 1e-4 <= float(example["gain_db"]) <= 0.0
-    levels.append(float(example["loudness"]))
-    gains.append(float(example["gain_db"]))
-  assert np.corrcoef(levels, gains)[0, 1] > 0.5  # the random gain drives the level
+def test_active_crop_skips_silence_and_pads_short_clips():
+  clip = np.zeros(10 * 16000, np.float32)
+  clip[7 * 16000 : 8 * 16000] = 1.0
+  for seed in range(5):
+    crop = sea_general.active_crop(clip, 32000, np.random.default_rng(seed))
+    assert crop.shape == (32000,) and crop.sum() >= 0.1 * 16000
+  short = sea_general.active_crop(np.ones(100, np.float32), 32000, np.random.default_rng(0))
+  assert short.shape == (32000,) and short[:100].all() and not short[100:].any()
 
 
 @FLUIDSYNTH
 @SOUNDFONTS["FluidR3_GM"]
 @ESPEAK
-def test_general_domain_labels_and_levels(data_dir):
-  source = sea_render.general("train+validation+test", data_dir=data_dir, config="tiny")
-  assert source.label_names == sea_render.GENERAL_CLASSES and len(source) == 180
+@EFFECTS[0]
+@EFFECTS[1]
+@HYDROGEN
+@SONIC_PI
+def test_general_domain_holds_no_real_recorded_drum_file(data_dir):
+  drum_files = {str(s.path) for s in sea_audio.drum_one_shots()}
+  drum_digests = {_digest(p) for p in drum_files}
+  effects = sea_general.game_effects()
+  assert len(effects) > 300
+  for effect in effects:
+    assert effect.path not in drum_files
+    assert not sea_general.EXCLUDED_EFFECTS.search(effect.name.rsplit("/", 1)[-1])
+    if not effect.member:
+      assert _digest(effect.path) not in drum_digests
+  assert not any("disco" in e.name or "timpani" in e.name for e in effects)
+
+  source = sea_general.general("train+validation+test", data_dir=data_dir, config="tiny")
+  assert source.label_names == sea_general.GROUPS and len(source) == 8 * len(sea_general.GROUPS)
   seen = collections.Counter()
+  effect_names = {e.name for e in effects}
   for i in range(len(source)):
     example = source[i]
-    name = sea_render.GENERAL_CLASSES[int(example["label"])]
-    seen[name] += 1
+    group = sea_general.GROUPS[int(example["label"])]
+    seen[group] += 1
+    origin = example["source"]
+    assert origin not in drum_files
+    if group == "speech":
+      assert origin.startswith("espeak-ng:")
+    elif group == "effects":
+      assert origin in effect_names
+    else:
+      assert origin.startswith("FluidR3_GM:")  # rendered: the soundfont's samples, not a kit
+    assert example["audio"].shape == (32000,)
     peak_db = 20 * np.log10(np.abs(example["audio"]).max())
     assert sea_render.PEAK_DB[0] - 1e-3 <= peak_db <= sea_render.PEAK_DB[1] + 1e-3
-    if name == "speech":
-      assert example["source"].startswith("espeak-ng:")
-    elif name == "drums":
-      assert int(example["program"]) - 128 in sea_render.DRUM_KITS
-    else:
-      assert sea_render.GM_FAMILIES[int(example["program"]) // 8] == name
-  assert set(seen.values()) == {10}
+  assert set(seen.values()) == {8}
+
+
+@FLUIDSYNTH
+@SOUNDFONTS["TimGM6mb"]
+def test_gm_family_task_folds_by_program_with_every_family_in_every_fold(data_dir):
+  source = sea_render.gm_family(ALL_FOLDS, data_dir=data_dir, config="tiny")
+  assert source.label_names == sea_render.GM_FAMILIES and len(source) == 128
+  folds_of_program, families_of_fold = collections.defaultdict(set), collections.defaultdict(set)
+  for i in range(len(source)):
+    example = source[i]
+    program = int(example["program"])
+    assert int(example["label"]) == program // 8
+    folds_of_program[program].add(int(example["fold"]))
+    families_of_fold[int(example["fold"])].add(int(example["label"]))
+    assert example["audio"].shape == (16000,) and np.abs(example["audio"]).max() > 1e-3
+  assert all(len(f) == 1 for f in folds_of_program.values())  # scored on unheard programs
+  assert set(families_of_fold) == set(range(1, 6))
+  assert all(f == set(range(16)) for f in families_of_fold.values())

@@ -1,9 +1,9 @@
-"""The SEA tables end to end at smoke size, on the sources' "tiny" configs (real drum one-shots and
-Asterisk prompts, rendered G and T-pool clips).
+"""The SEA tables end to end at smoke size, on the sources' "tiny" configs (real drum one-shots of
+the task kits, soundscapes of the pool kits, Asterisk prompts, TimGM6mb notes, G's clips).
 
-One generic path (`kd_jax.train.stages.run`, then the report): teacher on G → students on the
-target and general pools → φ from each sampling strategy → downstream cross-validation on both
-tasks → Markdown + CSV + plot. ("sea" is not yet in experiments.tables.TABLES.)
+One generic path (`kd_jax.train.stages.run`, then the report): self-supervised teacher on G →
+students in rows (a) SEA on T, (b) the teacher's way on G, (c) SEA on G → φ from each sampling
+strategy → downstream cross-validation on the three tasks → Markdown + CSV + plot.
 """
 
 import csv
@@ -50,17 +50,38 @@ def _manifest(workdir, stage):
     return json.load(f)["arrays"]
 
 
-def test_every_student_is_scored_on_both_tasks_at_its_best_checkpoint(smoke_run):
+def test_every_network_is_scored_on_every_task_at_its_final_or_best_checkpoint(smoke_run):
   _, results, _ = smoke_run
   s = table.settings("smoke")
+  assert set(s["tasks"]) == {"drums", "gm_family", "language"}
   for stage, result in results.items():
     for task in s["tasks"]:
       scores = result["evals"][task]
       assert scores["folds"] == 5 and 0.0 <= scores["accuracy_mean"] <= 1.0, (stage, task)
-    if stage != "teacher":
+    if stage == "teacher" or "_teacher_way_" in stage:  # self-supervised: no distillation
+      validation = result["evals"]["validation"]
+      assert 0.0 <= validation["crop_match"] <= 1.0 and validation["crop_nt_xent"] > 0.0
+      assert "model_selection" not in result
+    else:
       selection = result["model_selection"]
       assert selection["metric"] == "embedding_mse" and selection["mode"] == "min"
       assert result["evals"]["validation"]["embedding_mse"] == pytest.approx(selection["value"])
+
+
+def test_rows_a_b_c_train_what_they_say():
+  config = table.get_config("smoke")
+  for student in table.settings("smoke")["students"]:
+    a = config.stages[table.stage_name(student, "target", "random", 0)]
+    b = config.stages[table.stage_name(student, "teacher_way", None, 0)]
+    c = config.stages[table.stage_name(student, "general", "random", 0)]
+    assert a.dataset.endswith("kit_pool_tiny") and a.method.name == "sea" and a.teachers
+    assert c.dataset.endswith("general_tiny") and c.method.name == "sea" and c.teachers
+    assert c.train_transforms == (table.CENTRE_SECOND,)
+    # (b): the teacher's recipe on G, no teacher in the loss.
+    assert b.method.name == config.stages["teacher"].method.name == table.SELF_SUPERVISED
+    assert b.dataset == config.stages["teacher"].dataset and not b.teachers
+    assert b.batch_transforms == config.stages["teacher"].batch_transforms == (table.TWO_CROPS,)
+    assert b.model_kwargs.filters == a.model_kwargs.filters
 
 
 def test_phi_has_the_student_width_and_each_strategy_its_own_sample(smoke_run):
@@ -68,10 +89,11 @@ def test_phi_has_the_student_width_and_each_strategy_its_own_sample(smoke_run):
   s = table.settings("smoke")
   teacher_width = s["teacher"]["filters"][-1]
   for student, spec in s["students"].items():
-    arrays = _manifest(workdir, table.stage_name(student, "target", "random", 0))
-    d = spec["dim"] or teacher_width
-    assert arrays["components"]["shape"] == [d, teacher_width]
-    assert arrays["sample_indices"]["shape"] == [s["sample_size"] if spec["dim"] else 0]
+    for row in ("target", "general"):
+      arrays = _manifest(workdir, table.stage_name(student, row, "random", 0))
+      d = spec["dim"] or teacher_width
+      assert arrays["components"]["shape"] == [d, teacher_width]
+      assert arrays["sample_indices"]["shape"] == [s["sample_size"] if spec["dim"] else 0]
   samples = {}
   for sampling in table.STRATEGIES:
     stage = table.stage_name(s["sampling_student"], "target", sampling, 0)
@@ -93,12 +115,20 @@ def test_report_has_every_row_and_states_the_claims(smoke_run):
     assert f"| {student} |" in text
   for sampling in table.STRATEGIES:
     assert f"| {sampling} |" in text
+  for task in s["tasks"]:
+    for row in ("(a)", "(b)", "(c)"):
+      assert f"{task} {row}" in text
+  assert "(the paper's baseline)" in text and "AVC-trained" in text
+  assert "Teacher (self-supervised on G)" in text
   for claim in ("Claim 1", "Claim 2", "Claim 3"):
     assert claim in text
+  assert "One seed only" in text
   with open(paths["csv"]) as f:
     rows = list(csv.DictReader(f))
   expected = sum(len(table.student_rows("smoke", seed)) for seed in s["seeds"])
   assert len(rows) == expected
+  assert {r["row"] for r in rows} == set(table.ROWS)
+  assert all(r["validation_mse"] == "" for r in rows if r["row"] == "teacher_way")
   assert os.path.getsize(paths["png"]) > 0
 
 
@@ -116,3 +146,9 @@ def test_larger_variants_validate_and_keep_the_papers_geometry(variant):
   if variant == "paper":
     assert mel["sample_rate"] / mel["n_fft"] == 8000 / 1024
     assert [s["students"][k]["dim"] for k in s["students"]] == [0, 256, 128, 64]
+    assert "teacher_way" not in s["rows"]  # L3's AVC training on AudioSet: not available
+  else:
+    assert s["rows"] == table.ROWS and len(s["seeds"]) == 3
+    assert s["pools"]["target"]["dataset"].endswith("kit_pool_full")
+    assert s["tasks"]["drums"]["dataset"].endswith("drums_full")
+    assert set(s["other_tasks"]) == {"gm_family", "language"}

@@ -17,6 +17,7 @@ class Case:
   fn: Callable
   make: Callable  # (rng, batch) -> tuple of float arrays
   per_example: bool = True  # False for batch-level scalars (DiSK budgets)
+  per_class: bool = False  # one value per class of the 7 (DIST's intra-class relation)
 
 
 def _attn(rng, shape):
@@ -36,6 +37,13 @@ _PROJECTION = {
     "kernel": np.abs(np.random.default_rng(8).normal(size=(6, 6))).astype(np.float32),
     "bias": np.full((6,), 0.01, np.float32),
 }
+
+
+def _maps(rng, b, c_s=3, c_t=5, size=4):
+  return (
+      rng.normal(size=(b, size, size, c_s)).astype(np.float32),
+      rng.normal(size=(b, size, size, c_t)).astype(np.float32),
+  )
 
 
 def _gate(rng, b):
@@ -168,4 +176,32 @@ CASES = {
         lambda rng, b: (_logit_pair(rng, b)[0], _gate(rng, b)),
         per_example=False,
     ),
+    "tckd": Case(lambda s, t: L.tckd(s, t, _LABELS[: s.shape[0]], temperature=4.0), _logit_pair),
+    "nckd": Case(lambda s, t: L.nckd(s, t, _LABELS[: s.shape[0]], temperature=4.0), _logit_pair),
+    "dkd": Case(
+        lambda s, t: L.dkd(s, t, _LABELS[: s.shape[0]], alpha=1.0, beta=8.0, temperature=4.0),
+        _logit_pair,
+    ),
+    "dist_inter_class": Case(lambda s, t: L.dist_inter_class(s, t, temperature=4.0), _logit_pair),
+    "dist_intra_class": Case(
+        lambda s, t: L.dist_intra_class(s, t, temperature=4.0), _logit_pair, per_class=True
+    ),
+    "pkt": Case(
+        L.pkt,
+        lambda rng, b: (
+            rng.normal(size=(b, 4)).astype(np.float32),
+            rng.normal(size=(b, 6)).astype(np.float32),
+        ),
+    ),
+    "similarity_preserving": Case(L.similarity_preserving, _maps),
+    "nst_mmd": Case(L.nst_mmd, _maps),
+    "vid_nll": Case(
+        L.vid_nll,
+        lambda rng, b: (*_maps(rng, b, 5, 5), rng.normal(size=(5,)).astype(np.float32)),
+    ),
+    "ofd_partial_l2": Case(
+        L.ofd_partial_l2,
+        lambda rng, b: (*_maps(rng, b, 5, 5), -np.abs(rng.normal(size=(5,))).astype(np.float32)),
+    ),
+    "hcl": Case(L.hcl, lambda rng, b: _maps(rng, b, 5, 5, size=7)),
 }

@@ -22,7 +22,7 @@ def test_output_shape_and_dtype(name):
   case = CASES[name]
   args = case.make(np.random.default_rng(0), 5)
   out = case.fn(*args)
-  assert out.shape == ((5,) if case.per_example else ())
+  assert out.shape == ((7,) if case.per_class else (5,) if case.per_example else ())
   assert out.dtype == jnp.float32
   assert np.all(np.isfinite(out))
 

@@ -105,8 +105,11 @@ def test_phase_and_schedules_at_chosen_steps():
   np.testing.assert_array_equal(np.asarray(method.schedule_epoch(steps, CONTEXT)), rounds)
   lam = 1.0 + 4.0 * (1 - np.cos(np.pi * (rounds % 4) / 4)) / 2  # 1, …, 1.586 at round 1, 3 at 2
   np.testing.assert_allclose(np.asarray(method.penalty_weight(steps, CONTEXT)), lam, rtol=1e-6)
-  delta = 0.6 + (0.4 - 0.6) * (1 - np.cos(np.pi * (rounds % 2) / 2)) / 2  # 0.6, 0.5, 0.6
+  # δ_max = 0.6·0.9^⌊e/2⌋ (decayed at round 2): δ(0) = 0.6, δ(1) = (0.6 + 0.4)/2, δ(2) = 0.54.
+  delta = [0.6] * 6 + [0.5, 0.5, 0.54]
   np.testing.assert_allclose(np.asarray(method.budget(steps, CONTEXT)), delta, rtol=1e-6)
+  no_decay = dataclasses.replace(method, budget_decay=1.0)
+  np.testing.assert_allclose(float(no_decay.budget(35, CONTEXT)), 0.6, rtol=1e-6)
   np.testing.assert_allclose(
       float(method.penalty_weight(jnp.asarray(20), CONTEXT)),
       1.0 + 2 * (1 - np.sqrt(0.5)),
@@ -120,6 +123,64 @@ def test_phase_and_schedules_at_chosen_steps():
   joint = methods.get_method("disk", regime="joint", **SMALL)
   assert joint.training_phases() == ()
   np.testing.assert_array_equal(np.asarray(joint.schedule_epoch(steps, CONTEXT)), steps // 5)
+
+
+def test_budget_decays_every_period_and_warm_up_epochs_count():
+  """δ over rounds 0–9 with δ ∈ [0.4, 0.6], T_δ = 4, γ = 0.9, by hand; the warm-up's epochs are
+  its own e = 0, 1 (as the code passes them), then rounds start again at e = 0."""
+  method = methods.get_method(
+      "disk",
+      budget_max=0.6,
+      budget_min=0.4,
+      budget_period=4,
+      budget_decay=0.9,
+      **{**SMALL, "gate_warmup_epochs": 2, "student_epochs": 1},
+  )
+  # steps_per_epoch 5: warm-up steps 0–9 (epochs 0, 1), then rounds of 5 + 5 steps from step 10.
+  warmup_steps = np.array([0, 4, 5, 9])
+  np.testing.assert_array_equal(
+      np.asarray(method.schedule_epoch(warmup_steps, CONTEXT)), [0, 0, 1, 1]
+  )
+  round_starts = 10 + 10 * np.arange(10)
+  cosine = lambda top, e: top + (0.4 - top) * (1 - np.cos(np.pi * (e % 4) / 4)) / 2
+  by_hand = [cosine(0.6, e) for e in range(4)]
+  by_hand += [cosine(0.54, e) for e in range(4, 8)]
+  by_hand += [cosine(0.486, e) for e in range(8, 10)]
+  np.testing.assert_allclose(np.asarray(method.budget(round_starts, CONTEXT)), by_hand, rtol=1e-6)
+  np.testing.assert_allclose(by_hand[:5], [0.6, 0.57071068, 0.5, 0.42928932, 0.54], rtol=1e-6)
+
+
+def test_gate_learning_rate_steps_per_warm_up_epoch_then_per_round_with_restarts():
+  method = methods.get_method(
+      "disk", gate_learning_rate=0.1, gate_restart_rounds=2, **{**SMALL, "gate_warmup_epochs": 2}
+  )
+  # Gate updates: 2 warm-up epochs of 5 (rate per epoch: 0.1, 0.1·(1 + cos(π/2))/2 = 0.05), then
+  # 5 per round (gate_epochs 1), the cosine over 2 rounds: 0.1, 0.05, 0.1 (restart), ...
+  updates = np.array([0, 4, 5, 9, 10, 14, 15, 20, 25])
+  expected = [0.1, 0.1, 0.05, 0.05, 0.1, 0.1, 0.05, 0.1, 0.05]
+  np.testing.assert_allclose(
+      np.asarray(method.gate_learning_rate_at(updates, CONTEXT)), expected, rtol=1e-6, atol=1e-9
+  )
+
+
+def test_eval_metrics_record_whom_the_gate_helps():
+  method = methods.get_method("disk", teacher_stage=1, **SMALL)
+  rng = np.random.default_rng(4)
+  io = _io(rng, step=23)
+  variables = method.init(jax.random.key(0), io)
+  io = dataclasses.replace(io, model_state=variables.model_state)
+  out = method.eval_metrics(variables.params, {}, io)
+  gate = _gate(method, variables, io)
+  s, t = np.asarray(io.student["logits"], np.float64), np.asarray(io.teachers[0]["logits"])
+  y = np.asarray(io.batch["label"])
+  wrong = s.argmax(1) != y
+  hardness = np.minimum(ref.cross_entropy(s, t.argmax(1)), method.max_ce)
+  np.testing.assert_allclose(np.asarray(out["gate"]), gate, rtol=1e-6)
+  np.testing.assert_allclose(np.asarray(out["gate_wrong"]), gate * wrong, rtol=1e-6)
+  np.testing.assert_allclose(np.asarray(out["gate_hardness"]), gate * hardness, rtol=1e-5)
+  # δ of the last update (step 22), the same for every example.
+  np.testing.assert_allclose(np.asarray(out["delta"]), float(method.budget(22, CONTEXT)))
+  assert 0 < wrong.sum() < BATCH  # both kinds of example are present
 
 
 def _reference_terms(method, io, gate, delta):

@@ -1,5 +1,6 @@
 """FitNets and AT (the DiSK table's feature baselines) against NumPy written from their equations,
-and one short run of each through the engine (teacher and student TinyCNNs on real digits)."""
+and one short run of each of them and of the method zoo's methods through the engine (TinyCNN or
+narrow resnet8 teachers and students on real digits)."""
 
 import dataclasses
 
@@ -109,21 +110,53 @@ def test_feature_methods_name_bad_pairs():
     methods.get_method("at").loss({}, {}, short)
 
 
-@pytest.mark.parametrize("name", ["fitnets", "at"])
-def test_feature_methods_train_through_the_engine(name, tmp_path):
-  teacher_dir = tmp_path / "teacher"
-  loop.train_and_evaluate(helpers.tiny_config(total_steps=2, checkpoint_every=2), str(teacher_dir))
-  config = helpers.tiny_config(total_steps=3, checkpoint_every=3)
-  config.model_kwargs = ml_collections.ConfigDict({"width": 4})
-  config.method = ml_collections.ConfigDict({"name": name})
+@pytest.fixture(scope="module")
+def tiny_teachers(tmp_path_factory):
+  """Two-step teachers shared by the engine runs: a TinyCNN and a narrow resnet8 (whose pre-ReLU
+  outputs OFD and ReviewKD read)."""
+  out = {}
+  for name, model, kwargs in (
+      ("tiny_cnn", "tests.train.helpers:TinyCNN", {"width": 8}),
+      ("resnet8", "resnet8", {"widths": (4, 6, 8, 8)}),
+  ):
+    workdir = str(tmp_path_factory.mktemp(name))
+    config = helpers.tiny_config(total_steps=2, checkpoint_every=2, model=model)
+    config.model_kwargs = ml_collections.ConfigDict(kwargs)
+    loop.train_and_evaluate(config, workdir)
+    out[name] = (model, kwargs, workdir)
+  return out
+
+
+# Every feature / logit method of the DiSK table and of the method zoo through the real trainer:
+# (method hyper-parameters, the teacher-student family).
+ENGINE_RUNS = {
+    "fitnets": ({}, "tiny_cnn"),
+    "at": ({}, "tiny_cnn"),
+    "dkd": ({}, "tiny_cnn"),
+    "dist": ({}, "tiny_cnn"),
+    "pkt": ({}, "tiny_cnn"),
+    "sp": ({}, "tiny_cnn"),
+    "nst": ({}, "tiny_cnn"),
+    "vid": ({}, "tiny_cnn"),
+    "reviewkd": ({"warmup_epochs": 0.0}, "resnet8"),
+    "ofd": ({}, "resnet8"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(ENGINE_RUNS))
+def test_feature_methods_train_through_the_engine(name, tiny_teachers, tmp_path):
+  hyper, family = ENGINE_RUNS[name]
+  teacher_model, teacher_kwargs, teacher_dir = tiny_teachers[family]
+  config = helpers.tiny_config(total_steps=3, checkpoint_every=3, model=teacher_model)
+  config.model_kwargs = ml_collections.ConfigDict(
+      {"width": 4} if family == "tiny_cnn" else {"widths": (4, 4, 4, 6)}
+  )
+  config.method = ml_collections.ConfigDict({"name": name, **hyper})
   config.teachers = (
       ml_collections.ConfigDict(
-          {
-              "model": "tests.train.helpers:TinyCNN",
-              "model_kwargs": {"width": 8},
-              "workdir": str(teacher_dir),
-          }
+          {"model": teacher_model, "model_kwargs": teacher_kwargs, "workdir": teacher_dir}
       ),
   )
   results = loop.train_and_evaluate(config, str(tmp_path / "student"))
   assert {"accuracy", "agreement"} <= set(results)
+  assert np.isfinite(results["accuracy"])

@@ -4,7 +4,8 @@
 
 Variants: "resume" (a method that sleeps in a host callback, so the run can be killed mid-way),
 "devices" (stages `plain` and `accum`, the latter with grad_accum_steps=2), "engine_v2" (the toy
-method of tests/train/toy_method.py, slowed down).
+method of tests/train/toy_method.py, slowed down), "init_from=PATH" ("resume" starting from the
+finished run in PATH, its start evaluated on validation and competing for the best state).
 """
 
 import ml_collections
@@ -29,5 +30,16 @@ def get_config(arg: str = "resume"):
 
     c = toy_method.toy_config(total_steps=16)
     c.method.seconds_per_step = 0.15
+    return c
+  if arg.startswith("init_from="):
+    c = get_config("resume")
+    c.validation_split = "validation"
+    c.init_from = ml_collections.ConfigDict({"workdir": arg.partition("=")[2]})
+    c.evals = ml_collections.ConfigDict(
+        {"validation": {"split": "validation", "every": 4, "first": 0}}
+    )
+    c.model_selection = ml_collections.ConfigDict(
+        dict(evaluator="validation", metric="accuracy", mode="max", patience=0)
+    )
     return c
   raise ValueError(f"Unknown variant {arg!r}.")

@@ -1,0 +1,337 @@
+"""The method zoo table: Markdown + CSV + plot from a finished run of configs/zoo.py.
+
+Seed 0 of a tuned method is its candidate with the best validation accuracy (the rule
+`kd_jax.train.choices` applied to the other seeds); the other seeds ran with that choice. Cells are
+test accuracy, mean ± sample std over seeds. Which methods beat CE and KD is computed from the
+numbers, never typed in. Published CIFAR-100 numbers come from `PUBLISHED` below (each with its
+source) and are printed as published, beside ours for the paper variant, apart for the others.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+
+import numpy as np
+
+from experiments.configs import zoo as table
+from experiments.reports.config_doc import description, variant_text
+from experiments.reports.seed_stats import compare, format_mean_std, mean_std
+
+LABELS = {
+    "ce": "CE",
+    "kd": "KD",
+    "fitnets": "FitNets",
+    "at": "AT",
+    "rkd": "RKD",
+    "crd": "CRD",
+    "dkd": "DKD",
+    "dist": "DIST",
+    "pkt": "PKT",
+    "sp": "SP",
+    "nst": "NST",
+    "vid": "VID",
+    "reviewkd": "ReviewKD",
+    "ofd": "OFD",
+}
+
+# Published CIFAR-100 top-1 (%) — not ours. Each value: (number, source key, cross-checked), where
+# cross-checked means it was read in the authors' code release or a second listing as well as in
+# the paper (False: transcribed from the paper's table only).
+SOURCES = {
+    "crd": "Tian, Krishnan, Isola, ICLR 2020 (CRD), Table 1 = RepDistiller README benchmark",
+    "dkd": "Zhao et al., CVPR 2022 (DKD), Table 1 = mdistiller README",
+    "dist": "Huang et al., NeurIPS 2022 (DIST), official DIST_KD README, CIFAR-100 table (mean)",
+    "reviewkd": "Chen et al., CVPR 2021 (ReviewKD), Table 1 (OFD's row is Heo et al.'s method as "
+    "run by the ReviewKD authors; DKD's Table 1 lists the same numbers)",
+}
+PUBLISHED = {
+    ("resnet56", "resnet20"): {
+        "teacher": (72.34, "crd", True),
+        "ce": (69.06, "crd", True),
+        "kd": (70.66, "crd", True),
+        "fitnets": (69.21, "crd", True),
+        "at": (70.55, "crd", True),
+        "rkd": (69.61, "crd", True),
+        "crd": (71.16, "crd", True),
+        "dkd": (71.97, "dkd", True),
+        "dist": (71.75, "dist", True),
+        "pkt": (70.34, "crd", True),
+        "sp": (69.67, "crd", True),
+        "nst": (69.60, "crd", True),
+        "vid": (70.38, "crd", True),
+        "reviewkd": (71.89, "reviewkd", False),
+        "ofd": (70.98, "reviewkd", False),
+    },
+    ("resnet32x4", "resnet8x4"): {
+        "teacher": (79.42, "crd", True),
+        "ce": (72.50, "crd", True),
+        "kd": (73.33, "crd", True),
+        "fitnets": (73.50, "crd", True),
+        "at": (73.44, "crd", True),
+        "rkd": (71.90, "crd", True),
+        "crd": (75.51, "crd", True),
+        "dkd": (76.32, "dkd", True),
+        "dist": (76.31, "dist", True),
+        "pkt": (73.64, "crd", True),
+        "sp": (72.94, "crd", True),
+        "nst": (73.30, "crd", True),
+        "vid": (73.09, "crd", True),
+        "reviewkd": (75.63, "reviewkd", True),
+        "ofd": (74.95, "reviewkd", False),
+    },
+}
+
+
+def published_cell(pair, method: str) -> str:
+  """ "72.34" (with † when not cross-checked), or "–" when the pair has no published number."""
+  entry = PUBLISHED.get(tuple(pair), {}).get(method)
+  if entry is None:
+    return "–"
+  value, _, checked = entry
+  return f"{value:.2f}" + ("" if checked else "†")
+
+
+def chosen_candidate(variant: str, pair, method: str, results: dict) -> tuple[str, object]:
+  """(stage, value) of the candidate with the best validation accuracy (ties: the first)."""
+  _, values = table.grid(variant, pair, method)
+  stages = [table.candidate_stage(pair, method, v) for v in values]
+  scores = [results[stage]["evals"]["validation"]["accuracy"] for stage in stages]
+  best = int(np.argmax(scores))
+  return stages[best], values[best]
+
+
+def method_stages(variant: str, pair, method: str, results: dict) -> tuple[list, object]:
+  """The stages of one cell (one per seed) and the tuned value (None for CE)."""
+  seeds = table.settings(variant)["seeds"]
+  if method == "ce":
+    return [table.seed_stage(pair, method, seed) for seed in seeds], None
+  first, value = chosen_candidate(variant, pair, method, results)
+  return [first] + [table.seed_stage(pair, method, seed) for seed in seeds[1:]], value
+
+
+def cells(variant: str, results: dict) -> dict:
+  """{pair: {method: {"stages", "value", "test": [%], "validation": [%]}}}."""
+  s = table.settings(variant)
+  out = {}
+  for pair in s["pairs"]:
+    out[tuple(pair)] = {}
+    for method in s["methods"]:
+      stages, value = method_stages(variant, pair, method, results)
+      out[tuple(pair)][method] = {
+          "stages": stages,
+          "value": value,
+          "test": [100 * results[stage]["accuracy"] for stage in stages],
+          "validation": [
+              100 * results[stage]["evals"]["validation"]["accuracy"] for stage in stages
+          ],
+      }
+  return out
+
+
+def _tuned(variant, pair, method, cell) -> str:
+  if cell["value"] is None:
+    return ""
+  return f" [{table.grid(variant, pair, method)[0]}={cell['value']:g}]"
+
+
+def comparisons(pair, row: dict) -> list[str]:
+  """Each distillation method against CE and KD, beyond the seed spread or not."""
+  lines = []
+  for baseline in ("ce", "kd"):
+    if baseline not in row:
+      continue
+    groups = {"beats": [], "loses": [], "within": []}
+    for method, cell in row.items():
+      if method in ("ce", baseline):
+        continue
+      gap, _, outcome = compare(cell["test"], row[baseline]["test"])
+      groups[outcome].append(f"{LABELS[method]} ({gap:+.2f})")
+    name = LABELS[baseline]
+    lines.append(
+        f"- {pair[0]} → {pair[1]}, against {name} (mean difference in points): "
+        f"better beyond the seed spread: {', '.join(groups['beats']) or 'none'}; "
+        f"worse: {', '.join(groups['loses']) or 'none'}; "
+        f"no difference beyond the spread: {', '.join(groups['within']) or 'none'}."
+    )
+  return lines
+
+
+def observations(variant: str, table_cells: dict, results: dict) -> list[str]:
+  """The teacher's lead over CE on validation (the room the table has), and collapsed runs."""
+  lines = []
+  for pair, row in table_cells.items():
+    teacher = 100 * results[table.teacher_stage(pair)]["evals"]["validation"]["accuracy"]
+    if "ce" in row:
+      ce, _ = mean_std(row["ce"]["validation"])
+      lines.append(
+          f"- {pair[0]} → {pair[1]}: the teacher leads the CE student by {teacher - ce:+.2f} "
+          f"points on validation ({teacher:.2f} vs {ce:.2f})."
+      )
+  chance = 100.0 / table.settings(variant)["num_classes"]
+  collapsed = sorted(
+      stage
+      for stage, r in results.items()
+      if not stage.startswith("teacher") and 100 * r["accuracy"] < chance + 2.0
+  )
+  if collapsed:
+    lines.append(
+        f"- Runs that ended at chance level ({chance:.0f}%; candidates included): "
+        + ", ".join(f"`{stage}`" for stage in collapsed)
+        + "."
+    )
+  return lines
+
+
+def result_table(variant: str, table_cells: dict, results: dict) -> list[str]:
+  paper = variant == "paper"
+  header, rule = "| method |", "|---|"
+  for pair in table_cells:
+    header += f" {pair[0]} → {pair[1]} |" + (" published |" if paper else "")
+    rule += "---|" + ("---|" if paper else "")
+  lines = [header, rule]
+  teacher_row = "| Teacher |"
+  for pair in table_cells:
+    teacher_row += f" {100 * results[table.teacher_stage(pair)]['accuracy']:.2f} |"
+    teacher_row += f" {published_cell(pair, 'teacher')} |" if paper else ""
+  lines.append(teacher_row)
+  columns = len(table_cells) * (2 if paper else 1)
+  separated = False
+  for method in table.settings(variant)["methods"]:
+    if method not in ("ce",) + table.LOGIT_METHODS and not separated:
+      lines.append("| *feature and relational methods* |" + " |" * columns)
+      separated = True
+    row = f"| {LABELS[method]} |"
+    for pair, cells_ in table_cells.items():
+      cell = cells_[method]
+      row += f" {format_mean_std(cell['test'])}{_tuned(variant, pair, method, cell)} |"
+      row += f" {published_cell(pair, method)} |" if paper else ""
+    lines.append(row)
+  return lines
+
+
+def published_section(variant: str) -> list[str]:
+  lines = [
+      "",
+      "## Published CIFAR-100 numbers (top-1 %), "
+      + (
+          "the column beside ours above"
+          if variant == "paper"
+          else "for reference only: another " "dataset and networks"
+      ),
+      "",
+  ]
+  if variant != "paper":
+    pairs = list(PUBLISHED)
+    lines += [
+        "| method | " + " | ".join(f"{t} → {s}" for t, s in pairs) + " |",
+        "|---|" + "---|" * len(pairs),
+    ]
+    for method in ("teacher",) + table.METHODS:
+      label = "Teacher" if method == "teacher" else LABELS[method]
+      lines.append(f"| {label} | " + " | ".join(published_cell(p, method) for p in pairs) + " |")
+    lines.append("")
+  lines += ["Sources: " + "; ".join(f"[{key}] {text}" for key, text in SOURCES.items()) + "."]
+  lines += ["† transcribed from the paper's table only (not cross-checked in a second listing)."]
+  return lines
+
+
+def write_csv(path: str, variant: str, table_cells: dict, results: dict) -> None:
+  with open(path, "w", newline="") as f:
+    writer = csv.writer(f)
+    writer.writerow(
+        [
+            "teacher",
+            "student",
+            "method",
+            "tuned_value",
+            "stage",
+            "test_accuracy",
+            "validation_accuracy",
+            "agreement",
+            "published_cifar100",
+        ]
+    )
+    for pair, row in table_cells.items():
+      for method, cell in row.items():
+        published = PUBLISHED.get(pair, {}).get(method)
+        for stage in cell["stages"]:
+          r = results[stage]
+          writer.writerow(
+              [
+                  pair[0],
+                  pair[1],
+                  method,
+                  cell["value"],
+                  stage,
+                  f"{r['accuracy']:.4f}",
+                  f"{r['evals']['validation']['accuracy']:.4f}",
+                  f"{r.get('agreement', float('nan')):.4f}",
+                  "" if published is None else published[0],
+              ]
+          )
+
+
+def write_plot(path: str, variant: str, table_cells: dict, results: dict) -> None:
+  import matplotlib  # pylint: disable=g-import-not-at-top
+
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+
+  methods = table.settings(variant)["methods"]
+  fig, axes = plt.subplots(1, len(table_cells), figsize=(7 * len(table_cells), 4), squeeze=False)
+  for ax, (pair, row) in zip(axes[0], table_cells.items()):
+    stats = [mean_std(row[m]["test"]) for m in methods]
+    x = np.arange(len(methods))
+    ax.bar(x, [m for m, _ in stats], yerr=[sd for _, sd in stats], capsize=3, color="tab:blue")
+    ax.axhline(
+        100 * results[table.teacher_stage(pair)]["accuracy"], ls="--", c="k", label="teacher"
+    )
+    if "ce" in row:
+      ax.axhline(mean_std(row["ce"]["test"])[0], ls=":", c="tab:red", label="CE student")
+    low = min(m for m, _ in stats)
+    ax.set_ylim(bottom=max(0.0, low - 3))
+    ax.set_xticks(x, [LABELS[m] for m in methods], rotation=45, ha="right")
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title(f"{pair[0]} → {pair[1]}")
+    ax.legend()
+  fig.tight_layout()
+  fig.savefig(path, dpi=120)
+  plt.close(fig)
+
+
+def write_report(config, results: dict, *, out_dir: str, name: str, command: str, variant: str):
+  del config
+  os.makedirs(out_dir, exist_ok=True)
+  s = table.settings(variant)
+  table_cells = cells(variant, results)
+  lines = [
+      f"# Method zoo table, variant `{variant}`",
+      "",
+      f"Command: `{command}`",
+      "",
+      description(table.__doc__),
+      "",
+      f"Setting: {variant_text(table.__doc__, variant)}",
+      "",
+      "Test accuracy (%), mean ± std over seeds " + ", ".join(map(str, s["seeds"])) + "; "
+      "the tuned value (chosen on validation) in brackets."
+      + (" Published: the papers' CIFAR-100 numbers (not ours)." if variant == "paper" else ""),
+      "",
+  ]
+  lines += result_table(variant, table_cells, results)
+  lines += ["", "## Against CE and KD", ""]
+  for pair, row in table_cells.items():
+    lines += comparisons(pair, row)
+  lines += ["", "## Observations", ""] + observations(variant, table_cells, results)
+  lines += published_section(variant)
+  paths = {
+      "md": os.path.join(out_dir, f"{name}.md"),
+      "csv": os.path.join(out_dir, f"{name}.csv"),
+      "png": os.path.join(out_dir, f"{name}.png"),
+  }
+  with open(paths["md"], "w") as f:
+    f.write("\n".join(lines) + "\n")
+  write_csv(paths["csv"], variant, table_cells, results)
+  write_plot(paths["png"], variant, table_cells, results)
+  return paths
