@@ -207,7 +207,7 @@ class Checkpointer:
 def _check_finite(state: PyTree, where: str) -> None:
   """A checkpoint of a diverged state is no good checkpoint, however sound its bytes: the loop
   never saves one, so it was written otherwise (an older kd_jax, a copy, a hand edit)."""
-  bad = guards.non_finite_leaves(state)
+  bad = guards.non_finite_leaves(state, infinity_allowed_under=("opt_state",))
   if bad:
     raise CorruptCheckpointError(
         f"{where} holds non-finite values (NaN or inf) in {len(bad)} array(s), e.g. {bad[0]}, "

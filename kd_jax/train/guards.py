@@ -54,14 +54,21 @@ def check_labels(batch: Mapping[str, Any], num_classes: int, where: str) -> None
     )
 
 
-def non_finite_leaves(tree: PyTree) -> list[str]:
-  """Names (orbax style) of the floating-point leaves holding a NaN or an infinity."""
+def non_finite_leaves(tree: PyTree, infinity_allowed_under: tuple[str, ...] = ()) -> list[str]:
+  """Names (orbax style) of the floating-point leaves holding a NaN or an infinity.
+
+  Under a top-level key named in `infinity_allowed_under` only NaN counts: optimiser states keep
+  infinities as sentinels (`optax.contrib.reduce_on_plateau` starts its best value at +inf).
+  """
   bad = []
   for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
     array = integrity.host_array(leaf)
     if array.dtype.kind == "f" or array.dtype.name == "bfloat16":
-      if not np.all(np.isfinite(array.astype(np.float32))):
-        bad.append(integrity.leaf_name(path))
+      name = integrity.leaf_name(path)
+      values = array.astype(np.float32)
+      sentinels_allowed = name.split(".")[0] in infinity_allowed_under
+      if np.any(np.isnan(values)) if sentinels_allowed else not np.all(np.isfinite(values)):
+        bad.append(name)
   return bad
 
 

@@ -224,7 +224,7 @@ def test_training_curves_average_the_seeds_metrics(smoke_run):
     assert value == pytest.approx(np.mean(per_seed))
   assert ce["train_steps"] and len(ce["train_ce"]) == len(ce["train_steps"])
   assert all(np.isfinite(ce["train_ce"]))
-  assert curves["rt"]["teacher"]["val_steps"] == [4, 8]
+  assert curves["rt"]["teacher"]["val_steps"] == [4, 8, 12]
   assert set(curves["rt"]) == {"teacher", "ce", "kd", "rkd", "reaugkd"}
 
 

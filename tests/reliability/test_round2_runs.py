@@ -327,6 +327,20 @@ def test_a_nan_checkpoint_is_set_aside_and_the_previous_good_one_resumed(tmp_pat
   assert len(os.listdir(tmp_path / "checkpoints_broken")) == 1
 
 
+def test_an_optimiser_infinity_sentinel_is_a_good_checkpoint_but_an_optimiser_nan_is_not(tmp_path):
+  # optax.contrib.reduce_on_plateau keeps best_value = +inf until its first epoch ends (SEA).
+  def state(step, best_value):
+    return {**matrix._tiny_state(step), "opt_state": {"best_value": jnp.asarray(best_value)}}  # pylint: disable=protected-access
+
+  checkpointer = checkpoint_lib.Checkpointer(str(tmp_path), async_save=False)
+  checkpointer.save(4, state(4, jnp.inf), {"position": 4})
+  checkpointer.save(8, state(8, jnp.nan), {"position": 8})
+  restored = checkpointer.restore_latest(state(0, 0.0))
+  checkpointer.close()
+  assert restored.step == 4 and restored.state["opt_state"]["best_value"] == np.inf
+  assert len(os.listdir(tmp_path / "checkpoints_broken")) == 1  # the NaN one
+
+
 # --- Item 8: traced temperatures, set metrics ---------------------------------------------------
 
 

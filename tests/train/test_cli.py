@@ -146,7 +146,9 @@ def test_smoke_config_end_to_end(tmp_path):
       "agreement",
       "predictive_kl",
       "evals",
+      "history",  # the periodic evaluations before the final one
   }
+  assert [row["step"] for row in results["student"]["history"]["eval"]] == [15]
   assert results["student"]["teacher_accuracy"] == results["teacher"]["accuracy"]
   for stage in ("teacher", "student"):
     steps, losses = train_losses(tmp_path / stage)
