@@ -5,8 +5,13 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.kd_jax-installed
 PYTEST_ARGS ?=
-# XLA compilations persist here: the stages of a staged run (and reruns) reuse them.
+# Test processes (pytest-xdist): each test file runs whole in one of them, so a module's fixtures
+# (a table's smoke run) are built once; 0 runs the suite in this process.
+PYTEST_WORKERS ?= 2
+# XLA compilations persist here: the stages of a staged run (and reruns) reuse them. All of them,
+# also those that compile in under a second (JAX's default keeps only the slower ones).
 export JAX_COMPILATION_CACHE_DIR ?= $(CURDIR)/.cache/jax
+export JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS ?= 0
 
 .PHONY: demo test system-data clean-venv
 
@@ -28,9 +33,10 @@ demo: $(STAMP) system-data
 # Formatting first (seconds): `.venv/bin/pyink kd_jax experiments tests benchmarks scripts` fixes it.
 FORMATTED := kd_jax experiments tests benchmarks scripts
 
+# End-to-end test files are scheduled first (tests/conftest.py): --no-loadscope-reorder keeps that.
 test: $(STAMP) system-data
 	$(PY) -m pyink --check --quiet $(FORMATTED)
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS)
 
 clean-venv:
 	rm -rf $(VENV)

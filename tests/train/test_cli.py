@@ -22,9 +22,12 @@ _COMPILATION_CACHE = {}
 
 @pytest.fixture(scope="module", autouse=True)
 def compilation_cache(tmp_path_factory):
-  """One persistent XLA cache for this module's subprocesses: runs of the same config compile
-  once (the same executable is loaded, so results are unchanged)."""
-  _COMPILATION_CACHE["dir"] = str(tmp_path_factory.mktemp("jax_cache"))
+  """One persistent XLA cache for this module's subprocesses (the session's, when
+  JAX_COMPILATION_CACHE_DIR is set, as `make test` does): runs of the same config compile once
+  (the same executable is loaded, so results are unchanged)."""
+  _COMPILATION_CACHE["dir"] = os.environ.get("JAX_COMPILATION_CACHE_DIR") or str(
+      tmp_path_factory.mktemp("jax_cache")
+  )
   yield
   _COMPILATION_CACHE.clear()
 
@@ -35,7 +38,7 @@ def cli(config, workdir, *overrides, devices=1):
   if "dir" in _COMPILATION_CACHE:
     env.update(
         JAX_COMPILATION_CACHE_DIR=_COMPILATION_CACHE["dir"],
-        JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0.5",
+        JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
     )
   if devices > 1:
     env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
