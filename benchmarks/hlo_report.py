@@ -86,7 +86,7 @@ def main(argv=None) -> None:
   rows = []
   for label, dtype, precast in variants:
     run, step, arguments = train_step.build_jax_step(case, dtype, precast=precast)
-    stats = graph_statistics(step.lower(*arguments()).as_text())
+    stats = graph_statistics(step.lower(*arguments(), phase=train_step.PHASE).as_text())
     if args.time_steps:
       run(1)
       stats["step (ms)"] = min(run(1) for _ in range(args.time_steps)) * 1e3

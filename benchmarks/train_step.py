@@ -90,6 +90,7 @@ PRESETS = {
     # The plumbing check (tests/benchmarks): every runner once, on nets that compile in seconds.
     "smoke": [StepCase("resnet", 4, None, "resnet8", "resnet8"), StepCase("bert", 2, 16, 1, 1)],
 }
+PHASE = 0  # vanilla KD has one training phase
 CACHED_EXAMPLES = 50_000  # a CIFAR-sized train split for the teacher-output cache rows
 # Runners that time kd_jax: a failure in any of them fails the script (exit status 1).
 KD_JAX_RUNNERS = ("kd_jax", "kd_jax teacher cache", "kd_jax f32 params", "kd_jax cudnn")
@@ -141,11 +142,11 @@ def build_jax_step(
     precast: bool = True,
     cached: bool = False,
 ):
-  """(run(n) -> seconds for n steps, the engine's `TrainStep`, () -> its arguments) for kd_jax.
+  """(run(n) -> seconds for n steps, the engine's `TrainStep`, () -> its arguments but `phase`).
 
   The step is built and called as the trainer (`kd_jax.train.loop`) does: `build_train_step`,
-  then `step(state, teachers, constants, batch, phase)`; a change of that call fails here, and
-  tests/benchmarks runs this at the smoke preset.
+  then `step(state, teachers, constants, batch, phase=PHASE)`; a change of that call fails here,
+  and tests/benchmarks runs this at the smoke preset.
 
   `precast=False` keeps the engine's compute dtype at float32 and lets the bf16 modules cast
   their float32 params where they use them (flax's `dtype` vs `param_dtype`), instead of the
@@ -227,13 +228,14 @@ def build_jax_step(
   holder = {"state": state}
 
   def arguments():
-    """The step's arguments as the loop passes them, phase 0 (vanilla KD has one phase)."""
-    return holder["state"], teachers, constants, device_batch, 0
+    """The step's arguments before `phase`, as the loop passes them."""
+    return holder["state"], teachers, constants, device_batch
 
   def run(n: int) -> float:
     start = time.perf_counter()
     for _ in range(n):
-      holder["state"], metrics = step(*arguments())
+      # `phase` by name: a parameter added before it then fails here instead of taking its value.
+      holder["state"], metrics = step(*arguments(), phase=PHASE)
     jax.block_until_ready(metrics["loss"])
     return time.perf_counter() - start
 
