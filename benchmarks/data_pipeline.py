@@ -12,6 +12,7 @@ per-example Python cost.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import pathlib
 import platform
@@ -86,13 +87,18 @@ def _eval_rate(source, transforms, batch_size, num_batches) -> float:
   return done / (time.perf_counter() - start)
 
 
-def main():
+# (image dataset, audio config) per preset; "smoke" (tests/benchmarks) prepares in seconds.
+PRESETS = {"full": ("fashion_mnist", "sonic_pi"), "smoke": ("mnist5k", "sonic_pi/8k")}
+
+
+def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  parser.add_argument("--preset", choices=sorted(PRESETS), default="full")
   parser.add_argument("--data_dir", default=None)
   parser.add_argument("--num_batches", type=int, default=50)
   parser.add_argument("--threads", type=int, default=2)
   parser.add_argument("--out", default=str(REPO / "benchmarks/results/data_pipeline.md"))
-  args = parser.parse_args()
+  args = parser.parse_args(argv)
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
 
   tfds.disable_progress_bar()
@@ -102,16 +108,18 @@ def main():
 
 def run(args, data_dir: str) -> None:
   """Prepares the three sources into `data_dir`, times them and writes the Markdown table."""
+  image_name, audio_name = PRESETS[args.preset]
   start = time.perf_counter()
-  image = data.get_source("fashion_mnist", "train", data_dir=data_dir)
+  image = data.get_source(image_name, "train", data_dir=data_dir)
   prepare_image = time.perf_counter() - start
   text = data.get_source("rotten_tomatoes", "train", data_dir=data_dir)
   folds = "+".join(f"fold{k}" for k in range(1, 11))
-  sound = data.get_source("sonic_pi", folds, data_dir=data_dir)
+  sound = data.get_source(audio_name, folds, data_dir=data_dir)
+  rate = int(sound[0]["sample_rate"])  # the config's rate (48 kHz, or 8 kHz for the smoke run)
   cases = [
       (
           "image",
-          "fashion_mnist train",
+          f"{image_name} train",
           image,
           128,
           (data.PadCropFlip(padding=2), data.NormalizeImage(mean=0.286, std=0.353)),
@@ -119,13 +127,15 @@ def run(args, data_dir: str) -> None:
       ("text", "rotten_tomatoes train", text, 64, (tokenization.Tokenize(max_length=128),)),
       (
           "audio",
-          "sonic_pi (UrbanSound8K layout), 48 kHz",
+          f"sonic_pi (UrbanSound8K layout), {rate // 1000} kHz",
           sound,
           16,
           (audio.CropOrPadAudio(seconds=1.0),),
       ),
   ]
   rows = []
+  if importlib.util.find_spec("torch") is None:
+    print("PyTorch is not installed: the torch DataLoader column is skipped.", flush=True)
   for kind, name, source, batch_size, transforms in cases:
     train = data.train_loader(
         source,
@@ -148,13 +158,13 @@ def run(args, data_dir: str) -> None:
   lines = [
       "# Data pipeline throughput",
       "",
-      f"Command: `.venv/bin/python benchmarks/data_pipeline.py --num_batches {args.num_batches} "
-      f"--threads {args.threads}`",
+      f"Command: `.venv/bin/python benchmarks/data_pipeline.py --preset {args.preset} "
+      f"--num_batches {args.num_batches} --threads {args.threads}`",
       "",
       f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores "
       f"(shared with other jobs while measured), Python {platform.python_version()}. grain "
-      f"threads: {args.threads}. Preparing Fashion-MNIST (70 000 images) into array_record took "
-      f"{prepare_image:.1f} s (once; later runs reuse the data_dir).",
+      f"threads: {args.threads}. Preparing {image_name} ({len(image):,} train images) into "
+      f"array_record took {prepare_image:.1f} s (once; later runs reuse the data_dir).",
       "",
       "| data | source | examples | batch | train batches/s (grain) | eval batches/s (grain) "
       "| peer: torch DataLoader, 0 workers, batches/s |",
@@ -170,7 +180,7 @@ def run(args, data_dir: str) -> None:
       "Train: shuffled, repeated, augmented, `drop_remainder`; eval: ordered, padded "
       "last batch with mask; eval rates include starting the iterator (no warm-up). The audio corpus is `sonic_pi`: 150 real recordings (Debian "
       "`sonic-pi-samples`, <= 4 s) in the UrbanSound8K layout, decoded and resampled once "
-      "at prepare time, so the per-batch cost is reading up to 4 s of 48 kHz float32 audio "
+      f"at prepare time, so the per-batch cost is reading up to 4 s of {rate // 1000} kHz float32 audio "
       "per example and cropping / padding it to 1 s. The text rows "
       "tokenise inside the pipeline (MiniLM tokenizer, 128 tokens). The torch peer reads "
       "the same `DataSource` one record at a time (its default sampler), while kd_jax reads "

@@ -72,9 +72,12 @@ def main(argv=None) -> None:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--batch", type=int, default=8)
   parser.add_argument("--seq_len", type=int, default=128)
+  parser.add_argument("--layers", default="6,3", help="teacher,student BERT layers (h384)")
   parser.add_argument("--time_steps", type=int, default=5, help="single steps timed (0: none)")
   parser.add_argument("--out", default=str(REPO / "benchmarks/results/bf16_hlo_cpu.md"))
   args = parser.parse_args(argv)
+  teacher_layers, student_layers = (int(n) for n in args.layers.split(","))
+  case = train_step.StepCase("bert", args.batch, args.seq_len, teacher_layers, student_layers)
   variants = [
       ("float32", "float32", True),
       ("bfloat16, engine (params cast before apply)", "bfloat16", True),
@@ -82,10 +85,8 @@ def main(argv=None) -> None:
   ]
   rows = []
   for label, dtype, precast in variants:
-    run, step, arguments = train_step.build_jax_step(
-        "bert", args.batch, args.seq_len, dtype, precast=precast
-    )
-    stats = graph_statistics(step.lower(*arguments()).as_text())
+    run, step, arguments = train_step.build_jax_step(case, dtype, precast=precast)
+    stats = graph_statistics(step.lower(*arguments(), phase=train_step.PHASE).as_text())
     if args.time_steps:
       run(1)
       stats["step (ms)"] = min(run(1) for _ in range(args.time_steps)) * 1e3
@@ -97,7 +98,7 @@ def main(argv=None) -> None:
       f"Command: `{shlex.join(['python', 'benchmarks/hlo_report.py', *sys.argv[1:]])}`  ",
       f"Machine: {train_step.machine_description('cpu')}  ",
       f"Date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC  ",
-      f"Step: BERT 6L → 3L h384, b{args.batch} × s{args.seq_len}, vanilla_kd, dropout 0.1, "
+      f"Step: {case.label}, vanilla_kd, dropout 0.1, "
       "AdamW; step = best of a few single steps (on a CPU, XLA runs bf16 dots in float32).",
       "",
       "| variant | dot_general types (count) | largest f32×f32 dot | float converts "

@@ -3,14 +3,19 @@
     nice .venv/bin/python benchmarks/train_step.py      # CPU: benchmarks/results/train_step_cpu.md
     python benchmarks/train_step.py --preset=gpu --out=DIR/train_step_gpu.md   # one accelerator
 
-(`pip install -e '.[bench]'` brings PyTorch; it is a benchmark-only dependency.)
+(`pip install -e '.[bench]'` brings PyTorch; it is a benchmark-only dependency. Without it the
+PyTorch columns are skipped with a note.) `--preset=smoke` is the plumbing check that
+tests/benchmarks runs (through benchmarks/gpu_run.sh): tiny nets, every kd_jax runner once; a
+kd_jax runner that fails makes the script exit with status 1.
 
 Both sides do the same step on the same shapes: frozen teacher forward in inference mode, student
 forward/backward in train mode (BatchNorm statistics, BERT's dropout 0.1 on hidden states and
 attention probabilities), L = ½·CE + ½·τ²·KL with τ = 4, then SGD-momentum (ResNets) or AdamW
-(BERT). kd_jax builds the step as its trainer does: `kd_jax.train.steps.Forward` with the
-method's requested outputs (logits only, so attention takes the fused path where dropout allows),
-teacher variables cast to the compute dtype once, float32 master weights, `jit` with donation.
+(BERT). kd_jax builds and calls the step as its trainer does (`kd_jax.train.loop`):
+`kd_jax.train.steps.Forward` with the method's requested outputs (logits only, so attention takes
+the fused path where dropout allows), teacher variables cast to the compute dtype once, float32
+master weights, `build_train_step` (`jit` with donation), `step(state, teachers, constants,
+batch, phase)`.
 PyTorch runs eager and, where it compiles, with `torch.compile` on both nets; bf16 is
 `torch.autocast`. Timing: warm-up steps, then windows of steps, interleaved across the runners so
 that a shared machine's load hits every runner alike; the table reports the median window.
@@ -19,8 +24,8 @@ that a shared machine's load hits every runner alike; the table reports the medi
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
-import inspect
 import os
 import pathlib
 import platform
@@ -52,21 +57,51 @@ from kd_jax.train import state as state_lib  # pylint: disable=wrong-import-posi
 from kd_jax.train import steps as steps_lib  # pylint: disable=wrong-import-position
 
 TEMPERATURE, ALPHA = 4.0, 0.5
-# (case, batch, sequence length) per preset; the CPU sizes keep one step around a second.
+NUM_LABELS = 2  # the BERT task's classes
+
+
+@dataclasses.dataclass(frozen=True)
+class StepCase:
+  """One row's step: the teacher → student pair, batch and (BERT) sequence length.
+
+  ResNets are named as in `kd_jax.models`; BERTs are layer counts of h384 encoders.
+  """
+
+  case: str  # "resnet" or "bert"
+  batch: int
+  seq_len: int | None = None
+  teacher: str | int = "resnet56"
+  student: str | int = "resnet20"
+
+  @property
+  def label(self) -> str:
+    if self.case == "resnet":
+      return f"{self.teacher} → {self.student}, b{self.batch} × 32×32×3"
+    return f"BERT {self.teacher}L → {self.student}L h384, b{self.batch} × s{self.seq_len}"
+
+
+RESNET = lambda batch: StepCase("resnet", batch)
+BERT = lambda batch, seq_len: StepCase("bert", batch, seq_len, 6, 3)
 PRESETS = {
-    "cpu": [("resnet", 64, None), ("bert", 8, 128)],
+    # The CPU sizes keep one step around a second.
+    "cpu": [RESNET(64), BERT(8, 128)],
     # The bf16 transformer step first: a time-limited run keeps the rows it finished.
-    "gpu": [("bert", 64, 128), ("resnet", 256, None), ("resnet", 1024, None)],
-    "smoke": [("resnet", 4, None), ("bert", 2, 16)],
+    "gpu": [BERT(64, 128), RESNET(256), RESNET(1024)],
+    # The plumbing check (tests/benchmarks): every runner once, on nets that compile in seconds.
+    "smoke": [StepCase("resnet", 4, None, "resnet8", "resnet8"), StepCase("bert", 2, 16, 1, 1)],
 }
-BERT_STUDENT_LAYERS, BERT_TEACHER_LAYERS, NUM_LABELS = 3, 6, 2
+PHASE = 0  # vanilla KD has one training phase
 CACHED_EXAMPLES = 50_000  # a CIFAR-sized train split for the teacher-output cache rows
+# Runners that time kd_jax: a failure in any of them fails the script (exit status 1).
+KD_JAX_RUNNERS = ("kd_jax", "kd_jax teacher cache", "kd_jax f32 params", "kd_jax cudnn")
+COLUMNS = (*KD_JAX_RUNNERS, "torch eager", "torch.compile")
 
 
-def make_batch(case: str, batch: int, seq_len: int | None, seed: int = 0) -> dict[str, np.ndarray]:
+def make_batch(case: StepCase, seed: int = 0) -> dict[str, np.ndarray]:
   """Random uint8 CIFAR-shaped images, or token ids with right padding (id 0), plus labels."""
   rng = np.random.default_rng(seed)
-  if case == "resnet":
+  batch, seq_len = case.batch, case.seq_len
+  if case.case == "resnet":
     return {
         "image": rng.integers(0, 256, (batch, 32, 32, 3), dtype=np.uint8),
         "label": rng.integers(0, 100, batch).astype(np.int32),
@@ -77,11 +112,11 @@ def make_batch(case: str, batch: int, seq_len: int | None, seed: int = 0) -> dic
   return {"input_ids": ids, "label": rng.integers(0, NUM_LABELS, batch).astype(np.int32)}
 
 
-def jax_models(case: str, dtype, attention_implementation=None):
-  if case == "resnet":
+def jax_models(case: StepCase, dtype, attention_implementation=None):
+  if case.case == "resnet":
     return (
-        models.get_model("resnet56", num_classes=100, dtype=dtype),
-        models.get_model("resnet20", num_classes=100, dtype=dtype),
+        models.get_model(case.teacher, num_classes=100, dtype=dtype),
+        models.get_model(case.student, num_classes=100, dtype=dtype),
         "image",
     )
   bert = lambda layers: models.BertEncoder(
@@ -90,25 +125,28 @@ def jax_models(case: str, dtype, attention_implementation=None):
       dtype=dtype,
       attention_implementation=attention_implementation,
   )
-  return bert(BERT_TEACHER_LAYERS), bert(BERT_STUDENT_LAYERS), "input_ids"
+  return bert(case.teacher), bert(case.student), "input_ids"
 
 
-def _keyword_subset(function, candidates: dict) -> dict:
-  """The engine is being rewritten: pass only the keywords its current signature takes."""
-  parameters = inspect.signature(function).parameters
-  return {k: v for k, v in candidates.items() if k in parameters}
+# Module level, so that equal modules (flax hashes them by value) compile their init once for all
+# the runners of a row.
+_initial_variables = jax.jit(
+    lambda model, rng, x: model.init(rng, x, train=False), static_argnums=0
+)
 
 
 def build_jax_step(
-    case: str,
-    batch: int,
-    seq_len: int | None,
+    case: StepCase,
     dtype: str,
     attention_implementation: str | None = None,
     precast: bool = True,
     cached: bool = False,
 ):
-  """(run(n) -> seconds for n steps, jitted step, () -> its arguments) for kd_jax.
+  """(run(n) -> seconds for n steps, the engine's `TrainStep`, () -> its arguments but `phase`).
+
+  The step is built and called as the trainer (`kd_jax.train.loop`) does: `build_train_step`,
+  then `step(state, teachers, constants, batch, phase=PHASE)`; a change of that call fails here,
+  and tests/benchmarks runs this at the smoke preset.
 
   `precast=False` keeps the engine's compute dtype at float32 and lets the bf16 modules cast
   their float32 params where they use them (flax's `dtype` vs `param_dtype`), instead of the
@@ -116,51 +154,50 @@ def build_jax_step(
   gradient, a scatter-add into a bf16 or a float32 table (see benchmarks/results/bf16_hlo_cpu.md).
   `cached=True` runs the step on cached teacher logits (`kd_jax.train.teacher_cache`, the
   engine's cache for deterministic views) of a CACHED_EXAMPLES-example split instead of the
-  teacher's forward pass; None when the engine has no cache.
+  teacher's forward pass.
   """
   compute = jnp.dtype(dtype)
   teacher, student, input_key = jax_models(case, compute, attention_implementation)
   method = VanillaKD(temperature=TEMPERATURE, alpha=ALPHA)
-  host_batch = make_batch(case, batch, seq_len)
+  host_batch = make_batch(case)
   x = steps_lib.model_input(host_batch, input_key, jnp.float32)
-  init = jax.jit(lambda model, rng: model.init(rng, x, train=False), static_argnums=0)
-  teacher_variables = steps_lib.cast_floats(init(teacher, jax.random.PRNGKey(1)), compute)
-  student_variables = init(student, jax.random.PRNGKey(2))
-  tx = optax.sgd(0.1, momentum=0.9) if case == "resnet" else optax.adamw(1e-4, weight_decay=0.01)
+  teacher_variables = steps_lib.cast_floats(
+      _initial_variables(teacher, jax.random.PRNGKey(1), x), compute
+  )
+  student_variables = _initial_variables(student, jax.random.PRNGKey(2), x)
+  num_classes = 100 if case.case == "resnet" else NUM_LABELS
+  context = method_base.RunContext(
+      total_steps=1000,
+      steps_per_epoch=100,
+      num_train_examples=100 * case.batch,
+      batch_size=case.batch,
+      num_classes=num_classes,
+  )
+  student_tx = (
+      optax.sgd(0.1, momentum=0.9)
+      if case.case == "resnet"
+      else optax.adamw(1e-4, weight_decay=0.01)
+  )
+  tx = method.optimizer(student_tx, context)
   student_outputs, teacher_outputs = method.requested_outputs()
   forward = steps_lib.Forward(
       student,
       (teacher,),
       compute if precast else jnp.float32,
-      **_keyword_subset(
-          steps_lib.Forward.__init__,
-          {"student_outputs": student_outputs, "teacher_outputs": teacher_outputs},
-      ),
+      student_outputs=student_outputs,
+      teacher_outputs=teacher_outputs,
   )
   mesh = mesh_lib.make_mesh()
-  context = method_base.RunContext(
-      total_steps=1000,
-      steps_per_epoch=100,
-      num_train_examples=100 * batch,
-      batch_size=batch,
-      num_classes=100 if case == "resnet" else NUM_LABELS,
+  step = steps_lib.build_train_step(
+      forward=forward,
+      method=method,
+      tx=tx,
+      mesh=mesh,
+      input_key=input_key,
+      grad_accum_steps=1,
+      context=context,
+      cached_teachers=cached,
   )
-  keywords = _keyword_subset(
-      steps_lib.build_train_step,
-      {
-          "forward": forward,
-          "method": method,
-          "tx": tx,
-          "mesh": mesh,
-          "input_key": input_key,
-          "grad_accum_steps": 1,
-          "context": context,
-          "cached_teachers": cached,
-      },
-  )
-  if cached and "cached_teachers" not in keywords:
-    return None
-  step = steps_lib.build_train_step(**keywords)
   state = mesh_lib.replicate(
       state_lib.create_train_state(
           student_variables=student_variables,
@@ -171,53 +208,59 @@ def build_jax_step(
       ),
       mesh,
   )
-  teacher_variables = mesh_lib.replicate((teacher_variables,), mesh)
+  teachers = mesh_lib.replicate((teacher_variables,), mesh)
   if cached:  # the values do not matter for timing; the shapes and the gather do
     rng = np.random.default_rng(1)
-    classes = 100 if case == "resnet" else NUM_LABELS
-    teacher_variables = mesh_lib.replicate(
-        {"0": {"logits": jnp.asarray(rng.normal(size=(CACHED_EXAMPLES, classes)), jnp.float32)}},
+    teachers = mesh_lib.replicate(
+        {
+            "0": {
+                "logits": jnp.asarray(rng.normal(size=(CACHED_EXAMPLES, num_classes)), jnp.float32)
+            }
+        },
         mesh,
     )
-    host_batch = {**host_batch, "index": rng.integers(0, CACHED_EXAMPLES, batch).astype(np.int32)}
+    host_batch = {
+        **host_batch,
+        "index": rng.integers(0, CACHED_EXAMPLES, case.batch).astype(np.int32),
+    }
   device_batch = mesh_lib.shard_batch(host_batch, mesh)
-  takes_constants = len(inspect.signature(step).parameters) == 4
+  constants = mesh_lib.replicate({}, mesh)  # vanilla KD prepares no constants
   holder = {"state": state}
 
   def arguments():
-    rest = ({},) if takes_constants else ()
-    return (holder["state"], teacher_variables, *rest, device_batch)
+    """The step's arguments before `phase`, as the loop passes them."""
+    return holder["state"], teachers, constants, device_batch
 
   def run(n: int) -> float:
     start = time.perf_counter()
     for _ in range(n):
-      holder["state"], metrics = step(*arguments())
+      # `phase` by name: a parameter added before it then fails here instead of taking its value.
+      holder["state"], metrics = step(*arguments(), phase=PHASE)
     jax.block_until_ready(metrics["loss"])
     return time.perf_counter() - start
 
   return run, step, arguments
 
 
-def build_torch_step(
-    case: str, batch: int, seq_len: int | None, dtype: str, *, compile: bool, device: str
-):
+def build_torch_step(case: StepCase, dtype: str, *, compile: bool, device: str):
   import torch  # pylint: disable=g-import-not-at-top
 
   from benchmarks import torch_reference as ref  # pylint: disable=g-import-not-at-top
 
   torch.manual_seed(0)
-  host_batch = make_batch(case, batch, seq_len)
+  host_batch = make_batch(case)
   labels = torch.as_tensor(host_batch["label"], dtype=torch.long, device=device)
-  if case == "resnet":
-    teacher, student = ref.CifarResNet(56), ref.CifarResNet(20)
+  if case.case == "resnet":
+    depth = lambda name: int(name.removeprefix("resnet"))  # CIFAR ResNets: resnet<depth>
+    teacher, student = ref.CifarResNet(depth(case.teacher)), ref.CifarResNet(depth(case.student))
     optimizer = lambda p: torch.optim.SGD(p, lr=0.1, momentum=0.9)
     # uint8 pixels travel to the device and are scaled there, as kd_jax's step does.
     images = torch.as_tensor(host_batch["image"], device=device)
     to_input = lambda: images.permute(0, 3, 1, 2).float().div_(255.0)
   else:
     teacher, student = (
-        ref.Bert(BERT_TEACHER_LAYERS, NUM_LABELS),
-        ref.Bert(BERT_STUDENT_LAYERS, NUM_LABELS),
+        ref.Bert(case.teacher, NUM_LABELS),
+        ref.Bert(case.student, NUM_LABELS),
     )
     optimizer = lambda p: torch.optim.AdamW(p, lr=1e-4, weight_decay=0.01)
     ids = torch.as_tensor(host_batch["input_ids"], dtype=torch.long, device=device)
@@ -303,9 +346,17 @@ def main(argv=None) -> None:
       action="store_true",
       help="add a kd_jax row with attention_implementation='cudnn' (bf16)",
   )
+  parser.add_argument(
+      "--runners",
+      default=None,
+      help=f"comma-separated columns to time (default: all of {', '.join(COLUMNS)})",
+  )
   parser.add_argument("--note", default="", help="a line for the results file (e.g. shared CPU)")
   parser.add_argument("--out", default=None)
   args = parser.parse_args(argv)
+  unknown = set(args.runners.split(",")) - set(COLUMNS) if args.runners else set()
+  if unknown:
+    parser.error(f"--runners: unknown {sorted(unknown)}; choose from {', '.join(COLUMNS)}")
   out = pathlib.Path(args.out or REPO / "benchmarks" / "results" / f"train_step_{args.preset}.md")
   try:
     import torch  # pylint: disable=g-import-not-at-top
@@ -313,54 +364,72 @@ def main(argv=None) -> None:
     device = "cuda" if torch.cuda.is_available() else "cpu"
   except ImportError:
     torch, device = None, "cpu"
+    if not args.no_torch:
+      print(
+          "PyTorch is not installed: the torch eager / torch.compile columns are skipped "
+          "(pip install -e '.[bench]' brings it).",
+          flush=True,
+      )
   if args.no_torch:
     torch = None
+  cudnn = args.cudnn and jax.default_backend() == "gpu"
+  if args.cudnn and not cudnn:
+    print(
+        f"--cudnn: cuDNN attention needs an NVIDIA GPU and JAX runs on {jax.default_backend()}: "
+        "the kd_jax cudnn column is skipped.",
+        flush=True,
+    )
   machine = machine_description(device)
   rows = []
-  for case, batch, seq_len in PRESETS[args.preset]:
-    if case not in args.cases.split(","):
+  for case in PRESETS[args.preset]:
+    if case.case not in args.cases.split(","):
       continue
     for dtype in args.dtypes.split(","):
-      runners = {"kd_jax": build_jax_step(case, batch, seq_len, dtype)[0]}
-      cached = build_jax_step(case, batch, seq_len, dtype, cached=True)
-      if cached is not None:
-        runners["kd_jax teacher cache"] = cached[0]
+      builders = {
+          "kd_jax": lambda: build_jax_step(case, dtype)[0],
+          "kd_jax teacher cache": lambda: build_jax_step(case, dtype, cached=True)[0],
+      }
       if dtype != "float32":
-        runners["kd_jax f32 params"] = build_jax_step(case, batch, seq_len, dtype, precast=False)[0]
-      if args.cudnn and case == "bert" and dtype == "bfloat16":
-        runners["kd_jax cudnn"] = build_jax_step(
-            case, batch, seq_len, dtype, "cudnn", precast=False
-        )[0]
+        builders["kd_jax f32 params"] = lambda: build_jax_step(case, dtype, precast=False)[0]
+      if cudnn and case.case == "bert" and dtype == "bfloat16":
+        builders["kd_jax cudnn"] = lambda: build_jax_step(case, dtype, "cudnn", precast=False)[0]
       if torch is not None:
-        runners["torch eager"] = build_torch_step(
-            case, batch, seq_len, dtype, compile=False, device=device
+        builders["torch eager"] = lambda: build_torch_step(
+            case, dtype, compile=False, device=device
         )
         if not args.no_compile:
-          runners["torch.compile"] = build_torch_step(
-              case, batch, seq_len, dtype, compile=True, device=device
+          builders["torch.compile"] = lambda: build_torch_step(
+              case, dtype, compile=True, device=device
           )
+      runners = {
+          name: build()
+          for name, build in builders.items()
+          if args.runners is None or name in args.runners.split(",")
+      }
       result = measure(runners, warmup=args.warmup, windows=args.windows, steps=args.steps)
-      shape = f"b{batch}" + (f" × s{seq_len}" if seq_len else " × 32×32×3")
-      name = (
-          "resnet56 → resnet20"
-          if case == "resnet"
-          else f"BERT {BERT_TEACHER_LAYERS}L → {BERT_STUDENT_LAYERS}L h384"
-      )
-      rows.append((f"{name}, {shape}", dtype, result))
+      rows.append((case.label, dtype, result))
       print(rows[-1], flush=True)
       write_results(out, rows, args, machine)  # after every row: a time-out keeps what ran
+  failed = kd_jax_failures(rows)
+  if failed:
+    sys.exit(f"kd_jax rows failed (tracebacks above): {'; '.join(failed)}")
+
+
+def kd_jax_failures(rows) -> list[str]:
+  """ "row dtype runner" of each kd_jax cell that `measure` recorded as failed. PyTorch cells may
+  fail on a platform (torch.compile without a compiler); a kd_jax cell may not."""
+  return [
+      f"{label} {dtype} {name}"
+      for label, dtype, result in rows
+      for name in KD_JAX_RUNNERS
+      if isinstance(result.get(name), str)
+  ]
 
 
 def write_results(out: pathlib.Path, rows, args, machine: str) -> None:
-  columns = [
-      "kd_jax",
-      "kd_jax teacher cache",
-      "kd_jax f32 params",
-      "kd_jax cudnn",
-      "torch eager",
-      "torch.compile",
-  ]
-  present = [c for c in columns if any(c in r for _, _, r in rows)]
+  present = [c for c in COLUMNS if any(c in r for _, _, r in rows)]
+  torch_columns = [c for c in present if c.startswith("torch")]
+  table_row = lambda cells: "| " + " | ".join(cells) + " |"
   cell = lambda v: f"{v * 1e3:.1f} ms" if isinstance(v, float) else (v or "–")
   ratio = lambda r, c: (
       f"{r[c] / r['kd_jax']:.2f}×"
@@ -381,20 +450,19 @@ def write_results(out: pathlib.Path, rows, args, machine: str) -> None:
     lines += ["", args.note]
   lines += [
       "",
-      "| step | dtype | "
-      + " | ".join(present)
-      + " | "
-      + " | ".join(f"{c} / kd_jax" for c in present if c.startswith("torch"))
-      + " |",
-      "|" + "---|" * (2 + len(present) + sum(c.startswith("torch") for c in present)),
+      table_row(["step", "dtype", *present, *(f"{c} / kd_jax" for c in torch_columns)]),
+      table_row(["---"] * (2 + len(present) + len(torch_columns))),
   ]
   for label, dtype, result in rows:
     lines.append(
-        f"| {label} | {dtype} | "
-        + " | ".join(cell(result.get(c)) for c in present)
-        + " | "
-        + " | ".join(ratio(result, c) for c in present if c.startswith("torch"))
-        + " |"
+        table_row(
+            [
+                label,
+                dtype,
+                *(cell(result.get(c)) for c in present),
+                *(ratio(result, c) for c in torch_columns),
+            ]
+        )
     )
   lines += [
       "",

@@ -24,6 +24,20 @@ _NORM_EPS = 1e-12  # the clamp of `l2_normalize`, for the NumPy copy below
 MAX_CHUNK_SCORES = 2**27
 
 
+def query_chunk_rows(num_queries: int, num: int, max_chunk_scores: int = MAX_CHUNK_SCORES) -> int:
+  """Queries per chunk of `exact_top_k`: the fewest chunks that keep each one's scores within
+  `max_chunk_scores`, with the queries spread evenly over them.
+
+  Even chunks rather than full ones and a short last one: the last chunk is padded to the
+  chunk size, so 1000 queries against 200 k entries (at most 671 rows a chunk) ran as 2 × 671
+  rows, a third more matmul than needed (0.72× the QPS of a plain loop over 671 + 329 rows on
+  a CPU); as 2 × 500 nothing is padded.
+  """
+  most_rows = max(1, min(num_queries, max_chunk_scores // num))
+  chunks = -(-num_queries // most_rows)
+  return -(-num_queries // chunks)
+
+
 @functools.partial(jax.jit, static_argnames=("k", "max_chunk_scores", "recall_target", "precision"))
 def exact_top_k(
     queries,
@@ -36,8 +50,9 @@ def exact_top_k(
 ):
   """Top-k inner-product search: one matmul + `top_k` per chunk of queries; usable inside `jit`.
 
-  Queries are processed in chunks of `max(1, max_chunk_scores // N)` rows (`lax.map`), so the
-  score matrix alive at once is at most `max_chunk_scores` floats (plus one row) — memory stays
+  Queries are processed in even chunks of at most `max(1, max_chunk_scores // N)` rows
+  (`query_chunk_rows`, `lax.map`), so the score matrix alive at once is at most
+  `max_chunk_scores` floats (plus one row) — memory stays
   bounded however many queries come, while each chunk is a single large matmul and one `top_k`,
   the two operations accelerators are best at. (An earlier version scanned the database in
   blocks and merged running top-k lists; the merges serialised the work and ran at 0.16× of
@@ -64,7 +79,7 @@ def exact_top_k(
     raise ValueError(f"recall_target must be in (0, 1], got {recall_target}.")
   queries, database = queries.astype(jnp.float32), database.astype(jnp.float32)
   num_queries = queries.shape[0]
-  chunk = max(1, min(num_queries, max_chunk_scores // num))
+  chunk = query_chunk_rows(num_queries, num, max_chunk_scores)
   chunks = -(-num_queries // chunk)
 
   def search_chunk(rows):

@@ -411,6 +411,10 @@ class TrainStep:
   def __call__(self, state, teacher_variables, constants, batch, phase: int = 0):
     return self.jitted[phase](state, teacher_variables, constants, batch)
 
+  def lower(self, state, teacher_variables, constants, batch, phase: int = 0):
+    """`jax.stages.Lowered` of the step that the same arguments would run (to read its HLO)."""
+    return self.jitted[phase].lower(state, teacher_variables, constants, batch)
+
   def for_phase(self, phase: int):
     """The jitted function of one phase (e.g. to lower or inspect it)."""
     return self.jitted[phase]

@@ -21,8 +21,9 @@ def data():
   return database, queries, np.argsort(-scores, axis=1)[:, :5], np.sort(scores, axis=1)[:, ::-1]
 
 
-# 1000 × 37 scores: one chunk, chunks of 8 queries (last one padded), and one query per chunk.
-@pytest.mark.parametrize("max_chunk_scores", [2**27, 8 * 1000, 1])
+# 1000 × 37 scores: one chunk, chunks of 8 queries (last one padded), 2 even chunks of 19 (at
+# most 20 rows a chunk), and one query per chunk.
+@pytest.mark.parametrize("max_chunk_scores", [2**27, 8 * 1000, 20 * 1000, 1])
 def test_exact_top_k_equals_numpy(data, max_chunk_scores):
   database, queries, best, sorted_scores = data
   indices, scores = exact_top_k(
@@ -31,6 +32,18 @@ def test_exact_top_k_equals_numpy(data, max_chunk_scores):
   assert indices.shape == (37, 5) and indices.dtype == jnp.int32
   np.testing.assert_array_equal(indices, best)
   np.testing.assert_allclose(scores, sorted_scores[:, :5], atol=1e-5)
+
+
+def test_query_chunks_are_the_fewest_within_the_bound_and_even():
+  # 1000 queries, 200 k entries: at most 671 rows a chunk; 2 × 500, not 2 × 671 (a third padding).
+  assert search.query_chunk_rows(1000, 200_000) == 500
+  for num_queries in range(1, 60):
+    for most_rows in range(1, 70):
+      rows = search.query_chunk_rows(num_queries, 10, max_chunk_scores=10 * most_rows)
+      chunks = -(-num_queries // rows)
+      assert rows <= most_rows
+      assert chunks == -(-num_queries // min(most_rows, num_queries))  # the fewest chunks
+      assert chunks * rows - num_queries < chunks  # under one padded row a chunk
 
 
 def test_exact_top_k_inside_jit_and_errors(data):
