@@ -4,7 +4,9 @@ One protocol for every table: `experiments/configs/TABLE.py` has `get_config(var
 config; everything a method needs before training — knowledge bases, PCA, caches — is its
 `prepare`, run by the engine), and `experiments/reports/TABLE.py` has
 `write_report(config, results, *, out_dir, name, command, variant)`, which only turns the
-finished stages' results into Markdown + CSV (+ plot). The command line is
+finished stages' results into Markdown + CSV (+ plot); a report whose `write_report` also takes
+`workdir` is given it, to read what results.json does not hold (the stages' metrics.jsonl
+training curves). The command line is
 `experiments/reproduce.py`; this module has no flags so that tests and notebooks can call
 `reproduce` directly.
 """
@@ -12,6 +14,7 @@ finished stages' results into Markdown + CSV (+ plot). The command line is
 from __future__ import annotations
 
 import importlib
+import inspect
 import json
 import os
 from typing import Sequence
@@ -49,6 +52,15 @@ def reproduce(table: str, variant: str, workdir: str, out_dir: str) -> dict[str,
   command = f"python -m experiments.reproduce {table} --variant={variant}"
   stages.run(config, workdir)
   results = load_stage_results(workdir, config.stage_order)
+  extra = (
+      {"workdir": workdir} if "workdir" in inspect.signature(report.write_report).parameters else {}
+  )
   return report.write_report(
-      config, results, out_dir=out_dir, name=f"{table}_{variant}", command=command, variant=variant
+      config,
+      results,
+      out_dir=out_dir,
+      name=f"{table}_{variant}",
+      command=command,
+      variant=variant,
+      **extra,
   )
