@@ -36,7 +36,7 @@ PAPER_TABLE2 = {
 }
 PAPER_THRESHOLD = 0.375  # the smallest interpolation weight with near-100 % agreement (paper)
 NEAR_FULL = 99.0  # "near 100 %" agreement, in %
-PLATEAU_SHARE = 0.1  # a run has plateaued when < 10 % of its loss fall came in its last quarter
+PLATEAU_FALL = 0.1  # on its plateau: the train loss fell < 10 % over the run's last quarter
 # Per-stage numbers: (column, evaluator, metric); accuracies and agreements in %.
 COLUMNS = (
     ("accuracy", "eval", "accuracy"),
@@ -62,9 +62,10 @@ def stage_numbers(result: dict) -> dict:
 def plateau(rows: list[dict]) -> dict:
   """Train-loss convergence of one run from its metrics.jsonl rows (split "train").
 
-  Windows of a tenth of the run: `first` (the first), `mid` (ending at 75 % of the steps), `last`.
-  share = (mid − last) / (first − last): the part of the loss's whole fall that came in the last
-  quarter; small when the loss reached its plateau before the rate annealed away.
+  Windows of a tenth of the run: `mid` ends at 75 % of the steps, `last` at the end.
+  fall = (mid − last) / mid: how much the loss still fell over the last quarter of the run;
+  small once the loss has reached its plateau (a self-distilled student's KD loss could reach 0,
+  so the fall is relative to the level reached, not to the whole descent from the start).
   """
   points = sorted((r["step"], r["loss"]) for r in rows if r.get("split") == "train" and "loss" in r)
   if len(points) < 10:
@@ -76,10 +77,8 @@ def plateau(rows: list[dict]) -> dict:
     chosen = losses[(steps > end - total / 10) & (steps <= end)]
     return float(chosen.mean()) if len(chosen) else float("nan")
 
-  first = float(losses[steps <= max(total / 10, steps[0])].mean())
   mid, last = window(0.75 * total), window(total)
-  fall = first - last
-  return {"final_loss": last, "share": (mid - last) / fall if fall > 0 else float("nan")}
+  return {"final_loss": last, "fall": (mid - last) / mid if mid > 0 else float("nan")}
 
 
 def collect(variant: str, results: dict, workdir: str | None) -> dict:
@@ -246,17 +245,17 @@ def findings(variant: str, data: dict) -> list[tuple[str, str]]:
 
 
 def convergence(data: dict) -> list[str]:
-  """One line per group that has curves: its final train loss and the share of its loss fall in
-  its last quarter (a plateau when below PLATEAU_SHARE)."""
+  """One line per group that has curves: its final train loss and how much the loss still fell
+  over its last quarter (a plateau when below PLATEAU_FALL)."""
   groups = {"teachers (CE)": data["teachers"], **{f"{r} (KD)": v for r, v in data["rows"].items()}}
   lines = []
   for name, runs in groups.items():
-    if not all("share" in run for run in runs):
+    if not all("fall" in run for run in runs):
       continue
-    shares = values(runs, "share")
-    flat = all(share < PLATEAU_SHARE for share in shares)
+    falls = values(runs, "fall")
+    flat = all(fall < PLATEAU_FALL for fall in falls)
     lines.append(
-        f"| {name} | {cell(runs, 'final_loss', 4)} | {format_mean_std(shares, 3)} | "
+        f"| {name} | {cell(runs, 'final_loss', 4)} | {format_mean_std(falls, 3)} | "
         f"{'yes' if flat else 'no'} |"
     )
   return lines
@@ -264,7 +263,7 @@ def convergence(data: dict) -> list[str]:
 
 def write_csv(path: str, variant: str, data: dict) -> None:
   s = table.settings(variant)
-  numbers = [c for c, _, _ in COLUMNS] + ["final_loss", "share"]
+  numbers = [c for c, _, _ in COLUMNS] + ["final_loss", "fall"]
   with open(path, "w", newline="") as f:
     writer = csv.writer(f)
     writer.writerow(["stage", "role", "row", "seed", "teachers", *numbers])
@@ -353,11 +352,12 @@ def write_report(
     lines += [
         "## Training curves",
         "",
-        "Train loss per logged step (metrics.jsonl of each stage). `last-quarter share`: the part "
-        "of the loss's whole fall (first tenth of the run to last tenth) that came after 75 % of "
-        f"the steps; a run counts as on its plateau below {PLATEAU_SHARE:g} (every seed).",
+        "Train loss per logged step (metrics.jsonl of each stage). `last-quarter fall`: how much "
+        "the loss fell from the tenth of the run ending at 75 % of its steps to its last tenth, "
+        f"relative to the former; a row counts as on its plateau when every seed's fall is below "
+        f"{PLATEAU_FALL:g}.",
         "",
-        "| run | final train loss | last-quarter share | plateau |",
+        "| run | final train loss | last-quarter fall | plateau |",
         "|---|---|---|---|",
         *table_lines,
         "",
