@@ -1,26 +1,47 @@
 """Fidelity study (Stanton et al., NeurIPS 2021, "Does knowledge distillation really work?").
 
-Reproduces the structure of the paper's Table 2 and its augmentation finding (docs/PAPERS.md §6):
-independent teachers are trained with cross-entropy; students are distilled (τ = 4, α = 0, the
-teacher is queried on exactly the student's augmented / mixed batch) from ensembles of the first
-m ∈ {1, 3, 5} teachers, and — with one teacher — under three augmentation policies: baseline
-(pad-crop-flip), MixUp (λ ~ Beta(1, 1) = U[0, 1], teacher relabels the mixed input) and Gaussian
-input noise. Each student setting is run with 3 seeds; the report gives mean ± std of teacher
-accuracy, student accuracy, top-1 agreement and predictive KL on the held-out test split.
+Six findings of the paper (PAPERS.md §6), each a row group of one table, with students trained
+to convergence: independent teachers are trained with cross-entropy; every student has the
+teachers' architecture (self-distillation) and is distilled with τ = 4, α = 0, the teacher queried
+on exactly the student's augmented / mixed batch. Student rows, each with 3 seeds (seed s
+distils teacher s, or the ensemble of teachers s, s + 1, ... mod the number of teachers):
+  m1 / m3 / m5   ensembles of 1, 3, 5 teachers, baseline augmentation (pad-crop-flip); m1 is the
+                 self-distillation row and the baseline of the augmentation and init rows;
+  mixup, noise   one teacher, MixUp (λ ~ Beta(1, 1) = U[0, 1], the teacher labels the mixed
+                 input) or Gaussian input noise on top of the baseline augmentation;
+  data           one teacher, a distillation set of another size than the teachers' train set
+                 (the same number of student updates);
+  init_λ         one teacher, the student starting at θ = λ·θ_teacher + (1 − λ)·θ_random
+                 (`config.init_from`), for each λ of `interpolation`;
+  pair           a reference, not a student: teacher s + 1 evaluated against teacher s (0 steps),
+                 the agreement of two independently trained models.
+Every student (and teacher) is also evaluated on the teachers' train set through the eval
+transforms (evaluator "train_split"): agreement on the data it was distilled on, beside the test split.
 
 Command (whole table, then the report in experiments/results/):
   python -m experiments.reproduce fidelity --variant=cpu --workdir=/tmp/kd_fidelity_cpu
 
 Variants:
-  cpu    Fashion-MNIST (60 000 / 10 000, real data), PreAct ResNet-8 with 16/32/64 filters as
-         teacher and PreAct ResNet-8 with 8/16/32 filters as student: 5 teachers (500 steps of
-         128, about one epoch) and 15 student runs (300 steps of 128), sized to fit one 2-core
-         CPU session. Measured results, and which of the paper's findings they reproduce (not
-         all do at this size): experiments/results/fidelity_cpu.md, written by the command.
-  smoke  the same grid structure with 2 teachers, m ∈ {1, 2}, 1 seed and a few steps: the CI test.
+  cpu    Fashion-MNIST (real data) at 14 × 14 (2 × 2 average pooling after pad-crop-flip):
+         teachers trained on train[:5000], tested on the 10 000 test images; teachers and
+         students PreAct ResNet-8 with 8/16/32 filters (about 20 000 parameters); 5 teachers
+         (100 epochs of batch 256, SGD lr 0.1 cosine, wd 1e-4), students 40 epochs of batch 128
+         (SGD Nesterov lr 0.05 → 1e-6 cosine, wd 1e-4): the paper's recipe on a smaller set and
+         network, so that the train losses plateau (the report plots them and checks it). The
+         data row distils on train[:10000] (the teachers' 5 000 images and 5 000 they never
+         saw); init rows λ ∈ {0.25, 0.5, 0.75}. Runtime estimate ≈ 2 h 15 min on 2 cores:
+         CPU time measured in pilots (a loaded machine) of 0.18 s per teacher step and 0.13 s
+         per one-teacher student step (+ 0.014 s per extra ensemble member), i.e. teachers
+         5 × 1 953 steps ≈ 29 min, students 3 × (7 × 1 562 one-teacher + m3 + m5) ≈ 97 min,
+         ~10 s start-up and evaluation per stage ≈ 6 min. Pilots at a fifth of these lengths
+         (teacher 20 epochs, student 8) were not yet on their plateau by the report's check for
+         the student (its loss fell 17 % over its last quarter; the teacher's 6 %).
+  smoke  the same rows on a few MNIST-5k digits with 2 teachers, 1 seed and a few steps: the
+         CI test.
   paper  CIFAR-100, PreAct ResNet-56 teachers (200 epochs, batch 256, SGD lr 0.1 cosine,
          wd 1e-4) and students (300 epochs, batch 128, SGD Nesterov lr 5e-2 → 1e-6 cosine),
-         m ∈ {1, 3, 5}; needs a GPU/TPU host with the CIFAR-100 TFDS data.
+         m ∈ {1, 3, 5}; the data row distils on half of the train set; needs a GPU/TPU host with
+         the CIFAR-100 TFDS data.
 """
 
 from __future__ import annotations
@@ -30,142 +51,217 @@ import ml_collections
 from kd_jax.train.config import default_config
 
 AUGMENTATIONS = ("baseline", "mixup", "noise")
-
-
-def _settings(variant: str) -> dict:
-  if variant == "cpu":
-    return dict(
+VARIANTS = {
+    "cpu": dict(
         dataset="fashion_mnist",
         num_classes=10,
+        train=("train[:5000]", 5000),  # the teachers' train set, the students' distillation set
+        other_data=("train[:10000]", 10000),  # the data row's distillation set
+        test_split="test",
+        pool=2,
+        padding=2,
+        model=("preact_resnet8", dict(widths=(8, 16, 32))),
         teachers=5,
         ensemble_sizes=(1, 3, 5),
+        interpolation=(0.25, 0.5, 0.75),
         seeds=(0, 1, 2),
-        teacher_model=("preact_resnet20", dict(depth=8, widths=(16, 32, 64))),
-        student_model=("preact_resnet20", dict(depth=8, widths=(8, 16, 32))),
-        teacher_steps=500,
-        teacher_batch=128,
-        student_steps=300,
+        teacher_epochs=100,
+        teacher_batch=256,
+        student_epochs=40,
         student_batch=128,
-        padding=2,
         noise_stddev=0.1,
-        teacher_lr=0.1,
-        student_lr=0.05,
         weight_decay=1e-4,
-    )
-  if variant == "smoke":
-    return dict(
+    ),
+    "smoke": dict(
         dataset="mnist5k",
         num_classes=10,
+        train=("train[:64]", 64),
+        other_data=("train[:128]", 128),
+        test_split="test[:64]",
+        pool=2,
+        padding=2,
+        model=("preact_resnet8", dict(widths=(4, 4, 8))),
         teachers=2,
         ensemble_sizes=(1, 2),
+        interpolation=(0.5, 0.9),
         seeds=(0,),
-        teacher_model=("preact_resnet20", dict(depth=8, widths=(4, 8, 8))),
-        student_model=("preact_resnet20", dict(depth=8, widths=(4, 4, 8))),
-        teacher_steps=12,
+        teacher_epochs=6,  # 12 and 10 logged steps: enough for the report's plateau check
         teacher_batch=32,
-        student_steps=8,
+        student_epochs=5,
         student_batch=32,
-        padding=2,
         noise_stddev=0.1,
-        teacher_lr=0.1,
-        student_lr=0.05,
         weight_decay=1e-4,
-    )
-  if variant == "paper":
-    # 200 epochs of 50 000 images at batch 256 ≈ 39 000 steps; 300 epochs at 128 ≈ 117 000.
-    return dict(
+    ),
+    "paper": dict(
         dataset="cifar100",
         num_classes=100,
+        train=("train", 50_000),
+        other_data=("train[:25000]", 25_000),
+        test_split="test",
+        pool=None,
+        padding=4,
+        model=("preact_resnet56", {}),
         teachers=5,
         ensemble_sizes=(1, 3, 5),
+        interpolation=(0.125, 0.25, 0.375, 0.5, 0.75),
         seeds=(0, 1, 2),
-        teacher_model=("preact_resnet56", {}),
-        student_model=("preact_resnet56", {}),
-        teacher_steps=39_063,
+        teacher_epochs=200,
         teacher_batch=256,
-        student_steps=117_188,
+        student_epochs=300,
         student_batch=128,
-        padding=4,
         noise_stddev=0.1,
-        teacher_lr=0.1,
-        student_lr=0.05,
         weight_decay=1e-4,
-    )
-  raise ValueError(f"fidelity.py variants are 'cpu', 'smoke' and 'paper', got {variant!r}.")
+    ),
+}
 
 
-def _run(s: dict, *, steps: int, batch: int, seed: int) -> ml_collections.ConfigDict:
-  c = default_config()
-  c.seed = seed
-  c.dataset = s["dataset"]
-  c.num_classes = s["num_classes"]
-  c.batch_size = batch
-  c.eval_batch_size = 500
-  c.total_steps = steps
-  c.log_every = max(1, steps // 20)
-  c.checkpoint_every = max(1, steps // 2)
-  c.max_to_keep = 1
-  c.optimizer.weight_decay = s["weight_decay"]
-  c.eval_transforms = ("NormalizeImage",)
-  c.train_transforms = ("NormalizeImage", {"name": "PadCropFlip", "padding": s["padding"]})
-  return c
+def settings(variant: str) -> dict:
+  if variant not in VARIANTS:
+    raise ValueError(f"fidelity.py variants are {sorted(VARIANTS)}, got {variant!r}.")
+  return VARIANTS[variant]
+
+
+def steps(s: dict, role: str) -> int:
+  """Updates of a teacher or student run: its epochs of the teachers' train set."""
+  return max(1, round(s[f"{role}_epochs"] * s["train"][1] / s[f"{role}_batch"]))
 
 
 def teacher_stage(index: int) -> str:
   return f"teacher_{index}"
 
 
-def student_stage(members: int, augmentation: str, seed: int) -> str:
-  return f"student_m{members}_{augmentation}_s{seed}"
+def interpolation_row(weight: float) -> str:
+  return "init_" + f"{weight:g}".replace(".", "p")  # a stage name without dots
 
 
-def student_grid(s: dict) -> list[tuple[int, str, int]]:
-  """(m, augmentation, seed): every ensemble size with the baseline augmentation, plus MixUp
-  and Gaussian noise with a single teacher (the paper's augmentation study distils one teacher)."""
-  grid = []
+def student_rows(s: dict) -> list[str]:
+  """Row names in table order: ensembles, augmentations, the data row, the init rows."""
+  return (
+      [f"m{m}" for m in s["ensemble_sizes"]]
+      + list(AUGMENTATIONS[1:])
+      + ["data"]
+      + [interpolation_row(w) for w in s["interpolation"]]
+  )
+
+
+def stage(row: str, seed: int) -> str:
+  return f"{row}_s{seed}"
+
+
+def row_spec(s: dict, row: str, seed: int) -> dict:
+  """What one student stage does: its teachers, augmentation, data and starting point."""
+  members = int(row[1:]) if row[1:].isdigit() else 1  # "m3": 3 teachers
+  teachers = [(seed + j) % s["teachers"] for j in range(members)]
+  weights = {interpolation_row(w): w for w in s["interpolation"]}
+  return {
+      "teachers": teachers,
+      "augmentation": row if row in AUGMENTATIONS else "baseline",
+      "train_split": s["other_data"][0] if row == "data" else s["train"][0],
+      "init_weight": weights.get(row),
+  }
+
+
+def pair_stage(seed: int) -> str:
+  return f"pair_s{seed}"
+
+
+def _transforms(s: dict, *, train: bool, noise: bool = False) -> tuple:
+  out = ["NormalizeImage"]
+  if train:
+    out.append({"name": "PadCropFlip", "padding": s["padding"]})
+  if s["pool"]:
+    out.append({"name": "AveragePoolImage", "factor": s["pool"]})
+  if noise:  # after pooling, so that σ is the noise on the pixels the network sees
+    out.append({"name": "GaussianNoise", "stddev": s["noise_stddev"]})
+  return tuple(out)
+
+
+def _run(s: dict, *, steps_: int, batch: int, seed: int) -> ml_collections.ConfigDict:
+  c = default_config()
+  c.seed = seed
+  c.dataset = s["dataset"]
+  c.num_classes = s["num_classes"]
+  c.train_split, c.eval_split = s["train"][0], s["test_split"]
+  # Agreement (and accuracy) on the teachers' train set, clean views: the data distilled on.
+  c.evals = ml_collections.ConfigDict({"train_split": {"kind": "metrics", "split": s["train"][0]}})
+  model, kwargs = s["model"]
+  c.model, c.model_kwargs = model, ml_collections.ConfigDict(kwargs)
+  c.batch_size = batch
+  c.eval_batch_size = 500
+  c.total_steps = steps_
+  c.log_every = max(1, steps_ // 100)  # the report's training curves
+  c.checkpoint_every = max(1, steps_ // 4)
+  c.max_to_keep = 1
+  c.progress_bar = False
+  c.optimizer.weight_decay = s["weight_decay"]
+  c.eval_transforms = _transforms(s, train=False)
+  c.train_transforms = _transforms(s, train=True)
+  return c
+
+
+def _teacher_specs(s: dict, indices) -> tuple:
+  model, kwargs = s["model"]
+  return tuple(
+      ml_collections.ConfigDict(
+          {"model": model, "model_kwargs": kwargs, "workdir": teacher_stage(i)}
+      )
+      for i in indices
+  )
+
+
+def student_config(s: dict, row: str, seed: int) -> ml_collections.ConfigDict:
+  spec = row_spec(s, row, seed)
+  c = _run(s, steps_=steps(s, "student"), batch=s["student_batch"], seed=seed)
+  c.train_split = spec["train_split"]
+  c.method = ml_collections.ConfigDict({"name": "vanilla_kd", "temperature": 4.0, "alpha": 0.0})
+  c.optimizer.learning_rate = 0.05
+  c.optimizer.nesterov = True
+  c.optimizer.end_learning_rate = 1e-6
+  if spec["augmentation"] == "mixup":
+    c.batch_transforms = ({"name": "mixup", "alpha": 1.0},)
+  elif spec["augmentation"] == "noise":
+    c.train_transforms = _transforms(s, train=True, noise=True)
+  c.teachers = _teacher_specs(s, spec["teachers"])
+  if spec["init_weight"] is not None:
+    c.init_from = ml_collections.ConfigDict(
+        {
+            "workdir": teacher_stage(spec["teachers"][0]),
+            "interpolate": {"with": "random", "weight": spec["init_weight"]},
+        }
+    )
+  return c
+
+
+def pair_config(s: dict, seed: int) -> ml_collections.ConfigDict:
+  """Teacher seed + 1 evaluated as the 'student' of teacher seed: no training (0 steps)."""
+  c = _run(s, steps_=0, batch=s["student_batch"], seed=seed)
+  c.method = ml_collections.ConfigDict({"name": "vanilla_kd", "temperature": 4.0, "alpha": 0.0})
+  c.teachers = _teacher_specs(s, [seed % s["teachers"]])
+  c.init_from = ml_collections.ConfigDict({"workdir": teacher_stage((seed + 1) % s["teachers"])})
+  return c
+
+
+def build(s: dict) -> ml_collections.ConfigDict:
+  """The staged config of settings `s` (teachers, then per seed the pair and every row)."""
+  stages = ml_collections.ConfigDict()
+  order = []
+  for index in range(s["teachers"]):
+    c = _run(s, steps_=steps(s, "teacher"), batch=s["teacher_batch"], seed=1000 + index)
+    c.method = ml_collections.ConfigDict({"name": "supervised"})
+    c.optimizer.learning_rate = 0.1
+    stages[teacher_stage(index)] = c
+    order.append(teacher_stage(index))
   for seed in s["seeds"]:
-    for members in s["ensemble_sizes"]:
-      grid.append((members, "baseline", seed))
-    for augmentation in AUGMENTATIONS[1:]:
-      grid.append((s["ensemble_sizes"][0], augmentation, seed))
-  return grid
+    stages[pair_stage(seed)] = pair_config(s, seed)
+    order.append(pair_stage(seed))
+    for row in student_rows(s):
+      stages[stage(row, seed)] = student_config(s, row, seed)
+      order.append(stage(row, seed))
+  config = ml_collections.ConfigDict()
+  config.stages = stages
+  config.stage_order = tuple(order)
+  return config
 
 
 def get_config(variant: str = "cpu") -> ml_collections.ConfigDict:
-  s = _settings(variant)
-  stages = ml_collections.ConfigDict()
-  teacher_name, teacher_kwargs = s["teacher_model"]
-  for index in range(s["teachers"]):
-    c = _run(s, steps=s["teacher_steps"], batch=s["teacher_batch"], seed=1000 + index)
-    c.model, c.model_kwargs = teacher_name, ml_collections.ConfigDict(teacher_kwargs)
-    c.method = ml_collections.ConfigDict({"name": "supervised"})
-    c.optimizer.learning_rate = s["teacher_lr"]
-    stages[teacher_stage(index)] = c
-  student_name, student_kwargs = s["student_model"]
-  for members, augmentation, seed in student_grid(s):
-    c = _run(s, steps=s["student_steps"], batch=s["student_batch"], seed=seed)
-    c.model, c.model_kwargs = student_name, ml_collections.ConfigDict(student_kwargs)
-    c.method = ml_collections.ConfigDict({"name": "vanilla_kd", "temperature": 4.0, "alpha": 0.0})
-    c.optimizer.learning_rate = s["student_lr"]
-    c.optimizer.nesterov = True
-    c.optimizer.end_learning_rate = 1e-6
-    if augmentation == "mixup":
-      c.batch_transforms = ({"name": "mixup", "alpha": 1.0},)
-    elif augmentation == "noise":
-      c.train_transforms = c.train_transforms + (
-          {"name": "GaussianNoise", "stddev": s["noise_stddev"]},
-      )
-    c.teachers = tuple(
-        ml_collections.ConfigDict(
-            {"model": teacher_name, "model_kwargs": teacher_kwargs, "workdir": teacher_stage(i)}
-        )
-        for i in range(members)
-    )
-    stages[student_stage(members, augmentation, seed)] = c
-  config = ml_collections.ConfigDict()
-  config.stages = stages
-  config.stage_order = tuple(
-      [teacher_stage(i) for i in range(s["teachers"])]
-      + [student_stage(*cell) for cell in student_grid(s)]
-  )
-  return config
+  return build(settings(variant))

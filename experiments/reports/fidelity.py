@@ -1,8 +1,10 @@
-"""The fidelity table (Stanton et al., docs/PAPERS.md §6): Markdown + CSV + plot from a finished run.
+"""The fidelity table (Stanton et al., PAPERS.md §6): Markdown + CSV + plots from a finished run.
 
-Reads each stage's results (WORKDIR/<stage>/results.json, written by the trainer), aggregates the student
-runs over seeds (mean ± sample std), sets the paper's published Table 2 beside ours, and states
-which findings our run reproduces — computed from the numbers, never typed in.
+Reads each stage's results.json (test split: the implicit evaluator; train split: the evaluator
+"train_split", the teachers' train set through the eval transforms) and its metrics.jsonl (the train
+loss per logged step), aggregates each row over seeds (mean ± sample std) and states, for each of
+the paper's six findings, whether this run reproduces it — computed from the numbers, with the
+seed spread (experiments/reports/seed_stats.py), never typed in.
 """
 
 from __future__ import annotations
@@ -12,7 +14,11 @@ import os
 
 import numpy as np
 
-from experiments.configs import fidelity as fidelity_config
+from experiments.configs import fidelity as table
+from experiments.reports import fidelity_plots
+from experiments.reports.config_doc import variant_text
+from experiments.reports.seed_stats import compare, format_mean_std, mean_std
+from kd_jax.train import writers
 
 # Published Table 2 of Stanton et al. (teacher acc / student acc / agreement / predictive KL for
 # ensembles of m = 1, 3, 5 teachers), for comparison only.
@@ -28,154 +34,267 @@ PAPER_TABLE2 = {
         5: (76.7, 75.6, 88.4, 0.142),
     },
 }
-METRICS = ("teacher_accuracy", "accuracy", "agreement", "predictive_kl")
-# What each variant is, printed under the command at the top of its report.
-VARIANT_NOTES = {
-    "cpu": (
-        "Variant `cpu`: Fashion-MNIST (real data: 60 000 train / 10 000 test), PreAct ResNet-8 "
-        "teachers with 16/32/64 filters (500 SGD steps of 128, lr 0.1 cosine, wd 1e-4, "
-        "pad-crop-flip), PreAct ResNet-8 students with 8/16/32 filters (300 SGD Nesterov steps "
-        "of 128, lr 0.05 → 1e-6 cosine), τ = 4, α = 0; Gaussian noise σ = 0.1 on [0, 1] pixels; "
-        "MixUp λ ~ U[0, 1]. Chosen to fit one 2-core CPU session: about an epoch each, so absolute "
-        "accuracies are below converged values and effects are small."
-    ),
-    "smoke": "Variant `smoke`: a few steps on MNIST-5k, for CI only; numbers are not meaningful.",
-    "paper": "Variant `paper`: CIFAR-100, PreAct ResNet-56, the paper's schedule.",
-}
+PAPER_THRESHOLD = 0.375  # the smallest interpolation weight with near-100 % agreement (paper)
+NEAR_FULL = 99.0  # "near 100 %" agreement, in %
+PLATEAU_FALL = 0.1  # on its plateau: the train loss fell < 10 % over the run's last quarter
+# Per-stage numbers: (column, evaluator, metric); accuracies and agreements in %.
+COLUMNS = (
+    ("accuracy", "eval", "accuracy"),
+    ("teacher_accuracy", "eval", "teacher_accuracy"),
+    ("agreement", "eval", "agreement"),
+    ("predictive_kl", "eval", "predictive_kl"),
+    ("train_accuracy", "train_split", "accuracy"),
+    ("train_agreement", "train_split", "agreement"),
+    ("train_kl", "train_split", "predictive_kl"),
+)
+PERCENT = {"accuracy", "teacher_accuracy", "agreement", "train_accuracy", "train_agreement"}
 
 
-def _mean_std(values):
-  values = np.asarray(values, np.float64)
-  std = values.std(ddof=1) if len(values) > 1 else 0.0
-  return float(values.mean()), float(std)
-
-
-def _fmt(values, scale=100.0, digits=2):
-  mean, std = _mean_std(np.asarray(values) * scale)
-  return f"{mean:.{digits}f} ± {std:.{digits}f}"
-
-
-def summarise(config, results: dict) -> dict:
-  """{(m, augmentation): {metric: [value per seed]}} plus teacher accuracies."""
-  cells = {}
-  for stage in config.stage_order:
-    if not stage.startswith("student_"):
-      continue
-    _, m, augmentation, _ = stage.split("_")
-    cell = cells.setdefault((int(m[1:]), augmentation), {k: [] for k in METRICS})
-    for metric in METRICS:
-      cell[metric].append(results[stage][metric])
-  teachers = [results[s]["accuracy"] for s in config.stage_order if s.startswith("teacher_")]
-  return {"cells": cells, "teachers": teachers}
-
-
-def findings(summary: dict) -> list[str]:
-  """The paper's claims, each checked against our numbers."""
-  cells = summary["cells"]
-  sizes = sorted(m for m, aug in cells if aug == "baseline")
-  agreement = {m: np.mean(cells[(m, "baseline")]["agreement"]) for m in sizes}
-  kl = {m: np.mean(cells[(m, "baseline")]["predictive_kl"]) for m in sizes}
-  out = []
-  rises = all(agreement[a] < agreement[b] for a, b in zip(sizes, sizes[1:]))
-  out.append(
-      f"{'Reproduced' if rises else 'Not reproduced'}: agreement rises strictly with the ensemble size "
-      f"(paper: 86.5 → 89.8 → 90.8 on IMDB). Ours: "
-      + " → ".join(f"m={m}: {100 * agreement[m]:.2f}%" for m in sizes)
-      + "."
-  )
-  falls = all(kl[a] > kl[b] for a, b in zip(sizes, sizes[1:]))
-  out.append(
-      f"{'Reproduced' if falls else 'Not reproduced'}: predictive KL falls with the ensemble size. "
-      "Ours: " + " → ".join(f"m={m}: {kl[m]:.4f}" for m in sizes) + "."
-  )
-  best = max(agreement.values())
-  out.append(
-      f"{'Reproduced' if best < 0.99 else 'Not reproduced'}: the student does not match its "
-      f"teacher — the best mean agreement is {100 * best:.2f}%, below 100% although the student "
-      "is trained only to match the teacher (α = 0)."
-  )
-  m1 = sizes[0]
-  augs = [a for a in fidelity_config.AUGMENTATIONS if (m1, a) in cells]
-  if len(augs) > 1:
-    aug_agreement = {a: np.mean(cells[(m1, a)]["agreement"]) for a in augs}
-    mixup_wins = all(aug_agreement["mixup"] > v for a, v in aug_agreement.items() if a != "mixup")
-    out.append(
-        f"{'Reproduced' if mixup_wins else 'Not reproduced'}: MixUp gives the highest "
-        f"agreement of the augmentation policies (m = {m1}). Ours: "
-        + ", ".join(f"{a} {100 * v:.2f}%" for a, v in aug_agreement.items())
-        + "."
-    )
-    aug_acc = {a: np.mean(cells[(m1, a)]["accuracy"]) for a in augs}
-    fidelity_order = sorted(augs, key=aug_agreement.get)
-    accuracy_order = sorted(augs, key=aug_acc.get)
-    out.append(
-        "Fidelity and accuracy "
-        + (
-            "rank the augmentations differently"
-            if fidelity_order != accuracy_order
-            else "rank the augmentations the same way"
-        )
-        + f" (paper: better fidelity does not always mean better accuracy). Agreement order: "
-        f"{' < '.join(fidelity_order)}; accuracy order: {' < '.join(accuracy_order)}."
-    )
+def stage_numbers(result: dict) -> dict:
+  out = {}
+  for column, evaluator, key in COLUMNS:
+    value = result["evals"].get(evaluator, {}).get(key)
+    if value is not None:
+      out[column] = 100 * value if column in PERCENT else value
   return out
 
 
-def write_csv(path: str, config, results: dict) -> None:
+def plateau(rows: list[dict]) -> dict:
+  """Train-loss convergence of one run from its metrics.jsonl rows (split "train").
+
+  Windows of a tenth of the run: `mid` ends at 75 % of the steps, `last` at the end.
+  fall = (mid − last) / mid: how much the loss still fell over the last quarter of the run;
+  small once the loss has reached its plateau (a self-distilled student's KD loss could reach 0,
+  so the fall is relative to the level reached, not to the whole descent from the start).
+  """
+  points = sorted((r["step"], r["loss"]) for r in rows if r.get("split") == "train" and "loss" in r)
+  if len(points) < 10:
+    return {}
+  steps, losses = np.asarray(points, np.float64).T
+  total = steps[-1]
+
+  def window(end: float) -> float:
+    chosen = losses[(steps > end - total / 10) & (steps <= end)]
+    return float(chosen.mean()) if len(chosen) else float("nan")
+
+  mid, last = window(0.75 * total), window(total)
+  return {"final_loss": last, "fall": (mid - last) / mid if mid > 0 else float("nan")}
+
+
+def collect(variant: str, results: dict, workdir: str | None) -> dict:
+  """{"teachers": [...], "pairs": [...], "rows": {row: [...]}}: per-stage numbers by group."""
+  s = table.settings(variant)
+
+  def numbers(stage):
+    out = {"stage": stage, **stage_numbers(results[stage])}
+    if workdir is not None:
+      curve = writers.read_metrics(os.path.join(workdir, stage))
+      out.update(plateau(curve))
+      out["curve"] = [
+          (r["step"], r["loss"]) for r in curve if r.get("split") == "train" and "loss" in r
+      ]
+    return out
+
+  return {
+      "teachers": [numbers(table.teacher_stage(i)) for i in range(s["teachers"])],
+      "pairs": [numbers(table.pair_stage(seed)) for seed in s["seeds"]],
+      "rows": {
+          row: [numbers(table.stage(row, seed)) for seed in s["seeds"]]
+          for row in table.student_rows(s)
+      },
+  }
+
+
+def values(runs: list[dict], column: str) -> list[float]:
+  return [run[column] for run in runs]
+
+
+def cell(runs: list[dict], column: str, digits: int = 2) -> str:
+  return format_mean_std(values(runs, column), digits)
+
+
+def below(vals, level: float) -> bool:
+  """Whether the mean is below `level` by more than twice its standard error."""
+  mean, std = mean_std(vals)
+  return mean + 2 * std / np.sqrt(len(vals)) < level
+
+
+def _ordered(rows: dict, names: list[str]) -> str:
+  return ", ".join(f"{n} {np.mean(values(rows[n], 'agreement')):.2f}%" for n in names)
+
+
+def findings(variant: str, data: dict) -> list[tuple[str, str]]:
+  """[(finding, verdict)] for the paper's six findings, each from the numbers."""
+  s = table.settings(variant)
+  rows, pairs = data["rows"], data["pairs"]
+  out = []
+  m1 = rows["m1"]
+  gap, error, outcome = compare(values(m1, "agreement"), values(pairs, "agreement"))
+  reproduced = below(values(m1, "agreement"), NEAR_FULL)
+  out.append(
+      (
+          "1. Self-distillation does not reach full fidelity",
+          f"{'Reproduced' if reproduced else 'Not reproduced'}: the student with its teacher's "
+          f"architecture agrees with it on {cell(m1, 'agreement')}% of test images "
+          f"({'below' if reproduced else 'not below'} {NEAR_FULL:g}% beyond the seed spread). "
+          f"Two independently trained teachers agree on {cell(pairs, 'agreement')}%; "
+          f"distillation adds {gap:+.2f} points (standard error {error:.2f}: "
+          f"{'beyond' if outcome != 'within' else 'within'} the seed spread).",
+      )
+  )
+  reproduced = below(values(m1, "train_agreement"), NEAR_FULL)
+  gap, error, outcome = compare(values(m1, "train_agreement"), values(m1, "agreement"))
+  out.append(
+      (
+          "2. The student does not match its teacher even on the distillation data",
+          f"{'Reproduced' if reproduced else 'Not reproduced'}: agreement on the teachers' "
+          f"train set (clean images) is {cell(m1, 'train_agreement')}% against "
+          f"{cell(m1, 'agreement')}% on test ({gap:+.2f} points, {outcome} the seed spread "
+          f"by 2 standard errors of {error:.2f}).",
+      )
+  )
+  policies = ["m1", "mixup", "noise", "data"]
+  best = max(policies, key=lambda n: np.mean(values(rows[n], "agreement")))
+  mixup_wins = all(
+      compare(values(rows["mixup"], "agreement"), values(rows[n], "agreement"))[2] == "beats"
+      for n in policies
+      if n != "mixup"
+  )
+  more = s["other_data"][1] > s["train"][1]
+  larger, smaller = ("data", "m1") if more else ("m1", "data")
+  gap, error, outcome = compare(
+      values(rows[larger], "agreement"), values(rows[smaller], "agreement")
+  )
+  out.append(
+      (
+          "3. MixUp gives the best fidelity; more distillation data raises agreement",
+          f"{'Reproduced' if mixup_wins else 'Not reproduced'} for MixUp: the best test agreement "
+          f"is {best}'s (m1 = baseline augmentation; {_ordered(rows, policies)}). "
+          f"{'Reproduced' if outcome == 'beats' else 'Not reproduced'} for the data: distilling "
+          f"on {max(s['other_data'][1], s['train'][1])} instead of "
+          f"{min(s['other_data'][1], s['train'][1])} images changes agreement by {gap:+.2f} "
+          f"points (standard error {error:.2f}).",
+      )
+  )
+  sizes = [f"m{m}" for m in s["ensemble_sizes"]]
+  means = [np.mean(values(rows[n], "agreement")) for n in sizes]
+  kls = [np.mean(values(rows[n], "predictive_kl")) for n in sizes]
+  rises = all(a < b for a, b in zip(means, means[1:]))
+  gap, error, outcome = compare(values(rows[sizes[-1]], "agreement"), values(m1, "agreement"))
+  reproduced = rises and outcome == "beats"
+  out.append(
+      (
+          "4. Agreement rises (and predictive KL falls) with the ensemble size",
+          f"{'Reproduced' if reproduced else 'Not reproduced'}: agreement "
+          + " → ".join(f"{n} {v:.2f}%" for n, v in zip(sizes, means))
+          + f" ({sizes[-1]} − m1 = {gap:+.2f}, standard error {error:.2f}); predictive KL "
+          + " → ".join(f"{v:.4f}" for v in kls)
+          + f" ({'falls' if all(a > b for a, b in zip(kls, kls[1:])) else 'does not fall'}"
+          " monotonically). Paper (IMDB): 86.49 → 89.83 → 90.79.",
+      )
+  )
+  weights = [0.0] + list(s["interpolation"])
+  curve = [m1] + [rows[table.interpolation_row(w)] for w in s["interpolation"]]
+  near = [w for w, runs in zip(weights, curve) if not below(values(runs, "agreement"), NEAR_FULL)]
+  first = min(near) if near else None
+  reproduced = first is not None and first > 0 and all(w in near for w in weights if w >= first)
+  out.append(
+      (
+          "5. Near-full agreement only from a large enough initial weight of the teacher",
+          f"{'Reproduced' if reproduced else 'Not reproduced'}: agreement for λ = "
+          + ", ".join(
+              f"{w:g}: {np.mean(values(runs, 'agreement')):.2f}%" for w, runs in zip(weights, curve)
+          )
+          + f" (λ = 0 is the m1 row); "
+          + (
+              f"within {NEAR_FULL:g}% from λ = {first:g} on (paper: λ ≥ {PAPER_THRESHOLD})."
+              if first is not None
+              else f"no λ reaches {NEAR_FULL:g}% (paper: λ ≥ {PAPER_THRESHOLD})."
+          ),
+      )
+  )
+  candidates = ["m1"] + sizes[1:] + ["mixup", "noise", "data"]
+  by_agreement = max(candidates, key=lambda n: np.mean(values(rows[n], "agreement")))
+  by_accuracy = max(candidates, key=lambda n: np.mean(values(rows[n], "accuracy")))
+  gap, error, outcome = compare(
+      values(rows[by_accuracy], "accuracy"), values(rows[by_agreement], "accuracy")
+  )
+  agreement_ranks = np.argsort(
+      np.argsort([np.mean(values(rows[n], "agreement")) for n in candidates])
+  )
+  accuracy_ranks = np.argsort(
+      np.argsort([np.mean(values(rows[n], "accuracy")) for n in candidates])
+  )
+  spearman = float(np.corrcoef(agreement_ranks, accuracy_ranks)[0, 1])
+  reproduced = by_accuracy != by_agreement and outcome == "beats"
+  out.append(
+      (
+          "6. Better fidelity does not always mean better accuracy",
+          f"{'Reproduced' if reproduced else 'Not reproduced'}: the best agreement is "
+          f"{by_agreement}'s, the best accuracy {by_accuracy}'s "
+          + (
+              f"({gap:+.2f} points of accuracy, standard error {error:.2f}); "
+              if by_accuracy != by_agreement
+              else "; "
+          )
+          + f"rank correlation of agreement and accuracy over {', '.join(candidates)}: "
+          f"{spearman:+.2f}.",
+      )
+  )
+  return out
+
+
+def convergence(data: dict) -> list[str]:
+  """One line per group that has curves: its final train loss and how much the loss still fell
+  over its last quarter (a plateau when below PLATEAU_FALL)."""
+  groups = {"teachers (CE)": data["teachers"], **{f"{r} (KD)": v for r, v in data["rows"].items()}}
+  lines = []
+  for name, runs in groups.items():
+    if not all("fall" in run for run in runs):
+      continue
+    falls = values(runs, "fall")
+    flat = all(fall < PLATEAU_FALL for fall in falls)
+    lines.append(
+        f"| {name} | {cell(runs, 'final_loss', 4)} | {format_mean_std(falls, 3)} | "
+        f"{'yes' if flat else 'no'} |"
+    )
+  return lines
+
+
+def write_csv(path: str, variant: str, data: dict) -> None:
+  s = table.settings(variant)
+  numbers = [c for c, _, _ in COLUMNS] + ["final_loss", "fall"]
   with open(path, "w", newline="") as f:
     writer = csv.writer(f)
-    writer.writerow(["stage", "role", "ensemble_size", "augmentation", "seed", *METRICS])
-    for stage in config.stage_order:
-      r = results[stage]
-      if stage.startswith("teacher_"):
-        writer.writerow([stage, "teacher", "", "", stage.split("_")[1], r["accuracy"], "", "", ""])
-      else:
-        _, m, augmentation, seed = stage.split("_")
-        writer.writerow([stage, "student", m[1:], augmentation, seed[1:], *[r[k] for k in METRICS]])
-
-
-def write_plot(path: str, summary: dict) -> None:
-  import matplotlib  # pylint: disable=g-import-not-at-top
-
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
-
-  cells = summary["cells"]
-  sizes = sorted(m for m, aug in cells if aug == "baseline")
-  fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.5))
-  stats = [_mean_std(100 * np.asarray(cells[(m, "baseline")]["agreement"])) for m in sizes]
-  left.errorbar(sizes, [s[0] for s in stats], yerr=[s[1] for s in stats], marker="o", capsize=4)
-  left.set(
-      xlabel="teachers in the ensemble (m)",
-      ylabel="test top-1 agreement (%)",
-      title="Agreement vs ensemble size",
-      xticks=sizes,
-  )
-  augs = [a for a in fidelity_config.AUGMENTATIONS if (sizes[0], a) in cells]
-  stats = [_mean_std(100 * np.asarray(cells[(sizes[0], a)]["agreement"])) for a in augs]
-  right.bar(augs, [s[0] for s in stats], yerr=[s[1] for s in stats], capsize=4, color="tab:green")
-  low = min(s[0] - s[1] for s in stats)
-  right.set(
-      ylabel="test top-1 agreement (%)",
-      title=f"Augmentation (m = {sizes[0]})",
-      ylim=(max(0.0, low - 2.0), 100.0),
-  )
-  fig.tight_layout()
-  fig.savefig(path, dpi=120)
-  plt.close(fig)
+    writer.writerow(["stage", "role", "row", "seed", "teachers", *numbers])
+    for i, run in enumerate(data["teachers"]):
+      writer.writerow([run["stage"], "teacher", "", "", i, *[run.get(k, "") for k in numbers]])
+    for seed, run in zip(s["seeds"], data["pairs"]):
+      pair = f"{(seed + 1) % s['teachers']} vs {seed % s['teachers']}"
+      writer.writerow([run["stage"], "pair", "", seed, pair, *[run.get(k, "") for k in numbers]])
+    for row, runs in data["rows"].items():
+      for seed, run in zip(s["seeds"], runs):
+        members = " ".join(map(str, table.row_spec(s, row, seed)["teachers"]))
+        writer.writerow(
+            [run["stage"], "student", row, seed, members, *[run.get(k, "") for k in numbers]]
+        )
 
 
 def write_report(
-    config, results: dict, *, out_dir: str, name: str, command: str, variant: str
+    config, results: dict, *, out_dir: str, name: str, command: str, variant: str, workdir=None
 ) -> dict[str, str]:
-  """Writes NAME.md, NAME.csv and NAME.png into out_dir; returns their paths."""
+  """Writes NAME.md, NAME.csv, NAME.png (findings) and, given the workdir, NAME_curves.png."""
+  del config
   os.makedirs(out_dir, exist_ok=True)
+  s = table.settings(variant)
+  data = collect(variant, results, workdir)
   paths = {ext: os.path.join(out_dir, f"{name}.{ext}") for ext in ("md", "csv", "png")}
-  summary = summarise(config, results)
-  write_csv(paths["csv"], config, results)
-  write_plot(paths["png"], summary)
-  cells = summary["cells"]
-  seeds = len(next(iter(cells.values()))["accuracy"])
+  write_csv(paths["csv"], variant, data)
+  fidelity_plots.findings_figure(paths["png"], variant, data)
+  if workdir is not None:
+    paths["curves"] = os.path.join(out_dir, f"{name}_curves.png")
+    fidelity_plots.curves_figure(paths["curves"], variant, data)
+  teachers, pairs = data["teachers"], data["pairs"]
   lines = [
       f"# Fidelity study (Stanton et al., 2021) — `{name}`",
       "",
@@ -185,24 +304,38 @@ def write_report(
       command,
       "```",
       "",
-      VARIANT_NOTES.get(variant, f"Variant `{variant}`."),
+      f"Variant `{variant}`: {variant_text(table.__doc__, variant)}",
       "",
-      f"Teachers trained: {len(summary['teachers'])}, test accuracy "
-      f"{_fmt(summary['teachers'])}% (mean ± std over teachers). Student cells: mean ± std over "
-      f"{seeds} seed(s). Accuracies and agreement in %, predictive KL in nats; all on the test "
-      "split, which no setting was tuned on.",
+      f"Teachers ({len(teachers)}): test accuracy {cell(teachers, 'accuracy')}%, accuracy on "
+      f"their train set {cell(teachers, 'train_accuracy')}% (mean ± std over teachers). "
+      f"Two independently trained teachers (`pair`, teacher s + 1 against teacher s) agree on "
+      f"{cell(pairs, 'agreement')}% of test and {cell(pairs, 'train_agreement')}% of train "
+      f"images. Student rows: mean ± std over seeds {', '.join(map(str, s['seeds']))}; seed s "
+      "distils teacher s (ensembles: teachers s, s + 1, ...). Accuracy and agreement in %, "
+      "predictive KL(teacher ‖ student) in nats; test = the test split, train = the teachers' "
+      "train set through the eval transforms (for `data` a part of its distillation set).",
       "",
-      "## Ensemble size (Table 2 structure), baseline augmentation",
-      "",
-      "| m | teacher acc | student acc | agreement | predictive KL |",
-      "|---|---|---|---|---|",
+      "| row | student acc | teacher acc | test agreement | train agreement | test KL | train KL |",
+      "|---|---|---|---|---|---|---|",
   ]
-  for m in sorted(m for m, aug in cells if aug == "baseline"):
-    c = cells[(m, "baseline")]
+  for row, runs in data["rows"].items():
     lines.append(
-        f"| {m} | {_fmt(c['teacher_accuracy'])} | {_fmt(c['accuracy'])} | "
-        f"{_fmt(c['agreement'])} | {_fmt(c['predictive_kl'], 1.0, 4)} |"
+        f"| {row} | {cell(runs, 'accuracy')} | {cell(runs, 'teacher_accuracy')} | "
+        f"{cell(runs, 'agreement')} | {cell(runs, 'train_agreement')} | "
+        f"{cell(runs, 'predictive_kl', 4)} | {cell(runs, 'train_kl', 4)} |"
     )
+  lines += [
+      "",
+      "Rows: `m1`/`m3`/`m5` ensembles of 1/3/5 teachers with the baseline augmentation (`m1` is "
+      "the self-distillation row and λ = 0 of the init rows); `mixup` and `noise` one teacher "
+      f"with MixUp or Gaussian noise; `data` one teacher on {s['other_data'][1]} distillation "
+      f"images instead of {s['train'][1]}; `init_λ` one teacher, the student starting at "
+      "λ·θ_teacher + (1 − λ)·θ_random.",
+      "",
+      "## The paper's findings",
+      "",
+  ]
+  lines += [f"- **{title}.** {verdict}" for title, verdict in findings(variant, data)]
   lines += [
       "",
       "Paper (Table 2), for comparison:",
@@ -210,34 +343,28 @@ def write_report(
       "| dataset | m | teacher acc | student acc | agreement | predictive KL |",
       "|---|---|---|---|---|---|",
   ]
-  for dataset, rows in PAPER_TABLE2.items():
-    for m, (t, s, a, k) in rows.items():
-      lines.append(f"| {dataset} | {m} | {t} | {s} | {a} | {k} |")
-  m1 = min(m for m, _ in cells)
-  augs = [a for a in fidelity_config.AUGMENTATIONS if (m1, a) in cells]
-  lines += [
-      "",
-      f"## Augmentation policy (m = {m1})",
-      "",
-      "| augmentation | student acc | agreement | predictive KL |",
-      "|---|---|---|---|",
-  ]
-  for a in augs:
-    c = cells[(m1, a)]
-    lines.append(
-        f"| {a} | {_fmt(c['accuracy'])} | {_fmt(c['agreement'])} | "
-        f"{_fmt(c['predictive_kl'], 1.0, 4)} |"
-    )
-  lines += [
-      "",
-      "Paper: MixUp with the teacher relabelling the mixed input gives the best "
-      "fidelity of the policies it compares (Section 5).",
-      "",
-      "## What this run reproduces",
-      "",
-  ]
-  lines += [f"- {line}" for line in findings(summary)]
-  lines += ["", f"![agreement]({name}.png)", "", f"Per-run numbers: [{name}.csv]({name}.csv).", ""]
+  for dataset, paper_rows in PAPER_TABLE2.items():
+    for m, (t, st, a, k) in paper_rows.items():
+      lines.append(f"| {dataset} | {m} | {t} | {st} | {a} | {k} |")
+  lines += ["", f"![findings]({name}.png)", ""]
+  table_lines = convergence(data)
+  if table_lines:
+    lines += [
+        "## Training curves",
+        "",
+        "Train loss per logged step (metrics.jsonl of each stage). `last-quarter fall`: how much "
+        "the loss fell from the tenth of the run ending at 75 % of its steps to its last tenth, "
+        f"relative to the former; a row counts as on its plateau when every seed's fall is below "
+        f"{PLATEAU_FALL:g}.",
+        "",
+        "| run | final train loss | last-quarter fall | plateau |",
+        "|---|---|---|---|",
+        *table_lines,
+        "",
+        f"![curves]({name}_curves.png)",
+        "",
+    ]
+  lines += [f"Per-run numbers: [{name}.csv]({name}.csv).", ""]
   with open(paths["md"], "w") as f:
     f.write("\n".join(lines))
   return paths

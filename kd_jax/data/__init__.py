@@ -21,8 +21,10 @@ from kd_jax.data.audio import ResampleAudio
 from kd_jax.data.audio import crop_or_pad
 from kd_jax.data.audio import decode_audio
 from kd_jax.data.audio import resample
+from kd_jax.data.augment import AveragePoolImage
 from kd_jax.data.augment import GaussianNoise
 from kd_jax.data.augment import NormalizeImage
+from kd_jax.data.augment import average_pool_image
 from kd_jax.data.augment import PadCropFlip
 from kd_jax.data.augment import gaussian_noise
 from kd_jax.data.augment import mixup

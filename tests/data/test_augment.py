@@ -71,6 +71,22 @@ def test_normalize_image_matches_formula(images):
     data.normalize_image(images[0, ..., 0])
 
 
+def test_average_pool_image_averages_each_block(images):
+  image = images[0].astype(np.float32)  # [28, 28, 1]
+  out = data.average_pool_image(images[0], factor=2)
+  assert out.shape == (14, 14, 1) and out.dtype == np.float32
+  for row, col in ((0, 0), (3, 11), (13, 13)):  # written from the definition, block by block
+    block = image[2 * row : 2 * row + 2, 2 * col : 2 * col + 2, 0]
+    assert out[row, col, 0] == pytest.approx(block.mean())
+  np.testing.assert_array_equal(data.average_pool_image(images[0], factor=1), image)
+  adapter = data.AveragePoolImage(factor=4)({"image": images[1], "label": 2}, None)
+  assert adapter["image"].shape == (7, 7, 1) and adapter["label"] == 2
+  with pytest.raises(ValueError, match="multiples of the factor 3"):
+    data.average_pool_image(images[0][:, :27], factor=3)
+  with pytest.raises(ValueError, match="integer >= 1"):
+    data.average_pool_image(images[0], factor=0)
+
+
 def test_mixup_matches_definition_and_skips_padding(images):
   batch = {
       "image": images[:8].astype(np.float32),
