@@ -36,8 +36,8 @@ from __future__ import annotations
 
 import ml_collections
 
+from experiments.configs.image_stage import image_stage
 from kd_jax.train import choices as choices_lib
-from kd_jax.train.config import default_config
 
 METHODS = (
     "ce",
@@ -219,27 +219,17 @@ def method_config(variant: str, pair: tuple, method: str, value=None) -> dict:
 
 
 def _run(s: dict, model: str, steps: int, batch: int, train_split: str, seed: int):
-  c = default_config()
-  c.seed = seed
-  c.dataset = s["dataset"]
-  c.num_classes = s["num_classes"]
-  c.train_split, c.validation_split, c.eval_split = (
-      train_split,
-      s["validation_split"],
-      s["test_split"],
+  c = image_stage(
+      s,
+      model=model,
+      steps=steps,
+      batch=batch,
+      train_split=train_split,
+      seed=seed,
+      learning_rate=s["learning_rate"],
+      weight_decay=s["weight_decay"],
+      log_points=10,
   )
-  c.evals = ml_collections.ConfigDict(
-      {"validation": {"kind": "metrics", "split": s["validation_split"]}}
-  )
-  c.model = model
-  c.batch_size = batch
-  c.eval_batch_size = 500
-  c.total_steps = steps
-  c.log_every = max(1, steps // 10)
-  c.checkpoint_every = steps
-  c.max_to_keep = 1
-  c.optimizer.learning_rate = s["learning_rate"]
-  c.optimizer.weight_decay = s["weight_decay"]
   c.train_transforms = ("NormalizeImage", {"name": "PadCropFlip", "padding": s["padding"]})
   c.eval_transforms = ("NormalizeImage",)
   return c
