@@ -29,7 +29,8 @@ Variants:
          deviations: one cosine schedule instead of ×0.1 steps at epochs 150, 180, 210, training on
          train[:45000] (train[45000:] is the validation split), CRD's FIFO queue and InfoNCE form
          instead of its memory bank; needs an accelerator host with the CIFAR-100 TFDS data. The
-         report prints the published numbers beside ours.
+         report prints beside ours the published numbers docs/PAPERS.md gives (KD and CRD for
+         both pairs) and "not in PAPERS.md" for every other row.
 """
 
 from __future__ import annotations
