@@ -57,8 +57,8 @@ from __future__ import annotations
 
 import ml_collections
 
+from experiments.configs.image_stage import image_stage
 from kd_jax.train import choices as choices_lib
-from kd_jax.train.config import default_config
 
 METHODS = ("ce", "cecont", "kd", "fitnets", "at", "disk")
 TUNED = ("kd", "fitnets", "at", "disk")
@@ -207,27 +207,17 @@ def round_steps(s: dict, method: str) -> tuple[int, int, int]:
 
 
 def _run(s: dict, model: str, steps: int, train_split: str, seed: int) -> ml_collections.ConfigDict:
-  c = default_config()
-  c.seed = seed
-  c.dataset = s["dataset"]
-  c.num_classes = s["num_classes"]
-  c.train_split, c.validation_split, c.eval_split = (
-      train_split,
-      s["validation_split"],
-      s["test_split"],
+  c = image_stage(
+      s,
+      model=model,
+      steps=steps,
+      batch=s["batch"],
+      train_split=train_split,
+      seed=seed,
+      learning_rate=0.1,
+      weight_decay=s["ce_weight_decay"],
+      log_points=20,
   )
-  c.evals = ml_collections.ConfigDict(
-      {"validation": {"kind": "metrics", "split": s["validation_split"]}}
-  )
-  c.model = model
-  c.batch_size = s["batch"]
-  c.eval_batch_size = 500
-  c.total_steps = steps
-  c.log_every = max(1, steps // 20)
-  c.checkpoint_every = steps
-  c.max_to_keep = 1
-  c.optimizer.learning_rate = 0.1
-  c.optimizer.weight_decay = s["ce_weight_decay"]
   normalize = {"name": "NormalizeImage", **s.get("normalize", {})}
   crop = {"name": "PadCropFlip", "padding": s["padding"]}
   if s.get("autoaugment"):  # the code's CIFAR train transforms: crop padded with 128, AA, Cutout

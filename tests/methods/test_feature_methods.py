@@ -12,7 +12,7 @@ import pytest
 
 from kd_jax import methods
 from kd_jax.methods import base
-from kd_jax.train import loop
+from kd_jax.train import loop, writers
 from tests.losses import numpy_reference as ref
 from tests.train import helpers
 
@@ -128,24 +128,24 @@ def tiny_teachers(tmp_path_factory):
 
 
 # Every feature / logit method of the DiSK table and of the method zoo through the real trainer:
-# (method hyper-parameters, the teacher-student family).
+# (method hyper-parameters, the teacher-student family, the method's own terms in the train log).
 ENGINE_RUNS = {
-    "fitnets": ({}, "tiny_cnn"),
-    "at": ({}, "tiny_cnn"),
-    "dkd": ({}, "tiny_cnn"),
-    "dist": ({}, "tiny_cnn"),
-    "pkt": ({}, "tiny_cnn"),
-    "sp": ({}, "tiny_cnn"),
-    "nst": ({}, "tiny_cnn"),
-    "vid": ({}, "tiny_cnn"),
-    "reviewkd": ({"warmup_epochs": 0.0}, "resnet8"),
-    "ofd": ({}, "resnet8"),
+    "fitnets": ({}, "tiny_cnn", ("hint",)),
+    "at": ({}, "tiny_cnn", ("at",)),
+    "dkd": ({}, "tiny_cnn", ("tckd", "nckd")),
+    "dist": ({}, "tiny_cnn", ("inter_class", "intra_class")),
+    "pkt": ({}, "tiny_cnn", ("pkt",)),
+    "sp": ({}, "tiny_cnn", ("sp",)),
+    "nst": ({}, "tiny_cnn", ("nst",)),
+    "vid": ({}, "tiny_cnn", ("vid",)),
+    "reviewkd": ({"warmup_epochs": 0.0}, "resnet8", ("review",)),
+    "ofd": ({}, "resnet8", ("ofd",)),
 }
 
 
 @pytest.mark.parametrize("name", sorted(ENGINE_RUNS))
 def test_feature_methods_train_through_the_engine(name, tiny_teachers, tmp_path):
-  hyper, family = ENGINE_RUNS[name]
+  hyper, family, terms = ENGINE_RUNS[name]
   teacher_model, teacher_kwargs, teacher_dir = tiny_teachers[family]
   config = helpers.tiny_config(total_steps=3, checkpoint_every=3, model=teacher_model)
   config.model_kwargs = ml_collections.ConfigDict(
@@ -160,3 +160,9 @@ def test_feature_methods_train_through_the_engine(name, tiny_teachers, tmp_path)
   results = loop.train_and_evaluate(config, str(tmp_path / "student"))
   assert {"accuracy", "agreement"} <= set(results)
   assert np.isfinite(results["accuracy"])
+  # The method's own loss ran in every logged step (not only the CE it adds), and is finite.
+  train_rows = [r for r in writers.read_metrics(str(tmp_path / "student")) if r["split"] == "train"]
+  assert [r["step"] for r in train_rows] == [1, 2, 3]
+  for term in terms:
+    assert all(np.isfinite(r[term]) and r[term] >= 0 for r in train_rows), term
+    assert any(r[term] > 0 for r in train_rows), term
