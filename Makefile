@@ -36,7 +36,7 @@ FORMATTED := kd_jax experiments tests benchmarks scripts
 # End-to-end test files are scheduled first (tests/conftest.py): --no-loadscope-reorder keeps that.
 test: $(STAMP) system-data
 	$(PY) -m pyink --check --quiet $(FORMATTED)
-	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder --durations=25 $(PYTEST_ARGS)
 
 clean-venv:
 	rm -rf $(VENV)

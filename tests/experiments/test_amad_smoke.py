@@ -13,6 +13,7 @@ from experiments import tables
 from experiments.configs import amad as table
 from experiments.reports import amad as report
 from kd_jax.train import config as config_lib
+from tests.notebooks import runner
 
 
 @pytest.fixture(scope="module")
@@ -109,3 +110,19 @@ def test_every_variant_validates():
   assert "cifar100_h4_amad_kl_w0p003_last_s0" in paper  # the layer map is chosen too
   with pytest.raises(ValueError, match="variants"):
     table.get_config("gpu")
+
+
+@pytest.mark.slow
+def test_notebook_runs_on_the_smoke_stages(smoke_run, tmp_path, monkeypatch):
+  """notebooks/amad.ipynb at its small size on a copy of this smoke run's stages: every cell runs,
+  and the stages it shares with the table are not trained again (the two students it runs with
+  other settings are)."""
+  workdir = smoke_run[0]
+  heads = min(table.settings("smoke")["tasks"]["rt"]["heads"])
+  # The notebook runs these two with one fixed weight and the alignment evaluator: they train.
+  changed = [
+      table.seed_stage("rt", heads, row, table.ALIGNMENT_SEED) for row in ("head_pool", "amad_kl")
+  ]
+  runner.copy_stages(workdir, str(tmp_path / "amad_small"), leave_out=changed)
+  output = runner.execute("amad.ipynb", tmp_path, monkeypatch)
+  runner.assert_reused(output, trained=changed)

@@ -16,6 +16,7 @@ import pytest
 from experiments import tables
 from experiments.configs import disk as table
 from experiments.reports import disk as report
+from tests.notebooks import runner
 
 CONTINUED = ("cecont", "kd", "fitnets", "at", "disk")
 
@@ -136,3 +137,13 @@ def test_report_has_every_row_and_states_the_claims(smoke_run):
   assert len(rows) == len(s["students"]) * len(table.METHODS) * len(s["seeds"])
   assert {r["chosen_round"] for r in rows if r["method"] == "ce"} == {""}  # no rounds: the start
   assert os.path.getsize(paths["png"]) > 0
+
+
+@pytest.mark.slow
+def test_notebook_runs_on_the_smoke_stages(smoke_run, tmp_path, monkeypatch):
+  """notebooks/disk.ipynb at its small size on a copy of this smoke run's stages: every cell runs,
+  and the stages it shares with the table are not trained again."""
+  workdir = smoke_run[0]
+  runner.copy_stages(workdir, str(tmp_path / "disk_small"))
+  output = runner.execute("disk.ipynb", tmp_path, monkeypatch)
+  runner.assert_reused(output)

@@ -12,6 +12,7 @@ from experiments.configs import fidelity as table
 from experiments.reports import fidelity as report
 from kd_jax import predict
 from kd_jax.train import writers
+from tests.notebooks import runner
 
 SMOKE = table.settings("smoke")
 
@@ -196,3 +197,13 @@ def test_unknown_variant_and_table_are_refused():
     table.get_config("gpu")
   with pytest.raises(tables.UnknownTableError, match="Unknown table"):
     tables.reproduce("no_such_table", "cpu", "/tmp/x", "/tmp/y")
+
+
+@pytest.mark.slow
+def test_notebook_runs_on_the_smoke_stages(smoke_run, tmp_path, monkeypatch):
+  """notebooks/fidelity.ipynb at its small size on a copy of this smoke run's stages: every cell
+  runs, and the stages it shares with the table are not trained again."""
+  workdir = smoke_run[0]
+  runner.copy_stages(workdir, str(tmp_path / "fidelity_small" / "runs"))
+  output = runner.execute("fidelity.ipynb", tmp_path, monkeypatch)
+  runner.assert_reused(output)

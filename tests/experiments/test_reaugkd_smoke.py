@@ -27,6 +27,7 @@ from kd_jax.train import config as config_lib
 from kd_jax.train import constants as constants_lib
 from kd_jax.train import steps as steps_lib
 from kd_jax.train import writers
+from tests.notebooks import runner
 
 STAGE = table.stage_name("rt", "reaugkd", 0)
 
@@ -283,3 +284,13 @@ def test_student_from_teacher_layers_copies_minilm_weights():
     pretrained_bert.bert_classifier(2, num_layers=2, init_from="minilm", init_layers=(0, 9))
   with pytest.raises(ValueError, match="init_from is empty"):
     pretrained_bert.bert_classifier(2, init_from="")
+
+
+@pytest.mark.slow
+def test_notebook_runs_on_the_smoke_stages(smoke_run, tmp_path, monkeypatch):
+  """notebooks/reaugkd.ipynb at its small size on a copy of this smoke run's stages: every cell
+  runs, and the stages it shares with the table are not trained again."""
+  workdir = smoke_run[0]
+  runner.copy_stages(workdir, str(tmp_path / "reaugkd_small"))
+  output = runner.execute("reaugkd.ipynb", tmp_path, monkeypatch)
+  runner.assert_reused(output)

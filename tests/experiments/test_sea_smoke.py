@@ -21,6 +21,7 @@ from kd_jax.data import sea_sources
 from kd_jax.train import config as config_lib
 from kd_jax.train import stages
 from tests import system_data
+from tests.notebooks import runner
 
 # Every package the four sources read; a missing one fails under CI and skips locally.
 PACKAGES = [
@@ -152,3 +153,13 @@ def test_larger_variants_validate_and_keep_the_papers_geometry(variant):
     assert s["pools"]["target"]["dataset"].endswith("kit_pool_full")
     assert s["tasks"]["drums"]["dataset"].endswith("drums_full")
     assert set(s["other_tasks"]) == {"gm_family", "language"}
+
+
+@pytest.mark.slow
+def test_notebook_runs_on_the_smoke_stages(smoke_run, tmp_path, monkeypatch):
+  """notebooks/sea.ipynb at its small size on a copy of this smoke run's stages: every cell runs,
+  and the stages it shares with the table are not trained again."""
+  workdir = smoke_run[0]
+  runner.copy_stages(workdir, str(tmp_path / "sea_small"))
+  output = runner.execute("sea.ipynb", tmp_path, monkeypatch)
+  runner.assert_reused(output)
