@@ -57,7 +57,7 @@ from __future__ import annotations
 
 import ml_collections
 
-from experiments.configs.image_stage import image_stage
+from experiments.configs._image_stage import image_stage
 from kd_jax.train import choices as choices_lib
 
 METHODS = ("ce", "cecont", "kd", "fitnets", "at", "disk")

@@ -2,7 +2,8 @@
 SGD on a train split, a held-out validation split evaluated at the end (what `choices` and model
 selection read), the test split as the final evaluation, one checkpoint at the last step.
 
-Not a table: experiments.tables lists the tables by name. The caller adds the method, teachers,
+Not a table (the leading underscore keeps it out of the checks that run every config file):
+experiments.tables lists the tables by name. The caller adds the method, teachers,
 transforms and anything its protocol changes.
 """
 
