@@ -9,8 +9,11 @@ transforms and anything its protocol changes.
 
 from __future__ import annotations
 
+from typing import Any, Callable, Sequence
+
 import ml_collections
 
+from kd_jax.train import choices as choices_lib
 from kd_jax.train.config import default_config
 
 
@@ -48,3 +51,29 @@ def image_stage(
   c.optimizer.learning_rate = learning_rate
   c.optimizer.weight_decay = weight_decay
   return c
+
+
+def add_tuned_method(
+    stages: ml_collections.ConfigDict,
+    order: list,
+    choices: dict,
+    values: Sequence,
+    seeds: Sequence[int],
+    candidate: Callable[[Any], tuple[str, ml_collections.ConfigDict]],
+    later_seed: Callable[[int], tuple[str, ml_collections.ConfigDict]],
+) -> None:
+  """A method whose key hyper-parameter is chosen on validation: one first-seed stage per value
+  (`candidate(value)` -> (stage name, config)), then one stage per later seed
+  (`later_seed(seed)`, built with any value) whose method `choices` replaces by the candidate
+  with the best validation accuracy before it runs. Appends to `stages`, `order`, `choices`."""
+  candidates = []
+  for value in values:
+    name, stage = candidate(value)
+    stages[name] = stage
+    candidates.append(name)
+  order += candidates
+  for seed in seeds[1:]:
+    name, stage = later_seed(seed)
+    stages[name] = stage
+    order.append(name)
+    choices[name] = choices_lib.best_validation_accuracy(candidates)

@@ -57,8 +57,8 @@ from __future__ import annotations
 
 import ml_collections
 
+from experiments.configs._image_stage import add_tuned_method
 from experiments.configs._image_stage import image_stage
-from kd_jax.train import choices as choices_lib
 
 METHODS = ("ce", "cecont", "kd", "fitnets", "at", "disk")
 TUNED = ("kd", "fitnets", "at", "disk")
@@ -308,18 +308,21 @@ def get_config(variant: str = "cpu") -> ml_collections.ConfigDict:
       order.append(seed_stage(student, "cecont", seed))
     for method in TUNED:
       _, values = grid(variant, method)
-      candidates = []
-      for value in values:
-        name = candidate_stage(student, method, value)
-        stages[name] = student_run(variant, student, method, s["seeds"][0], value)
-        candidates.append(name)
-      order += candidates
-      for seed in s["seeds"][1:]:
-        name = seed_stage(student, method, seed)
-        # The method is replaced by the best candidate's before the stage runs.
-        stages[name] = student_run(variant, student, method, seed, values[0])
-        order.append(name)
-        choices[name] = choices_lib.best_validation_accuracy(candidates)
+      add_tuned_method(
+          stages,
+          order,
+          choices,
+          values,
+          s["seeds"],
+          candidate=lambda v: (
+              candidate_stage(student, method, v),
+              student_run(variant, student, method, s["seeds"][0], v),
+          ),
+          later_seed=lambda seed: (
+              seed_stage(student, method, seed),
+              student_run(variant, student, method, seed, values[0]),
+          ),
+      )
   config = ml_collections.ConfigDict()
   config.stages = stages
   config.stage_order = tuple(order)
