@@ -27,13 +27,11 @@ Variants:
          students PreAct ResNet-8 with 8/16/32 filters (about 20 000 parameters); 5 teachers
          (100 epochs of batch 256, SGD lr 0.1 cosine, wd 1e-4), students 40 epochs of batch 128
          (SGD Nesterov lr 0.05 → 1e-6 cosine, wd 1e-4): the paper's recipe on a smaller set and
-         network, so that the train losses plateau (the report plots them and checks it). The
-         data row distils on train[:10000] (the teachers' 5 000 images and 5 000 they never
-         saw); init rows λ ∈ {0.25, 0.5, 0.75}. Runtime estimate ≈ 2 h 15 min on 2 cores:
-         CPU time measured in pilots (a loaded machine) of 0.18 s per teacher step and 0.13 s
-         per one-teacher student step (+ 0.014 s per extra ensemble member), i.e. teachers
-         5 × 1 953 steps ≈ 29 min, students 3 × (7 × 1 562 one-teacher + m3 + m5) ≈ 97 min,
-         ~10 s start-up and evaluation per stage ≈ 6 min. Pilots at a fifth of these lengths
+         network, so that the train losses flatten out (the report plots them and checks for a
+         plateau). The data row distils on train[:10000] (the teachers' 5 000 images and 5 000
+         they never saw); init rows λ ∈ {0.25, 0.5, 0.75}. Runtime: 66 min measured on 2 cores
+         (teachers ~3 min each, students ~1.6 min per stage, two other jobs sharing the cores);
+         the estimate from pilots' CPU time was 2 h 15 min. Pilots at a fifth of these lengths
          (teacher 20 epochs, student 8) were not yet on their plateau by the report's check for
          the student (its loss fell 17 % over its last quarter; the teacher's 6 %).
   smoke  the same rows on a few MNIST-5k digits with 2 teachers, 1 seed and a few steps: the

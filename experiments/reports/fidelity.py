@@ -230,12 +230,12 @@ def findings(variant: str, data: dict) -> list[tuple[str, str]]:
   out.append(
       (
           "6. Better fidelity does not always mean better accuracy",
-          f"{'Reproduced' if reproduced else 'Not reproduced'}: the best agreement is "
-          f"{by_agreement}'s, the best accuracy {by_accuracy}'s "
+          f"{'Reproduced' if reproduced else 'Not reproduced'}: "
           + (
+              f"the best agreement is {by_agreement}'s, the best accuracy {by_accuracy}'s "
               f"({gap:+.2f} points of accuracy, standard error {error:.2f}); "
               if by_accuracy != by_agreement
-              else "; "
+              else f"the best agreement and the best accuracy are both {by_agreement}'s; "
           )
           + f"rank correlation of agreement and accuracy over {', '.join(candidates)}: "
           f"{spearman:+.2f}.",

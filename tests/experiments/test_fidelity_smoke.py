@@ -178,6 +178,11 @@ def test_findings_are_computed_from_the_numbers():
   assert verdicts[3].startswith("Not reproduced")
   assert verdicts[4].startswith("Not reproduced")  # λ = 0 is already near 100 %
   assert verdicts[5].startswith("Reproduced") and "the best accuracy noise's" in verdicts[5]
+  # one row has both the best agreement and the best accuracy: said once, as such
+  verdicts = [v for _, v in report.findings("smoke", _data(BASE, {"mixup": [95.0, 95.1]}))]
+  assert verdicts[5].startswith(
+      "Not reproduced: the best agreement and the best accuracy are both mixup's; rank"
+  )
 
 
 def test_plateau_fall_of_a_curve():
