@@ -1,5 +1,6 @@
 """Suite-wide hooks: a `needs_data` test (tests/system_data.py) fails under CI, skips locally;
-compile and thread settings for the whole session; end-to-end modules first under pytest-xdist."""
+compile (tests/compile_flags.py) and thread settings for the whole session; end-to-end modules
+first under pytest-xdist."""
 
 import os
 
@@ -14,7 +15,13 @@ os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 # the evaluators, SEA's PCA), and pytest-xdist runs two test processes on a 2-core machine.
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-from tests import system_data  # pylint: disable=g-import-not-at-top,wrong-import-position
+# pylint: disable=g-import-not-at-top,wrong-import-position
+from tests import compile_flags
+from tests import system_data
+
+# LLVM optimisation off for every program the session compiles (tests/compile_flags.py): compile
+# time is most of the suite's time, and the steps run on a few batches only.
+os.environ["XLA_FLAGS"] = compile_flags.with_fast_compile(os.environ.get("XLA_FLAGS", ""))
 
 # Modules that train end to end (a table's smoke run, a notebook, subprocess runs): scheduled
 # first, so that under pytest-xdist (`--dist loadfile --no-loadscope-reorder`, as `make test`

@@ -36,7 +36,8 @@ Variants:
          FitNets 0.28, AT 0.30, DiSK gate step 0.20) against the same costs of the earlier table
          (about an hour on 2 shared cores): about 1.35x its training work plus ~13 validation
          passes per row, i.e. 1.5 to 2 hours on 2 CPU cores.
-  smoke  the same structure on a few MNIST-5k digits and a handful of steps: the CI test.
+  smoke  the same structure on a few MNIST-5k digits and a handful of steps, one DiSK candidate
+         (SMOKE_GRIDS): the CI test.
   paper  CIFAR-100 as the paper and its code: teacher ResNet10_l; students ResNet10_m / _s / _xs
          / _xxs / _xxxs; CE 200 epochs (batch 200, lr 0.1, weight decay 5e-4, cosine); then 200
          rounds of 3 student + 3 gate epochs after 5 gate warm-up epochs, student and gate SGD lr
@@ -69,6 +70,9 @@ GRIDS = {
     "at": ("weight", (100.0,)),
     "disk": ("lambda_max", (5.0, 20.0)),  # λ_min = 1, as the code
 }
+# Smoke: one DiSK candidate. A DiSK stage compiles a program per training phase, the costliest
+# stage of the CI test; KD's two candidates still exercise the choice between candidates.
+SMOKE_GRIDS = {"disk": ("lambda_max", (5.0,))}
 PAPER_GRIDS = {
     "disk": ("lambda_max", (5.0,)),
     "fitnets": ("hint_weight", (10.0, 100.0)),
@@ -171,6 +175,8 @@ def settings(variant: str) -> dict:
 def grid(variant: str, method: str) -> tuple[str, tuple]:
   if variant == "paper" and method in PAPER_GRIDS:
     return PAPER_GRIDS[method]
+  if variant == "smoke" and method in SMOKE_GRIDS:
+    return SMOKE_GRIDS[method]
   return GRIDS[method]
 
 

@@ -183,6 +183,21 @@ def to_decibels(mel: jnp.ndarray, config: MelConfig) -> jnp.ndarray:
   return db
 
 
+def global_max_pool(x: jnp.ndarray) -> jnp.ndarray:
+  """[batch, h, w, channels] → [batch, channels]: the maximum over the whole map (L3's last
+  pooling), as a max-pool whose window is the map.
+
+  Not `jnp.max`: its gradient finds the maximum again by testing `x == max(x)` and divides by
+  the number of matches, and XLA recomputes `x` (the BatchNorm and ReLU before the pool) inside
+  each kernel that reads it. Those kernels need not round it identically: with LLVM optimisation
+  off on CPU they did not, the count was 0 where the match was 1, and the gradient +inf (the
+  SEA teacher at step 3). The pooling op picks one position per (example, channel) inside itself
+  and sends the whole gradient there, with no comparison to repeat and no division.
+  """
+  window = tuple(x.shape[1:3])
+  return nn.max_pool(x, window, strides=window, padding="VALID").reshape(x.shape[0], x.shape[-1])
+
+
 def keras_batch_norm(train: bool, dtype: Any, name: str) -> nn.BatchNorm:
   """Keras BatchNormalization defaults (momentum 0.99, epsilon 1e-3) as in OpenL3/edgel3."""
   return nn.BatchNorm(
@@ -241,7 +256,7 @@ class L3AudioNet(nn.Module):
       features.append(x)
       if block < last:
         x = nn.max_pool(x, (2, 2), strides=(2, 2), padding="VALID")
-    embedding = jnp.max(x, axis=(1, 2))
+    embedding = global_max_pool(x)
     logits = classifier_logits(embedding, self.num_classes, self.dtype)
     return select(
         {

@@ -19,6 +19,7 @@ from kd_jax.data import get_source
 from kd_jax.data import tokenization
 from kd_jax.evaluators import nearest_neighbour
 from kd_jax.models import bert
+from tests import compile_flags
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SMOKE = table.settings("smoke")
@@ -36,7 +37,7 @@ def smoke_run(tmp_path_factory):
   env = dict(os.environ)
   env.setdefault("JAX_COMPILATION_CACHE_DIR", str(tmp_path_factory.mktemp("jax_cache")))
   env.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
-  env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + " --xla_backend_optimization_level=0").strip()
+  env["XLA_FLAGS"] = compile_flags.with_fast_compile(env.get("XLA_FLAGS", ""))
   command = [sys.executable, "-m", "experiments.reproduce", "compress", "--variant=smoke"]
   done = subprocess.run(
       command + [f"--workdir={workdir}", f"--out_dir={out_dir}"],

@@ -148,3 +148,53 @@ def test_student_in_bfloat16(student1, speech_8k):
   assert out16["spectrogram"].dtype == jnp.float32  # the front end stays float32
   scale = float(np.abs(np.asarray(out32["embedding"])).max())
   np.testing.assert_allclose(np.float32(out16["embedding"]), out32["embedding"], atol=0.05 * scale)
+
+
+def _pool_gradient(pool, llvm_level: int):
+  """d/dh Σ ct · pool(ReLU(BatchNorm(h))) with train-mode statistics (the end of an L3 network
+  in training), compiled once for h [16, 2, 3, 8] with LLVM at `llvm_level`."""
+  norm = audio.keras_batch_norm(True, jnp.float32, "bn")
+
+  def pooled(h, ct, variables):
+    normalised, _ = norm.apply(variables, h, mutable=["batch_stats"])
+    return jnp.sum(pool(jax.nn.relu(normalised)) * ct)
+
+  h, ct = jnp.zeros((16, 2, 3, 8)), jnp.zeros((16, 8))
+  variables = {
+      "params": {"scale": jnp.ones(8), "bias": jnp.zeros(8)},
+      "batch_stats": {"mean": jnp.zeros(8), "var": jnp.ones(8)},
+  }
+  lowered = jax.jit(jax.grad(pooled)).lower(h, ct, variables)
+  return lowered.compile(compiler_options={"xla_backend_optimization_level": llvm_level})
+
+
+def test_global_max_pool_gradient_is_finite_without_llvm_optimisation():
+  """The SEA smoke teacher's non-finite gradient (see `audio.global_max_pool`): with `jnp.max`
+  as the pool, 7 of these 10 maps get a +inf gradient at LLVM level 0 (none at the default)."""
+  fast_compile = _pool_gradient(audio.global_max_pool, llvm_level=0)
+  optimised = _pool_gradient(audio.global_max_pool, llvm_level=2)
+  for seed in range(10):
+    keys = jax.random.split(jax.random.key(seed), 4)
+    h, ct = jax.random.normal(keys[0], (16, 2, 3, 8)), jax.random.normal(keys[1], (16, 8))
+    variables = {
+        "params": {
+            "scale": 1 + 0.01 * jax.random.normal(keys[2], (8,)),
+            "bias": 0.01 * jax.random.normal(keys[3], (8,)),
+        },
+        "batch_stats": {"mean": jnp.zeros(8), "var": jnp.ones(8)},
+    }
+    gradient = np.asarray(fast_compile(h, ct, variables))
+    assert np.isfinite(gradient).all(), seed
+    np.testing.assert_allclose(gradient, optimised(h, ct, variables), rtol=1e-4, atol=1e-5)
+
+
+def test_global_max_pool_takes_the_maximum_and_sends_its_gradient_to_one_position():
+  x = jnp.zeros((2, 3, 4, 5)).at[:, 0, 1].set(1.0).at[:, 2, 3].set(1.0)  # two equal maxima
+  x = x.at[1, 1, 1, 4].set(2.0)
+  value, vjp = jax.vjp(audio.global_max_pool, x)
+  np.testing.assert_array_equal(value, np.asarray(x).max((1, 2)))
+  ct = jnp.arange(1.0, 11.0).reshape(2, 5)
+  (gradient,) = vjp(ct)
+  assert ((np.asarray(gradient) != 0).sum((1, 2)) == 1).all()  # one position, not split
+  np.testing.assert_array_equal(np.asarray(gradient).sum((1, 2)), ct)
+  assert gradient[1, 1, 1, 4] == ct[1, 4]

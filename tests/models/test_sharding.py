@@ -13,6 +13,8 @@ import subprocess
 import sys
 import textwrap
 
+from tests import compile_flags
+
 REPO = pathlib.Path(__file__).resolve().parents[2]
 
 SCRIPT = textwrap.dedent("""
@@ -70,7 +72,7 @@ SCRIPT = textwrap.dedent("""
 def test_models_on_eight_simulated_devices():
   env = dict(
       os.environ,
-      XLA_FLAGS="--xla_force_host_platform_device_count=8",
+      XLA_FLAGS=compile_flags.xla_flags(8),
       JAX_PLATFORMS="cpu",
       PYTHONPATH=str(REPO),
   )

@@ -9,6 +9,7 @@ import sys
 import pytest
 
 from kd_jax.train import workdir_lock
+from tests import compile_flags
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TINY = "tests/train/tiny_run_config.py:resume"
@@ -16,7 +17,7 @@ TINY = "tests/train/tiny_run_config.py:resume"
 
 def run_cli(workdir, *overrides, timeout=120):
   env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
-  env.update(JAX_PLATFORMS="cpu", PYTHONPATH=ROOT)
+  env.update(JAX_PLATFORMS="cpu", PYTHONPATH=ROOT, XLA_FLAGS=compile_flags.xla_flags())
   process = subprocess.run(
       [
           sys.executable,

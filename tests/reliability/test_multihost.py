@@ -22,6 +22,7 @@ import pytest
 from kd_jax.train import checkpoint as checkpoint_lib
 from kd_jax.train import steps as steps_lib
 from kd_jax.train import writers
+from tests import compile_flags
 from tests.train import helpers
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -46,7 +47,7 @@ def test_two_processes_share_one_run(tmp_path):
         JAX_PLATFORMS="cpu",
         PYTHONPATH=ROOT,
         KD_JAX_READS_DIR=str(reads),
-        XLA_FLAGS="--xla_force_host_platform_device_count=2",
+        XLA_FLAGS=compile_flags.xla_flags(2),
         JAX_COORDINATOR_ADDRESS=f"localhost:{port}",
         JAX_NUM_PROCESSES="2",
         JAX_PROCESS_ID=str(index),
@@ -81,9 +82,7 @@ def test_two_processes_share_one_run(tmp_path):
 
   # The same config in one process on 4 devices trains on the same global batches.
   env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
-  env.update(
-      JAX_PLATFORMS="cpu", PYTHONPATH=ROOT, XLA_FLAGS="--xla_force_host_platform_device_count=4"
-  )
+  env.update(JAX_PLATFORMS="cpu", PYTHONPATH=ROOT, XLA_FLAGS=compile_flags.xla_flags(4))
   single_dir = tmp_path / "single"
   single = subprocess.run(
       [

@@ -39,6 +39,7 @@ from kd_jax.train import config_references
 from kd_jax.train import loop
 from kd_jax.train import stages
 from kd_jax.train import workdir_config
+from tests import compile_flags
 from tests.reliability import test_bad_inputs_round2 as matrix
 from tests.train import helpers
 
@@ -48,7 +49,7 @@ pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptio
 
 def run_cli(config, workdir, *overrides, timeout=240):
   env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
-  env.update(JAX_PLATFORMS="cpu", PYTHONPATH=ROOT)
+  env.update(JAX_PLATFORMS="cpu", PYTHONPATH=ROOT, XLA_FLAGS=compile_flags.xla_flags())
   process = subprocess.run(
       [sys.executable, "-m", "experiments.main", f"--config={config}", f"--workdir={workdir}"]
       + list(overrides),

@@ -14,6 +14,7 @@ import pytest
 
 from kd_jax.train import checkpoint as checkpoint_lib
 from kd_jax.train import writers
+from tests import compile_flags
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TINY = "tests/train/tiny_run_config.py"
@@ -34,14 +35,12 @@ def compilation_cache(tmp_path_factory):
 
 def cli(config, workdir, *overrides, devices=1):
   env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
-  env.update(JAX_PLATFORMS="cpu", PYTHONPATH=ROOT)
+  env.update(JAX_PLATFORMS="cpu", PYTHONPATH=ROOT, XLA_FLAGS=compile_flags.xla_flags(devices))
   if "dir" in _COMPILATION_CACHE:
     env.update(
         JAX_COMPILATION_CACHE_DIR=_COMPILATION_CACHE["dir"],
         JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
     )
-  if devices > 1:
-    env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
   return subprocess.Popen(
       [
           sys.executable,
