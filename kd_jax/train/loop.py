@@ -27,7 +27,8 @@ from absl import logging
 from kd_jax.methods import base
 from kd_jax.train import build
 from kd_jax.train import checkpoint as checkpoint_lib
-from kd_jax.train import config as config_lib
+from kd_jax.train import config_json
+from kd_jax.train import config_validation
 from kd_jax.train import evaluation as evaluation_lib
 from kd_jax.train import guards
 from kd_jax.train import init_from as init_from_lib
@@ -38,8 +39,8 @@ from kd_jax.train import selection as selection_lib
 from kd_jax.train import state as state_lib
 from kd_jax.train import steps as steps_lib
 from kd_jax.train import teacher_cache
-from kd_jax.train import workdir_lock
 from kd_jax.train import workdir_config
+from kd_jax.train import workdir_lock
 from kd_jax.train import writers
 from kd_jax.train.state import TrainState, create_train_state
 
@@ -167,11 +168,11 @@ def _initial_state(
 def _fingerprint(config, teacher_steps) -> dict:
   """What a run's constants depend on (compared when they are reloaded)."""
   return {
-      "method": config_lib.listify(config.method.to_dict()),
+      "method": config_json.listify(config.method.to_dict()),
       "dataset": config.dataset,
       "train_split": config.train_split,
       "validation_split": config.validation_split,
-      "eval_transforms": config_lib.listify(json.loads(config.to_json())["eval_transforms"]),
+      "eval_transforms": config_json.listify(json.loads(config.to_json())["eval_transforms"]),
       "teacher_steps": list(teacher_steps),
       "seed": config.seed,
   }
@@ -205,7 +206,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   The results are the "eval" evaluator's metrics at the top level (accuracy, agreement, ...)
   and every evaluator's under "evals" ({name: metrics}), as in WORKDIR/results.json.
   """
-  config = config_lib.validate(config)
+  config = config_validation.validate(config)
   mesh_lib.initialize_distributed(config.multihost)
   with workdir_lock.hold(workdir):  # after initialize_distributed: only process 0 locks
     return _train_and_evaluate(config, workdir)
