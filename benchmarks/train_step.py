@@ -12,7 +12,7 @@ Both sides do the same step on the same shapes: frozen teacher forward in infere
 forward/backward in train mode (BatchNorm statistics, BERT's dropout 0.1 on hidden states and
 attention probabilities), L = ½·CE + ½·τ²·KL with τ = 4, then SGD-momentum (ResNets) or AdamW
 (BERT). kd_jax builds and calls the step as its trainer does (`kd_jax.train.loop`):
-`kd_jax.train.steps.Forward` with the method's requested outputs (logits only, so attention takes
+`kd_jax.train.forward.Forward` with the method's requested outputs (logits only, so attention takes
 the fused path where dropout allows), teacher variables cast to the compute dtype once, float32
 master weights, `build_train_step` (`jit` with donation), `step(state, teachers, constants,
 batch, phase)`.
@@ -52,6 +52,7 @@ import optax  # pylint: disable=wrong-import-position
 from kd_jax import models  # pylint: disable=wrong-import-position
 from kd_jax.methods import base as method_base  # pylint: disable=wrong-import-position
 from kd_jax.methods.vanilla_kd import VanillaKD  # pylint: disable=wrong-import-position
+from kd_jax.train import forward as forward_lib  # pylint: disable=wrong-import-position
 from kd_jax.train import mesh as mesh_lib  # pylint: disable=wrong-import-position
 from kd_jax.train import state as state_lib  # pylint: disable=wrong-import-position
 from kd_jax.train import steps as steps_lib  # pylint: disable=wrong-import-position
@@ -160,8 +161,8 @@ def build_jax_step(
   teacher, student, input_key = jax_models(case, compute, attention_implementation)
   method = VanillaKD(temperature=TEMPERATURE, alpha=ALPHA)
   host_batch = make_batch(case)
-  x = steps_lib.model_input(host_batch, input_key, jnp.float32)
-  teacher_variables = steps_lib.cast_floats(
+  x = forward_lib.model_input(host_batch, input_key, jnp.float32)
+  teacher_variables = forward_lib.cast_floats(
       _initial_variables(teacher, jax.random.PRNGKey(1), x), compute
   )
   student_variables = _initial_variables(student, jax.random.PRNGKey(2), x)
@@ -180,7 +181,7 @@ def build_jax_step(
   )
   tx = method.optimizer(student_tx, context)
   student_outputs, teacher_outputs = method.requested_outputs()
-  forward = steps_lib.Forward(
+  forward = forward_lib.Forward(
       student,
       (teacher,),
       compute if precast else jnp.float32,

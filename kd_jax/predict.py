@@ -103,9 +103,9 @@ class Model:
     return np.asarray(self._outputs(batch)["logits"], np.float32)
 
   def _outputs(self, batch: dict[str, np.ndarray]) -> dict[str, Any]:
-    from kd_jax.train import steps  # pylint: disable=g-import-not-at-top
+    from kd_jax.train import forward as forward_lib  # pylint: disable=g-import-not-at-top
 
-    x = steps.model_input(
+    x = forward_lib.model_input(
         {k: jnp.asarray(v) for k, v in batch.items() if k == self.config.input_key},
         self.config.input_key,
         jnp.float32,

@@ -30,6 +30,7 @@ from kd_jax.train import checkpoint as checkpoint_lib
 from kd_jax.train import config_json
 from kd_jax.train import config_validation
 from kd_jax.train import evaluation as evaluation_lib
+from kd_jax.train import forward as forward_lib
 from kd_jax.train import guards
 from kd_jax.train import init_from as init_from_lib
 from kd_jax.train import mesh as mesh_lib
@@ -78,7 +79,7 @@ class _Start(NamedTuple):
 
 
 def _start(
-    config, *, example, forward: steps_lib.Forward, teacher_variables, resuming: bool
+    config, *, example, forward: forward_lib.Forward, teacher_variables, resuming: bool
 ) -> _Start:
   """Initialises the student on one real train batch and checks what the models produce.
 
@@ -88,7 +89,7 @@ def _start(
   [batch, num_classes], labels in range, the init_from shapes) run before anything is written to
   the workdir.
   """
-  x = steps_lib.model_input(example, config.input_key, jnp.float32)
+  x = forward_lib.model_input(example, config.input_key, jnp.float32)
   init_rng, dropout_rng = jax.random.split(jax.random.key(config.seed), 4)[:2]
   init = jax.jit(lambda rngs, x: forward.student.init(rngs, x, train=False))
   # The params are replicated, so threefry's partitionable mode (needed only for sharded random
@@ -130,7 +131,7 @@ def _initial_state(
     start: _Start,
     *,
     example,
-    forward: steps_lib.Forward,
+    forward: forward_lib.Forward,
     method: base.Method,
     tx,
     constants,
@@ -147,7 +148,7 @@ def _initial_state(
       inputs=start.x,
       constants=constants,
       student_variables=start.student_variables,
-      apply_student=steps_lib.student_applier(forward),
+      apply_student=forward_lib.student_applier(forward),
   )
   # Copied: `init` may return the student's own arrays (an EMA starts as the student), and one
   # buffer appearing twice in the donated state is an error.
@@ -238,17 +239,17 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict
       config.model, config.num_classes, config.model_kwargs, dtype=model_dtype
   )
   example = _peek_train_batch(data.train_iter)
-  example_input = steps_lib.model_input(example, config.input_key, jnp.float32)
+  example_input = forward_lib.model_input(example, config.input_key, jnp.float32)
   teachers, teacher_variables, teacher_steps = build.build_teachers(
       config, example_input, dtype=model_dtype
   )
   build.check_teacher_shapes(config, teachers, teacher_variables, example_input)
   # Cast once here rather than inside every step.
   teacher_variables = mesh_lib.replicate(
-      steps_lib.cast_floats(teacher_variables, compute_dtype), mesh
+      forward_lib.cast_floats(teacher_variables, compute_dtype), mesh
   )
   student_outputs, teacher_outputs = method.requested_outputs()
-  forward = steps_lib.Forward(
+  forward = forward_lib.Forward(
       student,
       teachers,
       compute_dtype,
@@ -277,7 +278,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict
     init_from_lib.write_record(workdir, start.init_record)
   if jax.process_index() == 0:  # class names of user data, for `kd_jax.predict`
     build.data_api().user_data.write_label_names(data.train_source, workdir)
-  model_input = lambda batch: steps_lib.model_input(batch, config.input_key, compute_dtype)
+  model_input = lambda batch: forward_lib.model_input(batch, config.input_key, compute_dtype)
   roles = {"train": config.train_split}
   if config.validation_split:
     roles["validation"] = config.validation_split

@@ -25,8 +25,8 @@ from kd_jax.train import build
 from kd_jax.train import checkpoint as checkpoint_lib
 from kd_jax.train import config as config_lib
 from kd_jax.train import constants as constants_lib
+from kd_jax.train import forward as forward_lib
 from kd_jax.train import staged_config
-from kd_jax.train import steps as steps_lib
 from kd_jax.train import writers
 from tests.notebooks import runner
 
@@ -111,7 +111,7 @@ def test_test_accuracy_matches_an_independent_computation(smoke_run):
   manifest = json.load(open(os.path.join(stage_dir, "constants", "manifest.json")))
   constants = constants_lib.load(stage_dir, manifest["fingerprint"])
   test = _stage_results(workdir, STAGE)["evals"]["test_reaug"]
-  forward = steps_lib.Forward(student, (), jnp.float32)
+  forward = forward_lib.Forward(student, (), jnp.float32)
   betas = jnp.asarray([test["beta"], 1.0])
   correct, total = np.zeros(2), 0
   for batch in build.build_data(config).batches(config.eval_split, sharded=False):
