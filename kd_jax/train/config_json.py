@@ -24,6 +24,19 @@ def diff(saved: dict, current: dict, prefix: str = "") -> list[str]:
 _LATER_OPTIMIZER_KEYS = {"restart_steps": 0, "hold_steps": 1}  # with their defaults
 
 
+def _sibling_relative(entry: dict, workdir: str) -> dict:
+  """A copy of a teacher or `init_from` entry whose absolute "workdir" inside the parent of
+  `workdir` (another stage of the same staged run) is made relative to `workdir`."""
+  entry = dict(entry)
+  path = entry.get("workdir")
+  if isinstance(path, str) and os.path.isabs(path):
+    root = os.path.dirname(os.path.abspath(workdir))
+    path = os.path.normpath(path)
+    if os.path.commonpath([root, path]) == root:
+      entry["workdir"] = os.path.relpath(path, os.path.abspath(workdir))
+  return entry
+
+
 def portable(config_json: dict, workdir: str) -> dict:
   """A run config as saved in WORKDIR/config.json: teacher (and init_from) workdirs of sibling
   stages relative; `init_from` left out when unset.
@@ -39,18 +52,8 @@ def portable(config_json: dict, workdir: str) -> dict:
     workdir: the run's own workdir.
   """
   out = dict(config_json)
-  root = os.path.dirname(os.path.abspath(workdir))
-  teachers = []
-  for teacher in out.get("teachers") or ():
-    teacher = dict(teacher)
-    path = teacher.get("workdir")
-    if isinstance(path, str) and os.path.isabs(path):
-      path = os.path.normpath(path)
-      if os.path.commonpath([root, path]) == root:
-        teacher["workdir"] = os.path.relpath(path, os.path.abspath(workdir))
-    teachers.append(teacher)
   if "teachers" in out:
-    out["teachers"] = teachers
+    out["teachers"] = [_sibling_relative(t, workdir) for t in out["teachers"] or ()]
   if isinstance(out.get("optimizer"), dict):
     # Keys added after workdirs existed are saved only when set, as `init_from` below.
     out["optimizer"] = {
@@ -64,13 +67,7 @@ def portable(config_json: dict, workdir: str) -> dict:
     # compares equal on resume.
     out.pop("init_from", None)
   else:
-    init = dict(init)
-    path = init.get("workdir")
-    if isinstance(path, str) and os.path.isabs(path):
-      path = os.path.normpath(path)
-      if os.path.commonpath([root, path]) == root:
-        init["workdir"] = os.path.relpath(path, os.path.abspath(workdir))
-    out["init_from"] = init
+    out["init_from"] = _sibling_relative(init, workdir)
   return out
 
 
