@@ -2,7 +2,7 @@
 
     nice .venv/bin/python benchmarks/hlo_report.py    # writes benchmarks/results/bf16_hlo_cpu.md
 
-The graph is the engine's train step (`benchmarks/train_step.py`'s `build_jax_step`: BERT 6L →
+The graph is the engine's train step (`benchmarks/kd_jax_step.py`'s `build_jax_step`: BERT 6L →
 3L h384, `vanilla_kd`, dropout 0.1) lowered *before* backend optimisation, so the counts hold for
 any backend — they are what a GPU compiler receives. Variants: float32; bfloat16 as the engine
 runs it (student params cast to bf16 before `apply`); bfloat16 with float32 params handed to the
@@ -24,6 +24,8 @@ import sys
 REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from benchmarks import kd_jax_step  # pylint: disable=wrong-import-position
+from benchmarks import step_cases  # pylint: disable=wrong-import-position
 from benchmarks import train_step  # pylint: disable=wrong-import-position
 
 TENSOR = r"tensor<([^>]*)>"
@@ -77,7 +79,7 @@ def main(argv=None) -> None:
   parser.add_argument("--out", default=str(REPO / "benchmarks/results/bf16_hlo_cpu.md"))
   args = parser.parse_args(argv)
   teacher_layers, student_layers = (int(n) for n in args.layers.split(","))
-  case = train_step.StepCase("bert", args.batch, args.seq_len, teacher_layers, student_layers)
+  case = step_cases.StepCase("bert", args.batch, args.seq_len, teacher_layers, student_layers)
   variants = [
       ("float32", "float32", True),
       ("bfloat16, engine (params cast before apply)", "bfloat16", True),
@@ -85,8 +87,8 @@ def main(argv=None) -> None:
   ]
   rows = []
   for label, dtype, precast in variants:
-    run, step, arguments = train_step.build_jax_step(case, dtype, precast=precast)
-    stats = graph_statistics(step.lower(*arguments(), phase=train_step.PHASE).as_text())
+    run, step, arguments = kd_jax_step.build_jax_step(case, dtype, precast=precast)
+    stats = graph_statistics(step.lower(*arguments(), phase=kd_jax_step.PHASE).as_text())
     if args.time_steps:
       run(1)
       stats["step (ms)"] = min(run(1) for _ in range(args.time_steps)) * 1e3

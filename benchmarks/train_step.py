@@ -12,7 +12,7 @@ Both sides do the same step on the same shapes: frozen teacher forward in infere
 forward/backward in train mode (BatchNorm statistics, BERT's dropout 0.1 on hidden states and
 attention probabilities), L = ½·CE + ½·τ²·KL with τ = 4, then SGD-momentum (ResNets) or AdamW
 (BERT). kd_jax builds and calls the step as its trainer does (`kd_jax.train.loop`):
-`kd_jax.train.steps.Forward` with the method's requested outputs (logits only, so attention takes
+`kd_jax.train.forward.Forward` with the method's requested outputs (logits only, so attention takes
 the fused path where dropout allows), teacher variables cast to the compute dtype once, float32
 master weights, `build_train_step` (`jit` with donation), `step(state, teachers, constants,
 batch, phase)`.
@@ -24,7 +24,6 @@ that a shared machine's load hits every runner alike; the table reports the medi
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import datetime
 import os
 import pathlib
@@ -32,10 +31,7 @@ import platform
 import shlex
 import statistics
 import sys
-import time
 import traceback
-
-import numpy as np
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -46,245 +42,14 @@ sys.path.insert(0, str(REPO))
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import jax  # pylint: disable=wrong-import-position
-import jax.numpy as jnp  # pylint: disable=wrong-import-position
-import optax  # pylint: disable=wrong-import-position
 
-from kd_jax import models  # pylint: disable=wrong-import-position
-from kd_jax.methods import base as method_base  # pylint: disable=wrong-import-position
-from kd_jax.methods.vanilla_kd import VanillaKD  # pylint: disable=wrong-import-position
-from kd_jax.train import mesh as mesh_lib  # pylint: disable=wrong-import-position
-from kd_jax.train import state as state_lib  # pylint: disable=wrong-import-position
-from kd_jax.train import steps as steps_lib  # pylint: disable=wrong-import-position
+from benchmarks import kd_jax_step  # pylint: disable=wrong-import-position
+from benchmarks import step_cases  # pylint: disable=wrong-import-position
+from benchmarks import torch_step  # pylint: disable=wrong-import-position
 
-TEMPERATURE, ALPHA = 4.0, 0.5
-NUM_LABELS = 2  # the BERT task's classes
-
-
-@dataclasses.dataclass(frozen=True)
-class StepCase:
-  """One row's step: the teacher → student pair, batch and (BERT) sequence length.
-
-  ResNets are named as in `kd_jax.models`; BERTs are layer counts of h384 encoders.
-  """
-
-  case: str  # "resnet" or "bert"
-  batch: int
-  seq_len: int | None = None
-  teacher: str | int = "resnet56"
-  student: str | int = "resnet20"
-
-  @property
-  def label(self) -> str:
-    if self.case == "resnet":
-      return f"{self.teacher} → {self.student}, b{self.batch} × 32×32×3"
-    return f"BERT {self.teacher}L → {self.student}L h384, b{self.batch} × s{self.seq_len}"
-
-
-RESNET = lambda batch: StepCase("resnet", batch)
-BERT = lambda batch, seq_len: StepCase("bert", batch, seq_len, 6, 3)
-PRESETS = {
-    # The CPU sizes keep one step around a second.
-    "cpu": [RESNET(64), BERT(8, 128)],
-    # The bf16 transformer step first: a time-limited run keeps the rows it finished.
-    "gpu": [BERT(64, 128), RESNET(256), RESNET(1024)],
-    # The plumbing check (tests/benchmarks): every runner once, on nets that compile in seconds.
-    "smoke": [StepCase("resnet", 4, None, "resnet8", "resnet8"), StepCase("bert", 2, 16, 1, 1)],
-}
-PHASE = 0  # vanilla KD has one training phase
-CACHED_EXAMPLES = 50_000  # a CIFAR-sized train split for the teacher-output cache rows
 # Runners that time kd_jax: a failure in any of them fails the script (exit status 1).
 KD_JAX_RUNNERS = ("kd_jax", "kd_jax teacher cache", "kd_jax f32 params", "kd_jax cudnn")
 COLUMNS = (*KD_JAX_RUNNERS, "torch eager", "torch.compile")
-
-
-def make_batch(case: StepCase, seed: int = 0) -> dict[str, np.ndarray]:
-  """Random uint8 CIFAR-shaped images, or token ids with right padding (id 0), plus labels."""
-  rng = np.random.default_rng(seed)
-  batch, seq_len = case.batch, case.seq_len
-  if case.case == "resnet":
-    return {
-        "image": rng.integers(0, 256, (batch, 32, 32, 3), dtype=np.uint8),
-        "label": rng.integers(0, 100, batch).astype(np.int32),
-    }
-  lengths = rng.integers(seq_len // 2, seq_len + 1, batch)
-  ids = rng.integers(1, 30522, (batch, seq_len)).astype(np.int32)
-  ids[np.arange(seq_len)[None, :] >= lengths[:, None]] = 0
-  return {"input_ids": ids, "label": rng.integers(0, NUM_LABELS, batch).astype(np.int32)}
-
-
-def jax_models(case: StepCase, dtype, attention_implementation=None):
-  if case.case == "resnet":
-    return (
-        models.get_model(case.teacher, num_classes=100, dtype=dtype),
-        models.get_model(case.student, num_classes=100, dtype=dtype),
-        "image",
-    )
-  bert = lambda layers: models.BertEncoder(
-      models.BertConfig(num_layers=layers),
-      num_classes=NUM_LABELS,
-      dtype=dtype,
-      attention_implementation=attention_implementation,
-  )
-  return bert(case.teacher), bert(case.student), "input_ids"
-
-
-# Module level, so that equal modules (flax hashes them by value) compile their init once for all
-# the runners of a row.
-_initial_variables = jax.jit(
-    lambda model, rng, x: model.init(rng, x, train=False), static_argnums=0
-)
-
-
-def build_jax_step(
-    case: StepCase,
-    dtype: str,
-    attention_implementation: str | None = None,
-    precast: bool = True,
-    cached: bool = False,
-):
-  """(run(n) -> seconds for n steps, the engine's `TrainStep`, () -> its arguments but `phase`).
-
-  The step is built and called as the trainer (`kd_jax.train.loop`) does: `build_train_step`,
-  then `step(state, teachers, constants, batch, phase=PHASE)`; a change of that call fails here,
-  and tests/benchmarks runs this at the smoke preset.
-
-  `precast=False` keeps the engine's compute dtype at float32 and lets the bf16 modules cast
-  their float32 params where they use them (flax's `dtype` vs `param_dtype`), instead of the
-  engine casting the whole student tree to bf16 before `apply`: the difference is the embedding
-  gradient, a scatter-add into a bf16 or a float32 table (see benchmarks/results/bf16_hlo_cpu.md).
-  `cached=True` runs the step on cached teacher logits (`kd_jax.train.teacher_cache`, the
-  engine's cache for deterministic views) of a CACHED_EXAMPLES-example split instead of the
-  teacher's forward pass.
-  """
-  compute = jnp.dtype(dtype)
-  teacher, student, input_key = jax_models(case, compute, attention_implementation)
-  method = VanillaKD(temperature=TEMPERATURE, alpha=ALPHA)
-  host_batch = make_batch(case)
-  x = steps_lib.model_input(host_batch, input_key, jnp.float32)
-  teacher_variables = steps_lib.cast_floats(
-      _initial_variables(teacher, jax.random.PRNGKey(1), x), compute
-  )
-  student_variables = _initial_variables(student, jax.random.PRNGKey(2), x)
-  num_classes = 100 if case.case == "resnet" else NUM_LABELS
-  context = method_base.RunContext(
-      total_steps=1000,
-      steps_per_epoch=100,
-      num_train_examples=100 * case.batch,
-      batch_size=case.batch,
-      num_classes=num_classes,
-  )
-  student_tx = (
-      optax.sgd(0.1, momentum=0.9)
-      if case.case == "resnet"
-      else optax.adamw(1e-4, weight_decay=0.01)
-  )
-  tx = method.optimizer(student_tx, context)
-  student_outputs, teacher_outputs = method.requested_outputs()
-  forward = steps_lib.Forward(
-      student,
-      (teacher,),
-      compute if precast else jnp.float32,
-      student_outputs=student_outputs,
-      teacher_outputs=teacher_outputs,
-  )
-  mesh = mesh_lib.make_mesh()
-  step = steps_lib.build_train_step(
-      forward=forward,
-      method=method,
-      tx=tx,
-      mesh=mesh,
-      input_key=input_key,
-      grad_accum_steps=1,
-      context=context,
-      cached_teachers=cached,
-  )
-  state = mesh_lib.replicate(
-      state_lib.create_train_state(
-          student_variables=student_variables,
-          method_params={},
-          method_state={},
-          tx=tx,
-          rng=jax.random.key_data(jax.random.key(0)),
-      ),
-      mesh,
-  )
-  teachers = mesh_lib.replicate((teacher_variables,), mesh)
-  if cached:  # the values do not matter for timing; the shapes and the gather do
-    rng = np.random.default_rng(1)
-    teachers = mesh_lib.replicate(
-        {
-            "0": {
-                "logits": jnp.asarray(rng.normal(size=(CACHED_EXAMPLES, num_classes)), jnp.float32)
-            }
-        },
-        mesh,
-    )
-    host_batch = {
-        **host_batch,
-        "index": rng.integers(0, CACHED_EXAMPLES, case.batch).astype(np.int32),
-    }
-  device_batch = mesh_lib.shard_batch(host_batch, mesh)
-  constants = mesh_lib.replicate({}, mesh)  # vanilla KD prepares no constants
-  holder = {"state": state}
-
-  def arguments():
-    """The step's arguments before `phase`, as the loop passes them."""
-    return holder["state"], teachers, constants, device_batch
-
-  def run(n: int) -> float:
-    start = time.perf_counter()
-    for _ in range(n):
-      # `phase` by name: a parameter added before it then fails here instead of taking its value.
-      holder["state"], metrics = step(*arguments(), phase=PHASE)
-    jax.block_until_ready(metrics["loss"])
-    return time.perf_counter() - start
-
-  return run, step, arguments
-
-
-def build_torch_step(case: StepCase, dtype: str, *, compile: bool, device: str):
-  import torch  # pylint: disable=g-import-not-at-top
-
-  from benchmarks import torch_reference as ref  # pylint: disable=g-import-not-at-top
-
-  torch.manual_seed(0)
-  host_batch = make_batch(case)
-  labels = torch.as_tensor(host_batch["label"], dtype=torch.long, device=device)
-  if case.case == "resnet":
-    depth = lambda name: int(name.removeprefix("resnet"))  # CIFAR ResNets: resnet<depth>
-    teacher, student = ref.CifarResNet(depth(case.teacher)), ref.CifarResNet(depth(case.student))
-    optimizer = lambda p: torch.optim.SGD(p, lr=0.1, momentum=0.9)
-    # uint8 pixels travel to the device and are scaled there, as kd_jax's step does.
-    images = torch.as_tensor(host_batch["image"], device=device)
-    to_input = lambda: images.permute(0, 3, 1, 2).float().div_(255.0)
-  else:
-    teacher, student = (
-        ref.Bert(case.teacher, NUM_LABELS),
-        ref.Bert(case.student, NUM_LABELS),
-    )
-    optimizer = lambda p: torch.optim.AdamW(p, lr=1e-4, weight_decay=0.01)
-    ids = torch.as_tensor(host_batch["input_ids"], dtype=torch.long, device=device)
-    to_input = lambda: ids
-  kd_step = ref.TorchKDStep(
-      teacher,
-      student,
-      optimizer,
-      device=device,
-      bf16=dtype == "bfloat16",
-      compile=compile,
-      temperature=TEMPERATURE,
-      alpha=ALPHA,
-  )
-
-  def run(n: int) -> float:
-    kd_step.synchronize()
-    start = time.perf_counter()
-    for _ in range(n):
-      kd_step(to_input(), labels)
-    kd_step.synchronize()
-    return time.perf_counter() - start
-
-  return run
 
 
 def measure(runners: dict, *, warmup: int, windows: int, steps: int) -> dict[str, float | str]:
@@ -333,7 +98,7 @@ def machine_description(device: str) -> str:
 
 def main(argv=None) -> None:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--preset", choices=sorted(PRESETS), default="cpu")
+  parser.add_argument("--preset", choices=sorted(step_cases.PRESETS), default="cpu")
   parser.add_argument("--dtypes", default="float32,bfloat16")
   parser.add_argument("--cases", default="resnet,bert")
   parser.add_argument("--warmup", type=int, default=2)
@@ -381,24 +146,28 @@ def main(argv=None) -> None:
     )
   machine = machine_description(device)
   rows = []
-  for case in PRESETS[args.preset]:
+  for case in step_cases.PRESETS[args.preset]:
     if case.case not in args.cases.split(","):
       continue
     for dtype in args.dtypes.split(","):
       builders = {
-          "kd_jax": lambda: build_jax_step(case, dtype)[0],
-          "kd_jax teacher cache": lambda: build_jax_step(case, dtype, cached=True)[0],
+          "kd_jax": lambda: kd_jax_step.build_jax_step(case, dtype)[0],
+          "kd_jax teacher cache": lambda: kd_jax_step.build_jax_step(case, dtype, cached=True)[0],
       }
       if dtype != "float32":
-        builders["kd_jax f32 params"] = lambda: build_jax_step(case, dtype, precast=False)[0]
+        builders["kd_jax f32 params"] = lambda: kd_jax_step.build_jax_step(
+            case, dtype, precast=False
+        )[0]
       if cudnn and case.case == "bert" and dtype == "bfloat16":
-        builders["kd_jax cudnn"] = lambda: build_jax_step(case, dtype, "cudnn", precast=False)[0]
+        builders["kd_jax cudnn"] = lambda: kd_jax_step.build_jax_step(
+            case, dtype, "cudnn", precast=False
+        )[0]
       if torch is not None:
-        builders["torch eager"] = lambda: build_torch_step(
+        builders["torch eager"] = lambda: torch_step.build_torch_step(
             case, dtype, compile=False, device=device
         )
         if not args.no_compile:
-          builders["torch.compile"] = lambda: build_torch_step(
+          builders["torch.compile"] = lambda: torch_step.build_torch_step(
               case, dtype, compile=True, device=device
           )
       runners = {

@@ -30,8 +30,9 @@ from absl import logging
 from ml_collections import config_flags
 
 from experiments import run_summary
-from kd_jax.train import config as config_lib
 from kd_jax.train import config_references
+from kd_jax.train import config_validation
+from kd_jax.train import staged_config
 from kd_jax.train import stages
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -66,10 +67,10 @@ def main(argv):
   config = _CONFIG.value
   try:  # configuration mistakes end with one clear line, not a traceback
     config_references.check_command_line(flags.FLAGS["config"])
-    if config_lib.is_staged(config):
-      config_lib.validate_stages(config)
+    if staged_config.is_staged(config):
+      staged_config.validate_stages(config)
     else:
-      config_lib.validate(config)
+      config_validation.validate(config)
   except ValueError as error:
     sys.exit(f"FATAL: {error}")
   try:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import os
 
 from kd_jax.train import config as config_lib
+from kd_jax.train import config_validation
+from kd_jax.train import staged_config
 
 # The columns of the end-of-run table: (results key, heading, format).
 _COLUMNS = (
@@ -22,13 +24,13 @@ def summary(config, results: dict, workdir: str) -> str:
   other numbers stay in results.json); one that is not the per-example `metrics` kind is named
   beside its split. A metric a stage does not have (agreement without a teacher) shows "-".
   """
-  if config_lib.is_staged(config):
-    runs = config_lib.validate_stages(config, resolve=False)
+  if staged_config.is_staged(config):
+    runs = staged_config.validate_stages(config, resolve=False)
   else:
-    runs = [("run", config_lib.validate(config))]
+    runs = [("run", config_validation.validate(config))]
   table = [("stage", "split", *(heading for _, heading, _ in _COLUMNS))]
   for name, run_config in runs:
-    stage_results = results[name] if config_lib.is_staged(config) else results
+    stage_results = results[name] if staged_config.is_staged(config) else results
     evals = stage_results.get("evals") or {"eval": stage_results}
     # The "eval" evaluator (eval_split, the reported number) last: validation rows come first.
     specs = sorted(config_lib.evaluation_specs(run_config), key=lambda spec: spec[0] == "eval")

@@ -30,6 +30,7 @@ import numpy as np
 def load_config(workdir: str) -> ml_collections.ConfigDict:
   """The validated config a run was trained with (WORKDIR/config.json)."""
   from kd_jax.train import config as config_lib  # pylint: disable=g-import-not-at-top
+  from kd_jax.train import config_validation  # pylint: disable=g-import-not-at-top
   from kd_jax.train import workdir_config  # pylint: disable=g-import-not-at-top
 
   path = os.path.join(workdir, "config.json")
@@ -46,7 +47,7 @@ def load_config(workdir: str) -> ml_collections.ConfigDict:
     hint = f" It holds the stages {stages}: give one of them." if stages else ""
     raise FileNotFoundError(f"{workdir} holds no run (no config.json).{hint}")
   saved = workdir_config.read_json(path)
-  return config_lib.validate(ml_collections.ConfigDict(saved), name=path)
+  return config_validation.validate(ml_collections.ConfigDict(saved), name=path)
 
 
 def _label_names(workdir: str, config, source=None) -> tuple[str, ...] | None:
@@ -102,9 +103,9 @@ class Model:
     return np.asarray(self._outputs(batch)["logits"], np.float32)
 
   def _outputs(self, batch: dict[str, np.ndarray]) -> dict[str, Any]:
-    from kd_jax.train import steps  # pylint: disable=g-import-not-at-top
+    from kd_jax.train import forward as forward_lib  # pylint: disable=g-import-not-at-top
 
-    x = steps.model_input(
+    x = forward_lib.model_input(
         {k: jnp.asarray(v) for k, v in batch.items() if k == self.config.input_key},
         self.config.input_key,
         jnp.float32,

@@ -12,13 +12,13 @@ The alignment plot reads the "attention_alignment" evaluator's a_ij of a trained
 from __future__ import annotations
 
 import csv
-import os
 
 import numpy as np
 
-from experiments.reports.seed_stats import compare, format_mean_std, mean_std
 from experiments.configs import amad as table
 from experiments.reports.config_doc import description, variant_text
+from experiments.reports import report_files
+from experiments.reports.seed_stats import compare, format_mean_std, mean_std
 from kd_jax.evaluators.attention_alignment import alignment_matrices
 
 LABELS = {
@@ -176,10 +176,7 @@ def write_csv(path: str, command: str, table_cells: dict, results: dict) -> None
 
 
 def write_plot(path: str, table_cells: dict, matrices: dict) -> None:
-  import matplotlib  # pylint: disable=g-import-not-at-top
-
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  plt = report_files.pyplot()
 
   tasks = list(table_cells)
   layers = max(m[table.ALIGNMENT_ROWS[0]].shape[0] for m in matrices.values())
@@ -218,14 +215,12 @@ def write_plot(path: str, table_cells: dict, matrices: dict) -> None:
       ax.set_ylabel("teacher head i")
       ax.set_title(f"a_ij, {LABELS[row]}, mapped layer {layer}", fontsize=8)
       fig.colorbar(image, ax=ax, fraction=0.046)
-  fig.tight_layout()
-  fig.savefig(path, dpi=110)
-  plt.close(fig)
+  report_files.save_figure(fig, path, dpi=110)
 
 
 def write_report(config, results: dict, *, out_dir: str, name: str, command: str, variant: str):
   del config
-  os.makedirs(out_dir, exist_ok=True)
+  paths = report_files.paths(out_dir, name)
   s = table.settings(variant)
   table_cells = cells(variant, results)
   doc = description(table.__doc__)
@@ -272,9 +267,7 @@ def write_report(config, results: dict, *, out_dir: str, name: str, command: str
   ]
   align, matrices = alignment_lines(variant, results)
   lines += ["", "## Soft alignment a_ij (Eq. 2) of trained students", "", *align]
-  paths = {ext: os.path.join(out_dir, f"{name}.{ext}") for ext in ("md", "csv", "png")}
-  with open(paths["md"], "w") as f:
-    f.write("\n".join(lines) + "\n")
+  report_files.write_markdown(paths["md"], lines)
   write_csv(paths["csv"], command, table_cells, results)
   write_plot(paths["png"], table_cells, matrices)
   return paths

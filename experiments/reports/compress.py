@@ -10,13 +10,13 @@ exceed twice its standard error over seeds.
 from __future__ import annotations
 
 import csv
-import os
 
 import numpy as np
 
-from experiments.reports.seed_stats import compare, format_mean_std, mean_std
 from experiments.configs import compress as table
 from experiments.reports.config_doc import description, variant_text
+from experiments.reports import report_files
+from experiments.reports.seed_stats import compare, format_mean_std, mean_std
 from kd_jax.methods import compress
 
 EVALS = (("linear", "linear"), ("nn", "NN"), ("ca", "CA"))
@@ -257,10 +257,7 @@ def write_csv(path: str, variant: str, results: dict) -> None:
 
 
 def write_plot(path: str, table_cells: dict, ablation: dict) -> None:
-  import matplotlib  # pylint: disable=g-import-not-at-top
-
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  plt = report_files.pyplot()
 
   tasks = list(table_cells)
   fig, axes = plt.subplots(1, len(tasks) + 1, figsize=(5 * (len(tasks) + 1), 4))
@@ -298,14 +295,12 @@ def write_plot(path: str, table_cells: dict, ablation: dict) -> None:
   ax.set_xlabel(f"queue size K ({table.ABLATION_ROW}, ablation seeds)")
   ax.set_ylabel("test accuracy (%)")
   ax.legend(fontsize=7)
-  fig.tight_layout()
-  fig.savefig(path, dpi=110)
-  plt.close(fig)
+  report_files.save_figure(fig, path, dpi=110)
 
 
 def write_report(config, results: dict, *, out_dir: str, name: str, command: str, variant: str):
   del config
-  os.makedirs(out_dir, exist_ok=True)
+  paths = report_files.paths(out_dir, name)
   s = table.settings(variant)
   table_cells = cells(variant, results)
   ablation = ablations(variant, results)
@@ -366,9 +361,7 @@ def write_report(config, results: dict, *, out_dir: str, name: str, command: str
       "|---|---|---|---|",
   ]
   lines += [f"| {k} | {a} | {b} | {c} |" for k, (a, b, c) in PAPER.items()]
-  paths = {ext: os.path.join(out_dir, f"{name}.{ext}") for ext in ("md", "csv", "png")}
-  with open(paths["md"], "w") as f:
-    f.write("\n".join(lines) + "\n")
+  report_files.write_markdown(paths["md"], lines)
   write_csv(paths["csv"], variant, results)
   write_plot(paths["png"], table_cells, ablation)
   return paths

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 
+from experiments.reports import report_files
 from kd_jax import data
 
 ROWS = (
@@ -92,10 +93,7 @@ def summary_sentence(results: dict, num_labelled: int, num_unlabelled: int) -> s
 
 def plot(results: dict, dataset: str, path: str) -> None:
   """Bars of test accuracy and agreement with the teacher for the three models."""
-  import matplotlib  # pylint: disable=g-import-not-at-top
-
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  plt = report_files.pyplot()
 
   labels = [label for _, label in ROWS]
   accuracy = [100 * split_metrics(results, s, "test")["accuracy"] for s, _ in ROWS]
@@ -123,7 +121,5 @@ def plot(results: dict, dataset: str, path: str) -> None:
   ax.set_ylabel("%")
   ax.set_title(f"Knowledge distillation with few labels ({dataset})", fontsize=10)
   ax.legend(fontsize=8, loc="upper right")
-  fig.tight_layout()
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  fig.savefig(path, dpi=120)
-  plt.close(fig)
+  report_files.save_figure(fig, path, dpi=120)

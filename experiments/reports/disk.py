@@ -12,13 +12,13 @@ the numbers, never typed in.
 from __future__ import annotations
 
 import csv
-import os
 
 import jax.numpy as jnp
 import numpy as np
 
 from experiments.configs import disk as table
 from experiments.reports import config_doc
+from experiments.reports import report_files
 from experiments.reports.seed_stats import compare, format_mean_std, mean_std
 from kd_jax.models import get_model
 from kd_jax.models.summary import dense_macs
@@ -261,10 +261,7 @@ def validation_curve(variant: str, method: str, stages: list[str], results: dict
 
 
 def write_plot(path: str, variant: str, table_cells: dict, results: dict, macs: dict) -> None:
-  import matplotlib  # pylint: disable=g-import-not-at-top
-
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  plt = report_files.pyplot()
 
   fig, (by_size, by_round) = plt.subplots(1, 2, figsize=(11, 4))
   students = list(table_cells)
@@ -295,14 +292,12 @@ def write_plot(path: str, variant: str, table_cells: dict, results: dict, macs: 
   by_round.set(xlabel="round (0 = the CE checkpoint)", ylabel="validation accuracy (%)")
   by_round.set_title(f"{students[-1]}: validation per round, mean over seeds")
   by_round.legend(fontsize=8)
-  fig.tight_layout()
-  fig.savefig(path, dpi=120)
-  plt.close(fig)
+  report_files.save_figure(fig, path, dpi=120)
 
 
 def write_report(config, results: dict, *, out_dir: str, name: str, command: str, variant: str):
   del config
-  os.makedirs(out_dir, exist_ok=True)
+  paths = report_files.paths(out_dir, name)
   s = table.settings(variant)
   table_cells = cells(variant, results)
   macs = {student: student_macs(variant, student) for student in s["students"]}
@@ -355,9 +350,7 @@ def write_report(config, results: dict, *, out_dir: str, name: str, command: str
       "|---|---|---|---|",
   ]
   lines += [f"| {pair} | {ce} | {kd} | {d} |" for pair, (ce, kd, d) in PAPER.items()]
-  paths = {ext: os.path.join(out_dir, f"{name}.{ext}") for ext in ("md", "csv", "png")}
-  with open(paths["md"], "w") as f:
-    f.write("\n".join(lines) + "\n")
+  report_files.write_markdown(paths["md"], lines)
   write_csv(paths["csv"], table_cells, results, macs)
   write_plot(paths["png"], variant, table_cells, results, macs)
   return paths

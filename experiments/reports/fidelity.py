@@ -15,8 +15,9 @@ import os
 import numpy as np
 
 from experiments.configs import fidelity as table
-from experiments.reports import fidelity_plots
 from experiments.reports.config_doc import variant_text
+from experiments.reports import fidelity_plots
+from experiments.reports import report_files
 from experiments.reports.seed_stats import compare, format_mean_std, mean_std
 from kd_jax.train import writers
 
@@ -285,10 +286,9 @@ def write_report(
 ) -> dict[str, str]:
   """Writes NAME.md, NAME.csv, NAME.png (findings) and, given the workdir, NAME_curves.png."""
   del config
-  os.makedirs(out_dir, exist_ok=True)
   s = table.settings(variant)
   data = collect(variant, results, workdir)
-  paths = {ext: os.path.join(out_dir, f"{name}.{ext}") for ext in ("md", "csv", "png")}
+  paths = report_files.paths(out_dir, name)
   write_csv(paths["csv"], variant, data)
   fidelity_plots.findings_figure(paths["png"], variant, data)
   if workdir is not None:

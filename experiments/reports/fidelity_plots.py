@@ -6,16 +6,8 @@ from __future__ import annotations
 import numpy as np
 
 from experiments.configs import fidelity as table
+from experiments.reports import report_files
 from experiments.reports.seed_stats import mean_std
-
-
-def _pyplot():
-  import matplotlib  # pylint: disable=g-import-not-at-top
-
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
-
-  return plt
 
 
 def _stats(runs, column):
@@ -32,7 +24,7 @@ def _errorbars(axis, x, groups):
 
 
 def findings_figure(path: str, variant: str, data: dict) -> None:
-  plt = _pyplot()
+  plt = report_files.pyplot()
   s = table.settings(variant)
   rows = data["rows"]
   fig, axes = plt.subplots(2, 2, figsize=(10, 7))
@@ -61,9 +53,7 @@ def findings_figure(path: str, variant: str, data: dict) -> None:
   axis.set(
       xlabel="test agreement (%)", ylabel="student test accuracy (%)", title="Fidelity vs accuracy"
   )
-  fig.tight_layout()
-  fig.savefig(path, dpi=110)
-  plt.close(fig)
+  report_files.save_figure(fig, path, dpi=110)
 
 
 def _mean_curve(runs):
@@ -82,7 +72,7 @@ def _smooth(losses, width=5):
 
 
 def curves_figure(path: str, variant: str, data: dict) -> None:
-  plt = _pyplot()
+  plt = report_files.pyplot()
   s = table.settings(variant)
   fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
   per_epoch = {
@@ -110,6 +100,4 @@ def curves_figure(path: str, variant: str, data: dict) -> None:
       yscale="log",
   )
   right.legend(fontsize=7, ncol=2)
-  fig.tight_layout()
-  fig.savefig(path, dpi=110)
-  plt.close(fig)
+  report_files.save_figure(fig, path, dpi=110)

@@ -19,6 +19,7 @@ import numpy as np
 
 from experiments.configs import reaugkd as table
 from experiments.reports import config_doc
+from experiments.reports import report_files
 from experiments.reports.seed_stats import compare, format_mean_std, mean_std
 from kd_jax.methods import reaugkd
 from kd_jax.train import writers
@@ -209,10 +210,7 @@ def claims(variant: str, cells: dict, results: dict, headroom: dict) -> list[str
 
 
 def write_plot(path: str, variant: str, cells: dict, curves: dict | None) -> None:
-  import matplotlib  # pylint: disable=g-import-not-at-top
-
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  plt = report_files.pyplot()
 
   tasks = list(table.tasks(variant))
   rows = [r for r in ROW_TITLES if r != "teacher"]
@@ -245,9 +243,7 @@ def write_plot(path: str, variant: str, cells: dict, curves: dict | None) -> Non
     axes[1][column].set(xlabel="step", ylabel="train cross-entropy (labels)", yscale="log")
     axes[2][column].set(xlabel="step", ylabel="validation accuracy (%)")
     axes[1][column].legend(fontsize=7)
-  fig.tight_layout()
-  fig.savefig(path, dpi=110)
-  plt.close(fig)
+  report_files.save_figure(fig, path, dpi=110)
 
 
 def _write_csv(path: str, command: str, variant: str, cells: dict) -> None:
@@ -276,8 +272,7 @@ def write_report(
 ) -> dict[str, str]:
   """Writes NAME.md, NAME.csv and NAME.png into out_dir; returns their paths. With `workdir`
   (the stages' directory) the plot also has the training curves."""
-  os.makedirs(out_dir, exist_ok=True)
-  paths = {ext: os.path.join(out_dir, f"{name}.{ext}") for ext in ("md", "csv", "png")}
+  paths = report_files.paths(out_dir, name)
   tasks, seeds = table.tasks(variant), table.seeds(variant)
   columns = list(tasks) + ["average"]
   cells = table_cells(variant, results)

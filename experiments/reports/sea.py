@@ -12,15 +12,15 @@ counts when it exceeds twice its standard error over seeds), never typed in.
 from __future__ import annotations
 
 import csv
-import os
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from experiments.configs import sea as table
-from experiments.reports import seed_stats
 from experiments.reports.config_doc import variant_text
+from experiments.reports import report_files
+from experiments.reports import seed_stats
 from kd_jax.models import audio
 
 # Published numbers (PAPERS.md §1), for comparison only: Table 3 (US8K acc, ESC-50 acc, SONYC
@@ -165,10 +165,7 @@ def write_csv(path: str, variant: str, table_cells: dict, results: dict) -> None
 
 
 def write_plot(path: str, variant: str, table_cells: dict, teacher: dict | None) -> None:
-  import matplotlib  # pylint: disable=g-import-not-at-top
-
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  plt = report_files.pyplot()
 
   s = table.settings(variant)
   students, tasks = list(s["students"]), [s["target_task"], *s["other_tasks"]]
@@ -191,9 +188,7 @@ def write_plot(path: str, variant: str, table_cells: dict, teacher: dict | None)
     ax.set_ylabel(metric(s, task))
     ax.set_title(f"{task} ({'target' if task == s['target_task'] else 'other'} domain)")
   axes[0][0].legend(fontsize=7)
-  fig.tight_layout()
-  fig.savefig(path, dpi=120)
-  plt.close(fig)
+  report_files.save_figure(fig, path, dpi=120)
 
 
 def _dim(s: dict, student: str) -> int:
@@ -218,7 +213,7 @@ def _teacher_lines(s: dict, results: dict, tasks: list[str]) -> tuple[dict | Non
 
 def write_report(config, results: dict, *, out_dir: str, name: str, command: str, variant: str):
   del config
-  os.makedirs(out_dir, exist_ok=True)
+  paths = report_files.paths(out_dir, name)
   s = table.settings(variant)
   table_cells = cells(variant, results)
   tasks = list(s["tasks"])
@@ -287,9 +282,7 @@ def write_report(config, results: dict, *, out_dir: str, name: str, command: str
       + "; ".join(f"{k} {a:.3f} → {b:.3f}" for k, (a, b) in PAPER_TABLE2.items())
       + ". Table 4: strategies within 0.02 of each other.",
   ]
-  paths = {ext: os.path.join(out_dir, f"{name}.{ext}") for ext in ("md", "csv", "png")}
-  with open(paths["md"], "w") as f:
-    f.write("\n".join(lines) + "\n")
+  report_files.write_markdown(paths["md"], lines)
   write_csv(paths["csv"], variant, table_cells, results)
   write_plot(paths["png"], variant, table_cells, teacher)
   return paths

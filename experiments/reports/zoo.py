@@ -11,12 +11,12 @@ statements the run supports, each computed from the seeds.
 from __future__ import annotations
 
 import csv
-import os
 
 import numpy as np
 
 from experiments.configs import zoo as table
 from experiments.reports.config_doc import description, variant_text
+from experiments.reports import report_files
 from experiments.reports.seed_stats import compare, format_mean_std, mean_std
 
 LABELS = {
@@ -298,10 +298,7 @@ def write_csv(path: str, variant: str, table_cells: dict, results: dict) -> None
 
 
 def write_plot(path: str, variant: str, table_cells: dict, results: dict) -> None:
-  import matplotlib  # pylint: disable=g-import-not-at-top
-
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  plt = report_files.pyplot()
 
   methods = table.settings(variant)["methods"]
   fig, axes = plt.subplots(1, len(table_cells), figsize=(7 * len(table_cells), 4), squeeze=False)
@@ -320,14 +317,12 @@ def write_plot(path: str, variant: str, table_cells: dict, results: dict) -> Non
     ax.set_ylabel("test accuracy (%)")
     ax.set_title(f"{pair[0]} → {pair[1]}")
     ax.legend()
-  fig.tight_layout()
-  fig.savefig(path, dpi=120)
-  plt.close(fig)
+  report_files.save_figure(fig, path, dpi=120)
 
 
 def write_report(config, results: dict, *, out_dir: str, name: str, command: str, variant: str):
   del config
-  os.makedirs(out_dir, exist_ok=True)
+  paths = report_files.paths(out_dir, name)
   s = table.settings(variant)
   table_cells = cells(variant, results)
   lines = [
@@ -351,13 +346,7 @@ def write_report(config, results: dict, *, out_dir: str, name: str, command: str
   lines += ["", "## Claims", ""] + claims(variant, table_cells, results)
   lines += ["", "## Observations", ""] + observations(variant, table_cells, results)
   lines += published_section(variant)
-  paths = {
-      "md": os.path.join(out_dir, f"{name}.md"),
-      "csv": os.path.join(out_dir, f"{name}.csv"),
-      "png": os.path.join(out_dir, f"{name}.png"),
-  }
-  with open(paths["md"], "w") as f:
-    f.write("\n".join(lines) + "\n")
+  report_files.write_markdown(paths["md"], lines)
   write_csv(paths["csv"], variant, table_cells, results)
   write_plot(paths["png"], variant, table_cells, results)
   return paths

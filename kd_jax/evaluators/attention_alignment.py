@@ -17,7 +17,7 @@ import numpy as np
 
 from kd_jax.losses.attention import head_alignment
 from kd_jax.methods.amad import uniform_layer_map
-from kd_jax.train import steps as steps_lib
+from kd_jax.train import forward as forward_lib
 
 
 @dataclasses.dataclass(frozen=True)
@@ -25,7 +25,7 @@ class AttentionAlignment:
   max_batches: int = 4
 
   def __call__(self, run) -> dict[str, float]:
-    forward = steps_lib.Forward(
+    forward = forward_lib.Forward(
         run.forward.student,
         run.forward.teachers,
         run.forward.compute_dtype,

@@ -32,7 +32,7 @@ class EvalRun:
   split_batches(split): the same for another split of the run's dataset (a probe's train and
     validation splits, a kNN database), through the eval transforms.
   eval_step: the run's jitted per-example metrics step (compiled once per run).
-  forward: the student / teacher forward passes (`kd_jax.train.steps.Forward`).
+  forward: the student / teacher forward passes (`kd_jax.train.forward.Forward`).
   """
 
   name: str

@@ -218,7 +218,7 @@ class Downstream:
 
   def clip_embeddings(self, run: EvalRun):
     """(features [N, d], labels, folds) of the whole split, padding rows dropped."""
-    from kd_jax.train import steps  # pylint: disable=g-import-not-at-top  (import cycle)
+    from kd_jax.train import forward as forward_lib  # pylint: disable=g-import-not-at-top  (import cycle)
 
     embed_fn = linear_probe._embedding_fn(  # pylint: disable=protected-access
         run.forward.student, self.output
@@ -240,7 +240,7 @@ class Downstream:
       for key in (self.fold_key, self.label_key):
         if key not in batch:
           raise ValueError(f"evaluator {run.name!r}: the batches have no {key!r} entry.")
-      x = steps.model_input(batch, run.input_key, run.forward.compute_dtype)
+      x = forward_lib.model_input(batch, run.input_key, run.forward.compute_dtype)
       mask = batch.get("window_mask")
       features = np.asarray(embed(variables, x, None if mask is None else jnp.asarray(mask)))
       parts["features"].append(features.reshape(len(keep), -1)[keep])

@@ -63,7 +63,7 @@ def split_embeddings(run: EvalRun, split: str, output: str = "embedding"):
   The model is asked for `output` itself (the trainer's forward computes only what the method
   reads, which need not include the embedding).
   """
-  from kd_jax.train import steps  # pylint: disable=g-import-not-at-top  (import cycle)
+  from kd_jax.train import forward as forward_lib  # pylint: disable=g-import-not-at-top  (import cycle)
 
   module = run.forward.student
   key = (id(module), output)
@@ -75,7 +75,7 @@ def split_embeddings(run: EvalRun, split: str, output: str = "embedding"):
   dtype = run.forward.compute_dtype
 
   def per_batch(batch):
-    x = steps.model_input(batch, run.input_key, dtype)
+    x = forward_lib.model_input(batch, run.input_key, dtype)
     return {"features": embed(variables, x), "label": batch["label"]}
 
   out = prepare.map_batches(

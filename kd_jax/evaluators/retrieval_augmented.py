@@ -81,7 +81,7 @@ class RetrievalAugmented:
     if self._outputs is None:
       method = run.method
       forward, input_key = run.forward, run.input_key
-      from kd_jax.train import steps  # pylint: disable=g-import-not-at-top  (import cycle)
+      from kd_jax.train import forward as forward_lib  # pylint: disable=g-import-not-at-top  (import cycle)
 
       @jax.jit
       def outputs(variables, method_params, batch):
@@ -89,7 +89,7 @@ class RetrievalAugmented:
         out = forward.student_eval(
             variables.pop("params"),
             variables,
-            steps.model_input(batch, input_key, forward.compute_dtype),
+            forward_lib.model_input(batch, input_key, forward.compute_dtype),
         )
         return {"logits": out["logits"], "embedding": method.student_embedding(method_params, out)}
 

@@ -6,7 +6,8 @@ command line.
 Methods plug in through `kd_jax.methods.base.Method`.
 """
 
-from kd_jax.train.config import default_config, validate
+from kd_jax.train.config import default_config
+from kd_jax.train.config_validation import validate
 from kd_jax.train.loop import final_params, train_and_evaluate
 from kd_jax.train.state import TrainState, create_train_state
 

@@ -22,6 +22,7 @@ from absl import logging
 from kd_jax import methods
 from kd_jax.train import checkpoint as checkpoint_lib
 from kd_jax.train import config as config_lib
+from kd_jax.train import config_json
 from kd_jax.train import guards
 from kd_jax.train import pretrained_teachers
 from kd_jax.train import workdir_config
@@ -261,7 +262,7 @@ def _check_teacher_run(index: int, spec, config) -> None:
       "num_classes": config.num_classes,
   }
   found = {key: saved.get(key) for key in expected}
-  if config_lib.listify(found) != config_lib.listify(expected):
+  if config_json.listify(found) != config_json.listify(expected):
     raise ValueError(
         f"teachers[{index}] is declared as {expected} but the run in "
         f"{spec.workdir} trained {found}."

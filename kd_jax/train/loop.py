@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from typing import Any, NamedTuple
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -27,151 +27,34 @@ from absl import logging
 from kd_jax.methods import base
 from kd_jax.train import build
 from kd_jax.train import checkpoint as checkpoint_lib
-from kd_jax.train import config as config_lib
+from kd_jax.train import config_json
+from kd_jax.train import config_validation
 from kd_jax.train import evaluation as evaluation_lib
+from kd_jax.train import forward as forward_lib
 from kd_jax.train import guards
 from kd_jax.train import init_from as init_from_lib
 from kd_jax.train import mesh as mesh_lib
 from kd_jax.train import phases as phases_lib
 from kd_jax.train import prepare as prepare_lib
+from kd_jax.train import run_start
 from kd_jax.train import selection as selection_lib
 from kd_jax.train import state as state_lib
 from kd_jax.train import steps as steps_lib
 from kd_jax.train import teacher_cache
-from kd_jax.train import workdir_lock
 from kd_jax.train import workdir_config
+from kd_jax.train import workdir_lock
 from kd_jax.train import writers
-from kd_jax.train.state import TrainState, create_train_state
-
-
-def _check_outputs(name: str, outputs: Any, batch_size: int, num_classes: int) -> None:
-  if not isinstance(outputs, dict) and not hasattr(outputs, "keys"):
-    raise ValueError(
-        f'{name} must return a dict of outputs ("logits", "embedding", ...), '
-        f"got {type(outputs).__name__}."
-    )
-  logits = outputs.get("logits")
-  if logits is not None and tuple(logits.shape) != (batch_size, num_classes):
-    raise ValueError(
-        f"{name} produces logits of shape {tuple(logits.shape)}, "
-        f"expected (batch={batch_size}, num_classes={num_classes})."
-    )
-
-
-def _peek_train_batch(train_iter) -> dict:
-  """The first train batch, without moving the iterator (its state is put back)."""
-  position = train_iter.get_state()
-  batch = next(train_iter)
-  train_iter.set_state(position)
-  return prepare_lib.numeric(batch)
-
-
-class _Start(NamedTuple):
-  """The student's step-0 variables and both sides' outputs on the first train batch."""
-
-  x: Any
-  student_variables: dict
-  student_out: dict
-  teacher_out: tuple
-  init_record: dict | None  # what `config.init_from` loaded (None: nothing, or a resume)
-
-
-def _start(
-    config, *, example, forward: steps_lib.Forward, teacher_variables, resuming: bool
-) -> _Start:
-  """Initialises the student on one real train batch and checks what the models produce.
-
-  Pretrained weights are loaded after `init` (`module.load_pretrained(variables)`), on the host,
-  so they never become constants of a compiled function; so are those of `config.init_from`,
-  unless the run is `resuming` (its checkpoint replaces them). The fail-fast checks (logits of
-  [batch, num_classes], labels in range, the init_from shapes) run before anything is written to
-  the workdir.
-  """
-  x = steps_lib.model_input(example, config.input_key, jnp.float32)
-  init_rng, dropout_rng = jax.random.split(jax.random.key(config.seed), 4)[:2]
-  init = jax.jit(lambda rngs, x: forward.student.init(rngs, x, train=False))
-  # The params are replicated, so threefry's partitionable mode (needed only for sharded random
-  # arrays) buys nothing here, while it makes XLA compile a deep net's initialisers ~4x slower
-  # on CPU (ResNet-8: ~5 s vs ~1.4 s). Scoped to this trace only.
-  with jax.threefry_partitionable(False):
-    student_variables = init({"params": init_rng, "dropout": dropout_rng}, x)
-  if hasattr(forward.student, "load_pretrained"):
-    # Copied: a module may hand out arrays it caches, and the train step donates (deletes) the
-    # buffers of the state they end up in.
-    student_variables = jax.tree.map(
-        lambda a: jnp.array(a, copy=True), forward.student.load_pretrained(student_variables)
-    )
-  init, init_record = init_from_lib.spec(config), None
-  if init and not resuming:
-    student_variables, init_record = init_from_lib.load(
-        init,
-        student_variables,
-        student=init_from_lib.describe_model(config.model, config.model_kwargs),
-    )
-
-  @jax.jit
-  def apply(student_variables, teacher_variables, x):
-    variables = dict(student_variables)
-    params = variables.pop("params")
-    return forward.student_eval(params, variables, x), forward.teachers_eval(teacher_variables, x)
-
-  student_out, teacher_out = apply(student_variables, teacher_variables, x)
-  batch_size = x.shape[0]
-  _check_outputs(f"student {config.model}", student_out, batch_size, config.num_classes)
-  for index, out in enumerate(teacher_out):
-    _check_outputs(f"teachers[{index}]", out, batch_size, config.num_classes)
-  guards.check_labels(example, config.num_classes, f"first train batch ({config.dataset})")
-  return _Start(x, student_variables, student_out, teacher_out, init_record)
-
-
-def _initial_state(
-    config,
-    start: _Start,
-    *,
-    example,
-    forward: steps_lib.Forward,
-    method: base.Method,
-    tx,
-    constants,
-    context: base.RunContext,
-    mesh,
-) -> TrainState:
-  """Step-0 state: the student's variables and the method's `init` on the first train batch."""
-  method_rng, train_rng = jax.random.split(jax.random.key(config.seed), 4)[2:]
-  io = base.StepIO(
-      student=start.student_out,
-      teachers=start.teacher_out,
-      batch=example,
-      context=context,
-      inputs=start.x,
-      constants=constants,
-      student_variables=start.student_variables,
-      apply_student=steps_lib.student_applier(forward),
-  )
-  # Copied: `init` may return the student's own arrays (an EMA starts as the student), and one
-  # buffer appearing twice in the donated state is an error.
-  method_variables = jax.tree.map(
-      lambda a: jnp.array(a, copy=True), base.Variables(*method.init(method_rng, io))
-  )
-  state = create_train_state(
-      student_variables=start.student_variables,
-      method_params=method_variables.params,
-      method_state=method_variables.state,
-      method_model_state=method_variables.model_state,
-      tx=tx,
-      rng=jax.random.key_data(train_rng),
-  )
-  return mesh_lib.replicate(state, mesh)
+from kd_jax.train.state import TrainState
 
 
 def _fingerprint(config, teacher_steps) -> dict:
   """What a run's constants depend on (compared when they are reloaded)."""
   return {
-      "method": config_lib.listify(config.method.to_dict()),
+      "method": config_json.listify(config.method.to_dict()),
       "dataset": config.dataset,
       "train_split": config.train_split,
       "validation_split": config.validation_split,
-      "eval_transforms": config_lib.listify(json.loads(config.to_json())["eval_transforms"]),
+      "eval_transforms": config_json.listify(json.loads(config.to_json())["eval_transforms"]),
       "teacher_steps": list(teacher_steps),
       "seed": config.seed,
   }
@@ -205,7 +88,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   The results are the "eval" evaluator's metrics at the top level (accuracy, agreement, ...)
   and every evaluator's under "evals" ({name: metrics}), as in WORKDIR/results.json.
   """
-  config = config_lib.validate(config)
+  config = config_validation.validate(config)
   mesh_lib.initialize_distributed(config.multihost)
   with workdir_lock.hold(workdir):  # after initialize_distributed: only process 0 locks
     return _train_and_evaluate(config, workdir)
@@ -236,18 +119,18 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict
   student = build.build_model(
       config.model, config.num_classes, config.model_kwargs, dtype=model_dtype
   )
-  example = _peek_train_batch(data.train_iter)
-  example_input = steps_lib.model_input(example, config.input_key, jnp.float32)
+  example = run_start.peek_train_batch(data.train_iter)
+  example_input = forward_lib.model_input(example, config.input_key, jnp.float32)
   teachers, teacher_variables, teacher_steps = build.build_teachers(
       config, example_input, dtype=model_dtype
   )
   build.check_teacher_shapes(config, teachers, teacher_variables, example_input)
   # Cast once here rather than inside every step.
   teacher_variables = mesh_lib.replicate(
-      steps_lib.cast_floats(teacher_variables, compute_dtype), mesh
+      forward_lib.cast_floats(teacher_variables, compute_dtype), mesh
   )
   student_outputs, teacher_outputs = method.requested_outputs()
-  forward = steps_lib.Forward(
+  forward = forward_lib.Forward(
       student,
       teachers,
       compute_dtype,
@@ -264,7 +147,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict
       workdir=workdir,
   )
 
-  start = _start(
+  start = run_start.start_student(
       config,
       example=example,
       forward=forward,
@@ -276,7 +159,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict
     init_from_lib.write_record(workdir, start.init_record)
   if jax.process_index() == 0:  # class names of user data, for `kd_jax.predict`
     build.data_api().user_data.write_label_names(data.train_source, workdir)
-  model_input = lambda batch: steps_lib.model_input(batch, config.input_key, compute_dtype)
+  model_input = lambda batch: forward_lib.model_input(batch, config.input_key, compute_dtype)
   roles = {"train": config.train_split}
   if config.validation_split:
     roles["validation"] = config.validation_split
@@ -317,7 +200,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict
   schedule_position = phases_lib.schedule_positions(trains_student)
   student_tx, schedule = build.build_optimizer(config.optimizer, int(trains_student.sum()))
   tx = method.optimizer(student_tx, context)
-  state = _initial_state(
+  state = run_start.initial_train_state(
       config,
       start,
       example=example,

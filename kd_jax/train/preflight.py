@@ -1,4 +1,4 @@
-"""Resolving everything a run will need before any stage trains (`config.validate_stages`).
+"""Resolving everything a run will need before any stage trains (`staged_config.validate_stages`).
 
 A schema check cannot see that a later stage names a dataset that does not exist, a split the
 file does not have, a model with a typo, or text that is never tokenised; without this, such a
@@ -96,7 +96,7 @@ def check_resolvable(
   """Opens every split, runs the transforms on one example, builds student and teachers.
 
   Args:
-    config: a validated run config (`config.validate`).
+    config: a validated run config (`config_validation.validate`).
     name: how errors name it, e.g. "stage 'student'".
     stages: names of the stages of the same staged config (teacher workdirs may name them).
     sources: sources already opened by the checks of other stages.

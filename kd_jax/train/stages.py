@@ -1,6 +1,6 @@
 """Runs a single or staged config: how one command trains teachers and then distils them.
 
-A staged config (see `kd_jax.train.config.is_staged`) holds named run configs executed in the
+A staged config (see `kd_jax.train.staged_config.is_staged`) holds named run configs executed in the
 order of `stage_order`, each in WORKDIR/<stage>; a teacher whose `workdir` is relative names an
 earlier stage, and so does a relative `init_from.workdir` (the run a student starts from). Every
 stage is validated before the first one runs, and every stage already started is compared with
@@ -8,7 +8,7 @@ the config and data it was started with, so a typo in the last student (or an ed
 a half-done command) does not surface after an hour of teacher training.
 
 A stage's teacher (and init_from source) is handed to the loop as an absolute path (the loop
-loads it from there); the config the loop saves keeps it relative (`config.portable`), so a moved
+loads it from there); the config the loop saves keeps it relative (`config_json.portable`), so a moved
 workdir still resumes.
 
 Stages with `teacher_cache` keep it in one directory, WORKDIR/teacher_cache_shared, unless they
@@ -32,8 +32,10 @@ import ml_collections
 
 from kd_jax.train import choices
 from kd_jax.train import config as config_lib
+from kd_jax.train import config_validation
 from kd_jax.train import loop
 from kd_jax.train import mesh as mesh_lib
+from kd_jax.train import staged_config
 from kd_jax.train import workdir_config
 from kd_jax.train import workdir_lock
 
@@ -47,7 +49,9 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   A multi-host run connects its hosts first, so that only process 0 takes the lock.
   """
   runs = (
-      [config.stages[name] for name in config.stages] if config_lib.is_staged(config) else [config]
+      [config.stages[name] for name in config.stages]
+      if staged_config.is_staged(config)
+      else [config]
   )
   mesh_lib.initialize_distributed(any(run.get("multihost", False) for run in runs))
   with workdir_lock.hold(workdir):
@@ -71,11 +75,11 @@ def _with_workdir(stage_config: ml_collections.ConfigDict, workdir: str):
 
 
 def _run(config: ml_collections.ConfigDict, workdir: str) -> dict:
-  if not config_lib.is_staged(config):
+  if not staged_config.is_staged(config):
     return loop.train_and_evaluate(config, workdir)
   stages = [
       (name, _with_workdir(stage_config, workdir))
-      for name, stage_config in config_lib.validate_stages(config)
+      for name, stage_config in staged_config.validate_stages(config)
   ]
   # A resumed stage whose config or data changed fails now, before the stages ahead of it run
   # (a chosen stage's method is known only once its candidates have finished: checked below).
@@ -91,7 +95,8 @@ def _run(config: ml_collections.ConfigDict, workdir: str) -> dict:
       # The stage's checks come first: a resumed stage that started with another winner is
       # refused here, before choice.json could name a winner the stage never trained with.
       workdir_config.check_same(
-          config_lib.validate(stage_config, name=f"stage {name!r}"), os.path.join(workdir, name)
+          config_validation.validate(stage_config, name=f"stage {name!r}"),
+          os.path.join(workdir, name),
       )
       if jax.process_index() == 0:  # other hosts read the same files and agree
         choices.write(choice, config.choices[name], workdir, name)

@@ -42,6 +42,7 @@ import numpy as np
 
 from kd_jax.data.pipeline import INDEX_KEY
 from kd_jax.train import config as config_lib
+from kd_jax.train import config_json
 from kd_jax.train import constants as constants_lib
 from kd_jax.train import prepare
 
@@ -114,7 +115,7 @@ def fingerprint(
     teachers.append(
         {
             "model": spec.model,
-            "model_kwargs": config_lib.listify(spec_json.get("model_kwargs") or {}),
+            "model_kwargs": config_json.listify(spec_json.get("model_kwargs") or {}),
             "pretrained": bool(spec.get("pretrained", False)),
             "step": int(step),
             "variables_sha256": _digest(variables),
@@ -131,7 +132,7 @@ def fingerprint(
       # The content, not only the name: a user file edited since keeps name and size.
       "data": _data_fingerprint(config),
       "num_examples": int(num_examples),
-      "train_transforms": config_lib.listify(as_json["train_transforms"]),
+      "train_transforms": config_json.listify(as_json["train_transforms"]),
       "input_key": config.input_key,
       "compute_dtype": config.compute_dtype,
       # The pass's batch shape: other shapes may compile to kernels that round differently.
@@ -152,7 +153,7 @@ def _data_fingerprint(config) -> dict:
 
 def key(fingerprint_: dict) -> str:
   """The entry's directory name: a hash of the canonical JSON of the fingerprint."""
-  canonical = json.dumps(config_lib.listify(fingerprint_), sort_keys=True, separators=(",", ":"))
+  canonical = json.dumps(config_json.listify(fingerprint_), sort_keys=True, separators=(",", ":"))
   return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 

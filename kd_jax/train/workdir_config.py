@@ -18,7 +18,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from kd_jax.train import config as config_lib
+from kd_jax.train import config_json
 
 DATA_FILE = "data.json"
 
@@ -59,11 +59,11 @@ def check_same(config: ml_collections.ConfigDict, workdir: str) -> None:
   path = os.path.join(workdir, "config.json")
   if not os.path.exists(path):
     return
-  current = config_lib.listify(config_lib.portable(json.loads(config.to_json()), workdir))
-  saved = config_lib.listify(config_lib.portable(read_json(path), workdir))
+  current = config_json.listify(config_json.portable(json.loads(config.to_json()), workdir))
+  saved = config_json.listify(config_json.portable(read_json(path), workdir))
   differences = [
       d
-      for d in config_lib.diff(saved, current)
+      for d in config_json.diff(saved, current)
       if d.split(":")[0].split(".")[0] not in PRESENTATION_KEYS
   ]
   if differences:
@@ -123,7 +123,7 @@ def save(config: ml_collections.ConfigDict, workdir: str, *, example: dict | Non
     with open(os.path.join(workdir, DATA_FILE), "w") as f:
       json.dump(data, f, indent=2)
     with open(path, "w") as f:
-      json.dump(config_lib.portable(json.loads(config.to_json()), workdir), f, indent=2)
+      json.dump(config_json.portable(json.loads(config.to_json()), workdir), f, indent=2)
 
 
 def check_finished(workdir: str) -> None:

@@ -18,6 +18,7 @@ import sys
 import pytest
 
 from benchmarks import data_pipeline
+from benchmarks import step_cases
 from benchmarks import train_step
 from tests import system_data
 
@@ -69,7 +70,7 @@ def test_gpu_run_smoke_passes(gpu_run):
 
 def test_train_step_smoke_times_every_kd_jax_runner(gpu_run):
   out, log, _ = gpu_run
-  smoke = train_step.PRESETS["smoke"]
+  smoke = step_cases.PRESETS["smoke"]
   expected = {
       # Part 1: every case, every kd_jax runner (cuDNN attention only on an NVIDIA GPU).
       "train_step_gpu.md": ([c.label for c in smoke], train_step.KD_JAX_RUNNERS[:3]),

@@ -12,7 +12,7 @@ import pytest
 from experiments import tables
 from experiments.configs import amad as table
 from experiments.reports import amad as report
-from kd_jax.train import config as config_lib
+from kd_jax.train import staged_config
 from tests.notebooks import runner
 
 
@@ -95,7 +95,7 @@ def test_compare_counts_only_differences_beyond_twice_the_standard_error():
 
 
 def test_every_variant_validates():
-  stages = dict(config_lib.validate_stages(table.get_config("cpu"), resolve=False))
+  stages = dict(staged_config.validate_stages(table.get_config("cpu"), resolve=False))
   assert stages["rt_teacher"].model_kwargs.init_from == "minilm"
   assert stages["rt_h4_amad_learnable_s2"].model_kwargs.num_heads == 4
   assert stages["fmnist_h6_head_pool_s0"].method.kind == "head_pool"
@@ -105,7 +105,7 @@ def test_every_variant_validates():
       assert any(name.startswith(f"rt_h{heads}_{row}") for name in stages) == (
           row in table.rows("cpu", heads)
       )
-  paper = dict(config_lib.validate_stages(table.get_config("paper"), resolve=False))
+  paper = dict(staged_config.validate_stages(table.get_config("paper"), resolve=False))
   assert paper["mnli_teacher"].dataset == "glue/mnli"
   assert "cifar100_h4_amad_kl_w0p003_last_s0" in paper  # the layer map is chosen too
   with pytest.raises(ValueError, match="variants"):

@@ -11,7 +11,7 @@ from experiments.configs import demo as demo_config
 from experiments.reports import demo
 from kd_jax import data
 from kd_jax.data.builders import idx_images
-from kd_jax.train import config as config_lib
+from kd_jax.train import staged_config
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -30,7 +30,7 @@ def test_demo_configs_validate_and_keep_test_out_of_every_choice():
   for variant in ("fashion_mnist", "mnist5k", "smoke"):
     # Data are resolved too, except Fashion-MNIST where its Debian package is missing (no root).
     resolve = variant != "fashion_mnist" or os.path.isdir(idx_images.DEBIAN_FASHION_MNIST_DIR)
-    stages = dict(config_lib.validate_stages(demo_config.get_config(variant), resolve=resolve))
+    stages = dict(staged_config.validate_stages(demo_config.get_config(variant), resolve=resolve))
     assert list(stages) == ["teacher", "student_ce", "student_kd"]
     splits = demo_config.SPLITS[variant]
     for stage in stages.values():

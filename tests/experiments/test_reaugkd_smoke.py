@@ -25,7 +25,8 @@ from kd_jax.train import build
 from kd_jax.train import checkpoint as checkpoint_lib
 from kd_jax.train import config as config_lib
 from kd_jax.train import constants as constants_lib
-from kd_jax.train import steps as steps_lib
+from kd_jax.train import forward as forward_lib
+from kd_jax.train import staged_config
 from kd_jax.train import writers
 from tests.notebooks import runner
 
@@ -46,7 +47,7 @@ def _stage_results(workdir, stage):
 
 
 def _stage_config(workdir, stage):
-  config = dict(config_lib.validate_stages(table.get_config("smoke"), resolve=False))[stage]
+  config = dict(staged_config.validate_stages(table.get_config("smoke"), resolve=False))[stage]
   teachers = config_lib.teacher_specs(config)
   for teacher in teachers:
     teacher.workdir = os.path.join(workdir, teacher.workdir)
@@ -110,7 +111,7 @@ def test_test_accuracy_matches_an_independent_computation(smoke_run):
   manifest = json.load(open(os.path.join(stage_dir, "constants", "manifest.json")))
   constants = constants_lib.load(stage_dir, manifest["fingerprint"])
   test = _stage_results(workdir, STAGE)["evals"]["test_reaug"]
-  forward = steps_lib.Forward(student, (), jnp.float32)
+  forward = forward_lib.Forward(student, (), jnp.float32)
   betas = jnp.asarray([test["beta"], 1.0])
   correct, total = np.zeros(2), 0
   for batch in build.build_data(config).batches(config.eval_split, sharded=False):
@@ -233,7 +234,7 @@ def test_every_variant_validates_and_has_the_rows():
   for variant in ("smoke", "cpu", "paper"):
     config = table.get_config(variant)
     # The paper variant's GLUE data and BERT-base are not available offline: schema only.
-    stages = dict(config_lib.validate_stages(config, resolve=variant != "paper"))
+    stages = dict(staged_config.validate_stages(config, resolve=variant != "paper"))
     for task in table.tasks(variant):
       assert table.stage_name(task, "teacher") in stages
       for seed in table.seeds(variant):

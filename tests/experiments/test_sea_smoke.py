@@ -18,7 +18,7 @@ from experiments.configs import sea as table
 from experiments.reports import sea as report
 from kd_jax.data import sea_audio
 from kd_jax.data import sea_sources
-from kd_jax.train import config as config_lib
+from kd_jax.train import staged_config
 from kd_jax.train import stages
 from tests import system_data
 from tests.notebooks import runner
@@ -136,7 +136,7 @@ def test_report_has_every_row_and_states_the_claims(smoke_run):
 @pytest.mark.parametrize("variant", ["cpu", "paper"])
 def test_larger_variants_validate_and_keep_the_papers_geometry(variant):
   config = table.get_config(variant)
-  validated = dict(config_lib.validate_stages(config, resolve=False))
+  validated = dict(staged_config.validate_stages(config, resolve=False))
   s = table.settings(variant)
   per_seed = [len(table.student_rows(variant, seed)) for seed in s["seeds"]]
   assert len(validated) == sum(per_seed) + (0 if variant == "paper" else 1)

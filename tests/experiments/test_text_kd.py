@@ -1,7 +1,7 @@
 """experiments/configs/text_kd.py: one `settings` override reaches every stage."""
 
 from experiments.configs import text_kd
-from kd_jax.train import config as config_lib
+from kd_jax.train import staged_config
 
 
 def test_settings_reach_every_stage_and_keep_test_out_of_choices():
@@ -13,7 +13,7 @@ def test_settings_reach_every_stage_and_keep_test_out_of_choices():
       student_layers=2,
       student_steps=7,
   )
-  stages = dict(config_lib.validate_stages(config, resolve=False))
+  stages = dict(staged_config.validate_stages(config, resolve=False))
   assert list(stages) == ["teacher", "student_kd", "student_ce"]
   for name, stage in stages.items():
     assert stage.dataset.startswith("csv:reviews.csv") and stage.num_classes == 3

@@ -2,19 +2,22 @@
 
 One generic path (`experiments.tables.reproduce`): teacher → CE / DKD / DIST / ReviewKD / OFD
 students, each tuned method's seed-0 candidates compared on validation and the winner's method
-given to the next seed (`choices`) → Markdown + CSV + plot with the published numbers apart.
+given to the next seed (`choices`) → Markdown + CSV + plot with the published numbers apart; then
+notebooks/zoo.ipynb on a copy of those stages.
 """
 
 import csv
 import json
 import math
 import os
+import re
 
 import pytest
 
 from experiments import tables
 from experiments.configs import zoo as table
 from experiments.reports import zoo as report
+from tests.notebooks import runner
 
 
 @pytest.fixture(scope="module")
@@ -141,3 +144,16 @@ def test_claims_follow_the_seeds():
   assert "no room" not in text
   teacher[table.teacher_stage(pair)]["evals"]["validation"]["accuracy"] = 0.805
   assert "leaves no room" in "\n".join(report.claims("cpu", {pair: row}, teacher))
+
+
+@pytest.mark.slow
+def test_notebook_runs_on_the_smoke_stages(smoke_run, tmp_path, monkeypatch):
+  """notebooks/zoo.ipynb at its small size on a copy of this smoke run's stages: every cell runs,
+  its per-method table has every method of the smoke run, and no stage is trained again."""
+  workdir = smoke_run[0]
+  runner.copy_stages(workdir, str(tmp_path / "zoo_small" / "runs"))
+  output = runner.execute("zoo.ipynb", tmp_path, monkeypatch)
+  runner.assert_reused(output)
+  for method in table.settings("smoke")["methods"]:  # its line of the per-method table
+    assert re.search(rf"^{report.LABELS[method]} .* ± .* ± ", output, re.M), method
+  assert "DKD per example: (8,)" in output and "NST per example: (8,)" in output

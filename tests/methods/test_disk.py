@@ -14,6 +14,7 @@ from kd_jax import data
 from kd_jax import methods
 from kd_jax.methods import base
 from kd_jax.methods import disk as disk_lib
+from kd_jax.train import forward as forward_lib
 from kd_jax.train import loop
 from kd_jax.train import mesh as mesh_lib
 from kd_jax.train import phases as phases_lib
@@ -277,13 +278,13 @@ def engine_parts():
   batch = data.batching.stack_examples([source[i] for i in range(BATCH)])
   mesh = mesh_lib.make_mesh()
   student, teacher = helpers.TinyCNN(width=4), helpers.TinyCNN(width=8)
-  x = steps_lib.model_input(batch, "image", jnp.float32)
+  x = forward_lib.model_input(batch, "image", jnp.float32)
   init = lambda model, seed: jax.jit(lambda key: model.init(key, x, train=False))(
       jax.random.key(seed)
   )
   student_vars, teacher_vars = init(student, 0), init(teacher, 1)
   method = methods.get_method("disk", teacher_stage=0, **SMALL)
-  forward = steps_lib.Forward(
+  forward = forward_lib.Forward(
       student, (teacher,), jnp.float32, teacher_outputs=("features", "logits")
   )
   io = base.StepIO(

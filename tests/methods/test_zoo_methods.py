@@ -11,7 +11,7 @@ import pytest
 from kd_jax import methods
 from kd_jax.methods import base
 from kd_jax.models import get_model
-from kd_jax.train import steps as steps_lib
+from kd_jax.train import forward as forward_lib
 from tests.losses import numpy_reference as ref
 from tests.losses import numpy_zoo_reference as zoo
 
@@ -230,7 +230,7 @@ def test_gradient_reaches_the_student_and_method_params_never_the_teacher(name, 
       name, **({"warmup_epochs": 0.0} if name in ("dkd", "reviewkd") else {}), **NO_CE
   )
   student_outputs, teacher_outputs = method.requested_outputs()
-  forward = steps_lib.Forward(
+  forward = forward_lib.Forward(
       student,
       (teacher,),
       jnp.float32,

@@ -17,6 +17,7 @@ ON_SMOKE_RUNS = {
     "fidelity.ipynb": "tests/experiments/test_fidelity_smoke.py",
     "reaugkd.ipynb": "tests/experiments/test_reaugkd_smoke.py",
     "sea.ipynb": "tests/experiments/test_sea_smoke.py",
+    "zoo.ipynb": "tests/experiments/test_zoo_smoke.py",
 }
 RUN_HERE = [p for p in NOTEBOOKS if os.path.basename(p) not in ON_SMOKE_RUNS]
 

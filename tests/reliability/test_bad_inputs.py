@@ -25,9 +25,10 @@ from kd_jax.metrics import classification
 from kd_jax.models import get_model
 from kd_jax.train import build
 from kd_jax.train import checkpoint as checkpoint_lib
-from kd_jax.train import config as config_lib
+from kd_jax.train import config_validation
 from kd_jax.train import guards
 from kd_jax.train import integrity
+from kd_jax.train import staged_config
 from kd_jax.train import workdir_lock
 from tests.train import corruption
 from tests.train import helpers
@@ -55,7 +56,7 @@ def _config_case(name, edit, match):
     del tmp_path
     c = helpers.tiny_config()
     edit(c)
-    config_lib.validate(c)
+    config_validation.validate(c)
 
   CASES[f"config/{name}"] = (function, ValueError, match)
 
@@ -142,7 +143,7 @@ def _unknown_key(tmp_path):
   del tmp_path
   c = helpers.tiny_config()
   c.lerning_rate = 0.1
-  config_lib.validate(c)
+  config_validation.validate(c)
 
 
 @case(
@@ -154,7 +155,7 @@ def _teacher_without_workdir(tmp_path):
   del tmp_path
   c = helpers.tiny_config(method=ml_collections.ConfigDict({"name": "vanilla_kd"}))
   c.teachers = (ml_collections.ConfigDict({"model": "resnet8"}),)
-  config_lib.validate(c)
+  config_validation.validate(c)
 
 
 @case("config/stage_order_incomplete", ValueError, r"stage_order \['a'\] must list every stage")
@@ -166,7 +167,7 @@ def _stage_order_incomplete(tmp_path):
           "stage_order": ("a",),
       }
   )
-  config_lib.validate_stages(config)
+  staged_config.validate_stages(config)
 
 
 # --- Data and labels ---------------------------------------------------------------------------
@@ -540,7 +541,7 @@ def test_the_matrix_is_large_enough():
 
 def test_valid_inputs_pass_the_same_checks(tmp_path):
   """The negative cases above mean something only if the valid versions are accepted."""
-  config_lib.validate(helpers.tiny_config())
+  config_validation.validate(helpers.tiny_config())
   guards.check_labels({"label": np.array([0, 9])}, 10, "batch")
   guards.check_labels({"label": np.array([0, -1]), "mask": np.array([True, False])}, 10, "eval")
   logit_losses.cross_entropy(_LOGITS, jnp.array([0, 3, 1]))

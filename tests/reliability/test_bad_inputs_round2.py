@@ -32,10 +32,11 @@ from kd_jax.metrics import fidelity
 from kd_jax.train import build
 from kd_jax.train import checkpoint as checkpoint_lib
 from kd_jax.train import choices
-from kd_jax.train import config as config_lib
 from kd_jax.train import config_references
+from kd_jax.train import config_validation
 from kd_jax.train import preflight
 from kd_jax.train import pretrained_teachers
+from kd_jax.train import staged_config
 from kd_jax.train import workdir_config
 from kd_jax.train import workdir_lock
 from tests.train import helpers
@@ -68,7 +69,7 @@ def _csv(tmp_path, rows=8, extra=""):
 def _csv_run(tmp_path):
   """A workdir started on reviews.csv (config.json and data.json as the loop writes them)."""
   path = _csv(tmp_path)
-  config = config_lib.validate(
+  config = config_validation.validate(
       helpers.tiny_config(
           dataset=f"csv:{path}?features=f*&split=random", input_key="features", num_classes=2
       )
@@ -109,7 +110,7 @@ def _csv_deleted(tmp_path):
 )
 def _teacher_other_content(tmp_path):
   path = _csv(tmp_path)
-  teacher = config_lib.validate(
+  teacher = config_validation.validate(
       helpers.tiny_config(dataset=f"csv:{path}?features=f*", input_key="features", num_classes=2)
   )
   workdir_config.save(teacher, str(tmp_path / "teacher"))
@@ -130,7 +131,7 @@ def _registered_run(tmp_path, size):
           helpers.mnist_small(split), size
       ),
   )
-  config = config_lib.validate(helpers.tiny_config(dataset="round2_digits"))
+  config = config_validation.validate(helpers.tiny_config(dataset="round2_digits"))
   workdir = str(tmp_path / "run")
   if size == 100:
     workdir_config.save(config, workdir)
@@ -272,7 +273,7 @@ def _pretrained_bert_config(model_kwargs, model="bert_classifier"):
   config.teachers = (
       ml_collections.ConfigDict({"model": model, "model_kwargs": model_kwargs, "pretrained": True}),
   )
-  return config_lib.validate(config)
+  return config_validation.validate(config)
 
 
 @case(
@@ -395,7 +396,7 @@ def _truncate(path):
     r"\S+/run/config.json is not valid JSON \(.*perhaps truncated",
 )
 def _truncated_resume(tmp_path):
-  config = config_lib.validate(helpers.tiny_config())
+  config = config_validation.validate(helpers.tiny_config())
   workdir_config.save(config, str(tmp_path / "run"))
   _truncate(tmp_path / "run" / "config.json")
   workdir_config.check_same(config, str(tmp_path / "run"))
@@ -407,7 +408,7 @@ def _truncated_resume(tmp_path):
     r"\S+/teacher/config.json is not valid JSON",
 )
 def _truncated_teacher(tmp_path):
-  config = config_lib.validate(helpers.tiny_config())
+  config = config_validation.validate(helpers.tiny_config())
   workdir_config.save(config, str(tmp_path / "teacher"))
   _truncate(tmp_path / "teacher" / "config.json")
   student = helpers.tiny_config(method=ml_collections.ConfigDict({"name": "vanilla_kd"}))
@@ -416,12 +417,12 @@ def _truncated_teacher(tmp_path):
           {"model": "tests.train.helpers:TinyCNN", "workdir": str(tmp_path / "teacher")}
       ),
   )
-  build.build_teachers(config_lib.validate(student), jnp.zeros((1, 28, 28, 1)))
+  build.build_teachers(config_validation.validate(student), jnp.zeros((1, 28, 28, 1)))
 
 
 @case("workdir/truncated_config_json_for_predict", ValueError, r"\S+/run/config.json is not valid")
 def _truncated_predict(tmp_path):
-  config = config_lib.validate(helpers.tiny_config())
+  config = config_validation.validate(helpers.tiny_config())
   workdir_config.save(config, str(tmp_path / "run"))
   _truncate(tmp_path / "run" / "config.json")
   predict.load(str(tmp_path / "run"))
@@ -463,7 +464,7 @@ def _ece_masked(tmp_path):
 def _finished_run(tmp_path, *, results=True):
   """A finished-looking TinyCNN run on MNIST digits: config, data.json, a checkpoint, results."""
   workdir = str(tmp_path / "run")
-  config = config_lib.validate(helpers.tiny_config(total_steps=4))
+  config = config_validation.validate(helpers.tiny_config(total_steps=4))
   batch = {"image": np.stack([helpers.mnist_small("train")[i]["image"] for i in range(8)])}
   workdir_config.save(config, workdir, example=batch)
   checkpointer = checkpoint_lib.Checkpointer(workdir, async_save=False)
@@ -556,7 +557,7 @@ def _late_accumulation(tmp_path):
           }
       ),
   )
-  config_lib.validate_stages(config)
+  staged_config.validate_stages(config)
 
 
 @case(
@@ -580,7 +581,7 @@ def _late_cache(tmp_path):
           }
       ),
   )
-  config_lib.validate_stages(config)
+  staged_config.validate_stages(config)
 
 
 @case(
@@ -595,7 +596,7 @@ def _late_evaluator(tmp_path):
       {"val_reaug": {"kind": "retrieval_augmented", "split": "validation", "betas": (2.0,)}}
   )
   config.stages.student.validation_split = "validation"
-  config_lib.validate_stages(config)
+  staged_config.validate_stages(config)
 
 
 @case(
@@ -605,7 +606,7 @@ def _late_evaluator(tmp_path):
     r"'model_kwargs': \{'width': 4\}",
 )
 def _late_teacher_network(tmp_path):
-  teacher = config_lib.validate(helpers.tiny_config())
+  teacher = config_validation.validate(helpers.tiny_config())
   workdir_config.save(teacher, str(tmp_path / "teacher"))
   (tmp_path / "teacher" / "checkpoints").mkdir()
   config = _staged(method=ml_collections.ConfigDict({"name": "vanilla_kd"}))
@@ -618,7 +619,7 @@ def _late_teacher_network(tmp_path):
           }
       ),
   )
-  config_lib.validate_stages(config)
+  staged_config.validate_stages(config)
 
 
 @pytest.mark.parametrize("name", sorted(CASES))

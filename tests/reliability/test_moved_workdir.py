@@ -5,13 +5,13 @@ import shutil
 import ml_collections
 import pytest
 
-from kd_jax.train import config as config_lib
+from kd_jax.train import config_json
 from kd_jax.train import stages
 from tests.train import helpers
 
 
 def test_portable_keeps_sibling_stages_relative():
-  saved = config_lib.portable(
+  saved = config_json.portable(
       {
           "seed": 0,
           "teachers": [
@@ -27,11 +27,11 @@ def test_portable_keeps_sibling_stages_relative():
       "/data/teachers/r56",
       "relative/t",
   ]
-  moved = config_lib.portable(
+  moved = config_json.portable(
       {"teachers": [{"model": "m", "workdir": "/new/place/teacher"}]}, "/new/place/student"
   )
   assert moved["teachers"] == [{"model": "m", "workdir": "../teacher"}]
-  assert config_lib.portable({"seed": 1}, "/runs/x") == {"seed": 1}
+  assert config_json.portable({"seed": 1}, "/runs/x") == {"seed": 1}
 
 
 @pytest.mark.slow

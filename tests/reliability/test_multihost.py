@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 from kd_jax.train import checkpoint as checkpoint_lib
-from kd_jax.train import steps as steps_lib
+from kd_jax.train import forward as forward_lib
 from kd_jax.train import writers
 from tests import compile_flags
 from tests.train import helpers
@@ -126,7 +126,7 @@ def test_two_processes_share_one_run(tmp_path):
       "label": np.array([e["label"] for e in examples]),
   }
   logits = helpers.TinyCNN(width=8).apply(
-      variables, steps_lib.model_input(batch, "image", jnp.float32), train=False
+      variables, forward_lib.model_input(batch, "image", jnp.float32), train=False
   )["logits"]
   accuracy = float(np.mean(np.argmax(np.asarray(logits), -1) == batch["label"]))
   results = json.loads((workdir / "results.json").read_text())

@@ -34,8 +34,8 @@ from kd_jax.losses import relational
 from kd_jax.metrics import fidelity
 from kd_jax.train import checkpoint as checkpoint_lib
 from kd_jax.train import choices
-from kd_jax.train import config as config_lib
 from kd_jax.train import config_references
+from kd_jax.train import config_validation
 from kd_jax.train import loop
 from kd_jax.train import stages
 from kd_jax.train import workdir_config
@@ -146,7 +146,7 @@ def test_a_changed_later_stage_fails_before_the_first_stage_trains(tmp_path):
       }
   )
   started = helpers.tiny_config(total_steps=3)  # what "second" was started with
-  workdir_config.save(config_lib.validate(started), str(tmp_path / "second"))
+  workdir_config.save(config_validation.validate(started), str(tmp_path / "second"))
   with pytest.raises(ValueError, match=r"\S+/second holds a run with a different config"):
     stages.run(config, str(tmp_path))
   assert not (tmp_path / "first").exists()

@@ -4,8 +4,9 @@ import ml_collections
 import numpy as np
 import pytest
 
-from kd_jax.train import config as config_lib
+from kd_jax.train import config_validation
 from kd_jax.train import loop
+from kd_jax.train import staged_config
 from tests.train import helpers
 
 
@@ -26,23 +27,23 @@ def test_unknown_keys_are_named():
   with pytest.raises(
       ValueError, match=r"Unknown key\(s\) in config: \['lerning_rate', " r"'optimizer.momentun'\]"
   ):
-    config_lib.validate(c)
+    config_validation.validate(c)
 
 
 def test_teacher_with_other_class_count_fails():
   with pytest.raises(ValueError, match=r"teachers\[0\].*num_classes=100.*num_classes=10"):
-    config_lib.validate(kd_config(model_kwargs={"num_classes": 100}))
+    config_validation.validate(kd_config(model_kwargs={"num_classes": 100}))
 
 
 def test_teacher_spec_keys_are_checked():
   with pytest.raises(ValueError, match=r"teachers\[0\].*unknown \['path'\]"):
-    config_lib.validate(kd_config(path="x"))
+    config_validation.validate(kd_config(path="x"))
 
 
 def test_distillation_without_teacher_fails():
   c = helpers.tiny_config(method=ml_collections.ConfigDict({"name": "vanilla_kd"}))
   with pytest.raises(ValueError, match="'vanilla_kd' distils from a teacher but config.teachers"):
-    config_lib.validate(c)
+    config_validation.validate(c)
 
 
 @pytest.mark.parametrize(
@@ -57,7 +58,7 @@ def test_inconsistent_settings(key, value, message):
   c = helpers.tiny_config(grad_accum_steps=4)
   c[key] = value
   with pytest.raises(ValueError, match=message):
-    config_lib.validate(c)
+    config_validation.validate(c)
 
 
 def staged(teacher_kwargs, order=("teacher", "student")):
@@ -70,20 +71,20 @@ def staged(teacher_kwargs, order=("teacher", "student")):
 
 
 def test_stages_check_teacher_against_its_stage_and_order():
-  assert [name for name, _ in config_lib.validate_stages(staged({"width": 8}))] == [
+  assert [name for name, _ in staged_config.validate_stages(staged({"width": 8}))] == [
       "teacher",
       "student",
   ]
   with pytest.raises(ValueError, match=r"does not match the run of stage 'teacher'.*width"):
-    config_lib.validate_stages(staged({"width": 16}))
+    staged_config.validate_stages(staged({"width": 16}))
   mismatch = staged({"width": 8})
   mismatch.stages.teacher.num_classes = 5
   with pytest.raises(ValueError, match=r"stage 'teacher'.*num_classes 10 vs 5"):
-    config_lib.validate_stages(mismatch)
+    staged_config.validate_stages(mismatch)
   with pytest.raises(ValueError, match="runs later"):
-    config_lib.validate_stages(staged({"width": 8}, order=("student", "teacher")))
+    staged_config.validate_stages(staged({"width": 8}, order=("student", "teacher")))
   with pytest.raises(ValueError, match="must list every stage"):
-    config_lib.validate_stages(staged({"width": 8}, order=("teacher",)))
+    staged_config.validate_stages(staged({"width": 8}, order=("teacher",)))
 
 
 def test_model_output_shape_is_checked_at_startup(tmp_path):
@@ -99,7 +100,7 @@ def test_model_output_shape_is_checked_at_startup(tmp_path):
 def test_batch_transform_is_seeded_by_step():
   from kd_jax.train import build
 
-  c = config_lib.validate(
+  c = config_validation.validate(
       helpers.tiny_config(
           batch_transforms=(ml_collections.ConfigDict({"name": "mixup", "alpha": 1.0}),)
       )
@@ -118,6 +119,6 @@ def test_batch_transform_is_seeded_by_step():
 def test_unknown_transform_is_named():
   from kd_jax.train import build
 
-  c = config_lib.validate(helpers.tiny_config(train_transforms=("PadCropFlipp",)))
+  c = config_validation.validate(helpers.tiny_config(train_transforms=("PadCropFlipp",)))
   with pytest.raises(ValueError, match="Unknown transform 'PadCropFlipp'"):
     build.build_data(c)

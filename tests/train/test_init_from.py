@@ -16,6 +16,8 @@ import pytest
 from kd_jax.train import build
 from kd_jax.train import checkpoint as checkpoint_lib
 from kd_jax.train import config as config_lib
+from kd_jax.train import config_json
+from kd_jax.train import config_validation
 from kd_jax.train import evaluation
 from kd_jax.train import init_from as init_from_lib
 from kd_jax.train import loop
@@ -134,7 +136,7 @@ def test_bad_init_from_settings_are_named(init, message):
   config = helpers.tiny_config()
   config.init_from = ml_collections.ConfigDict(init)
   with pytest.raises(ValueError, match=message) as error:
-    config_lib.validate(config)
+    config_validation.validate(config)
   assert "not model_kwargs.init_from" in str(error.value)
 
 
@@ -205,15 +207,15 @@ def test_warm_restarts_held_per_block_match_hand_computed_rates():
   np.testing.assert_allclose(rates, expected, rtol=1e-6)
   opt.schedule = "constant"
   with pytest.raises(ValueError, match="restarts a cosine"):
-    config_lib.validate(helpers.tiny_config(optimizer=opt))
+    config_validation.validate(helpers.tiny_config(optimizer=opt))
 
 
 def test_configs_saved_before_the_new_keys_still_compare_equal(tmp_path):
   """A config.json without `init_from`, `restart_steps`, `hold_steps` (older runs) resumes."""
-  config = config_lib.validate(helpers.tiny_config())
+  config = config_validation.validate(helpers.tiny_config())
   saved = json.loads(config.to_json())
   del saved["init_from"], saved["optimizer"]["restart_steps"], saved["optimizer"]["hold_steps"]
-  assert config_lib.portable(saved, str(tmp_path)) == config_lib.portable(
+  assert config_json.portable(saved, str(tmp_path)) == config_json.portable(
       json.loads(config.to_json()), str(tmp_path)
   )
 

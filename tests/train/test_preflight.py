@@ -5,7 +5,7 @@ import os
 import ml_collections
 import pytest
 
-from kd_jax.train import config as config_lib
+from kd_jax.train import staged_config
 from kd_jax.train import stages
 from tests.train import helpers
 
@@ -53,7 +53,7 @@ def test_a_typo_in_the_last_stage_fails_before_the_first_trains(tmp_path):
 )
 def test_each_kind_of_unresolvable_setting_is_named(overrides, message):
   with pytest.raises(ValueError, match=message):
-    config_lib.validate_stages(two_stages(**overrides))
+    staged_config.validate_stages(two_stages(**overrides))
 
 
 def test_teacher_outside_the_config_must_have_been_trained(tmp_path):
@@ -62,7 +62,7 @@ def test_teacher_outside_the_config_must_have_been_trained(tmp_path):
   config.stages = ml_collections.ConfigDict({"student": config.stages.student})
   config.stage_order = ("student",)
   with pytest.raises(ValueError, match=r"teachers\[0\].workdir .*elsewhere.* no checkpoints"):
-    config_lib.validate_stages(config)
+    staged_config.validate_stages(config)
 
 
 def test_raw_text_without_tokenize_says_what_to_add(tmp_path):
@@ -78,4 +78,4 @@ def test_raw_text_without_tokenize_says_what_to_add(tmp_path):
       ValueError,
       match=r"stage 'teacher': after train_transforms.*" r"not input_key 'input_ids'.*\"Tokenize\"",
   ):
-    config_lib.validate_stages(config)
+    staged_config.validate_stages(config)

@@ -14,6 +14,7 @@ from kd_jax import data
 from kd_jax import methods
 from kd_jax.methods import base
 from kd_jax.losses import logits as logit_losses
+from kd_jax.train import forward as forward_lib
 from kd_jax.train import mesh as mesh_lib
 from kd_jax.train import steps as steps_lib
 from kd_jax.train.state import create_train_state
@@ -43,9 +44,9 @@ def init(model, seed, x):
 
 
 def make_state(model, method, tx, batch, seed=0):
-  x = steps_lib.model_input(batch, "image", jnp.float32)
+  x = forward_lib.model_input(batch, "image", jnp.float32)
   variables = init(model, seed, x)
-  forward = steps_lib.Forward(model, (), jnp.float32)
+  forward = forward_lib.Forward(model, (), jnp.float32)
   out = jax.jit(forward.student_eval)(
       variables["params"], {k: v for k, v in variables.items() if k != "params"}, x
   )
@@ -74,7 +75,7 @@ def test_gradient_accumulation_equals_full_batch(batch, mesh):
   method = methods.get_method("supervised")
   tx = optax.sgd(0.5)
   state = make_state(model, method, tx, batch)
-  forward = steps_lib.Forward(model, (), jnp.float32)
+  forward = forward_lib.Forward(model, (), jnp.float32)
   sharded = mesh_lib.shard_batch(batch, mesh)
   results = {}
   for accum in (1, 4):
@@ -114,10 +115,10 @@ def test_gradient_accumulation_equals_full_batch(batch, mesh):
 
 def test_teacher_gets_no_gradient(batch):
   teacher, student = helpers.TinyCNN(width=6), helpers.TinyCNN(width=4)
-  x = steps_lib.model_input(batch, "image", jnp.float32)
+  x = forward_lib.model_input(batch, "image", jnp.float32)
   teacher_vars = init(teacher, 3, x)
   student_vars = init(student, 4, x)
-  forward = steps_lib.Forward(student, (teacher,), jnp.float32)
+  forward = forward_lib.Forward(student, (teacher,), jnp.float32)
   method = methods.get_method("vanilla_kd", temperature=2.0)
 
   def loss(student_params, teacher_variables):
@@ -182,7 +183,7 @@ def test_stateful_method_with_alternating_optimizer(batch, mesh):
   tx = method.optimizer(optax.sgd(0.1), CONTEXT)
   state = make_state(model, method, tx, batch)
   step = steps_lib.build_train_step(
-      forward=steps_lib.Forward(model, (), jnp.float32),
+      forward=forward_lib.Forward(model, (), jnp.float32),
       method=method,
       tx=tx,
       mesh=mesh,
@@ -212,7 +213,7 @@ def test_bfloat16_compute_keeps_float32_params(batch, mesh):
     model = helpers.TinyCNN(dtype=dtype)
     state = make_state(helpers.TinyCNN(), method, tx, batch)
     step = steps_lib.build_train_step(
-        forward=steps_lib.Forward(model, (), dtype),
+        forward=forward_lib.Forward(model, (), dtype),
         method=method,
         tx=tx,
         mesh=mesh,

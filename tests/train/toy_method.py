@@ -118,11 +118,11 @@ class SplitSummary:
   def __call__(self, run):
     variables = run.student_variables()
     forward, input_key = run.forward, run.input_key
-    from kd_jax.train import steps  # pylint: disable=g-import-not-at-top
+    from kd_jax.train import forward as forward_lib  # pylint: disable=g-import-not-at-top
 
     @jax.jit
     def predict(batch):
-      x = steps.model_input(batch, input_key, jnp.float32)
+      x = forward_lib.model_input(batch, input_key, jnp.float32)
       params = dict(variables)
       return {
           "argmax": jnp.argmax(forward.student_eval(params.pop("params"), params, x)["logits"], -1)
