@@ -176,8 +176,8 @@ def claims(variant: str, table_cells: dict, results: dict) -> list[str]:
   where = (
       "CIFAR-100 at the papers' pairs and values"
       if variant == "paper"
-      else "this dataset, these two networks, this training length and each method's two "
-      "candidate weights; it says nothing about the methods' CIFAR-100 numbers"
+      else "this dataset, these two networks, this training length and each method's candidate "
+      "weights; it says nothing about the methods' CIFAR-100 numbers"
   )
   lines.append(f"- Scope: every statement above is about {where}.")
   return lines
